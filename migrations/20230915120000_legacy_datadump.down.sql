@@ -1,0 +1,2 @@
+DROP TABLE datadump;
+DROP EXTENSION IF EXISTS hstore;

@@ -1,0 +1,315 @@
+//! Configuration from the environment: which server source, which image, which binaries, and
+//! what happens to a test's database when the test ends.
+//!
+//! Unset and empty variables take their defaults; a variable that is set to something pgfresh
+//! cannot use is an error naming the variable and its (redacted) value, never silently ignored.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// The image the docker source runs when `PGFRESH_IMAGE` is unset: a current official release.
+pub(crate) const DEFAULT_IMAGE: (&str, &str) = ("postgres", "18-alpine");
+
+/// Where the PostgreSQL server comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// An existing server named by `DB_URL` (or `DATABASE_URL`).
+    Url,
+    /// A container started through testcontainers.
+    Docker,
+    /// A throwaway cluster started from PostgreSQL binaries on this machine.
+    Local,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Url => "url",
+            Self::Docker => "docker",
+            Self::Local => "local",
+        })
+    }
+}
+
+/// `PGFRESH_SERVER`: a fixed source, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Auto,
+    Fixed(Source),
+}
+
+/// Whether a test's database survives the test (`PGFRESH_KEEP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeepPolicy {
+    /// Always drop the database.
+    Never,
+    /// Keep it when the test panicked, and print how to connect to it (the default).
+    #[default]
+    Failed,
+    /// Keep every database.
+    Always,
+}
+
+impl FromStr for KeepPolicy {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "never" => Ok(Self::Never),
+            "failed" => Ok(Self::Failed),
+            "always" => Ok(Self::Always),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A URL from the environment, remembered with the variable it came from.
+#[derive(Clone)]
+pub(crate) struct UrlSetting {
+    pub var: &'static str,
+    pub url: String,
+}
+
+impl fmt::Debug for UrlSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.var, redact_url(&self.url))
+    }
+}
+
+/// Everything read from the environment, once per process.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub choice: Choice,
+    pub url: Option<UrlSetting>,
+    pub image: (String, String),
+    pub pg_bin: Option<PathBuf>,
+    pub keep: KeepPolicy,
+}
+
+impl Config {
+    /// The process's configuration, read from the environment on first use.
+    pub fn global() -> Result<&'static Self> {
+        static CONFIG: std::sync::OnceLock<Result<Config>> = std::sync::OnceLock::new();
+        CONFIG
+            .get_or_init(Self::from_env)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `get`, so that parsing can be tested without touching the
+    /// process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let url = ["DB_URL", "DATABASE_URL"]
+            .into_iter()
+            .find_map(|var| get(var).map(|url| UrlSetting { var, url }));
+
+        let choice = match get("PGFRESH_SERVER") {
+            None => Choice::Auto,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "auto" => Choice::Auto,
+                "url" => Choice::Fixed(Source::Url),
+                "docker" => Choice::Fixed(Source::Docker),
+                "local" => Choice::Fixed(Source::Local),
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        var: "PGFRESH_SERVER",
+                        value: v,
+                        reason: "expected one of auto, url, docker, local".into(),
+                    });
+                }
+            },
+        };
+        if choice == Choice::Fixed(Source::Url) && url.is_none() {
+            return Err(Error::InvalidConfig {
+                var: "PGFRESH_SERVER",
+                value: "url".into(),
+                reason: "the url source needs DB_URL (or DATABASE_URL) set to a server, e.g. \
+                         DB_URL=postgres://postgres:password@localhost:5432/postgres"
+                    .into(),
+            });
+        }
+
+        let image = match get("PGFRESH_IMAGE") {
+            None => (DEFAULT_IMAGE.0.to_owned(), DEFAULT_IMAGE.1.to_owned()),
+            Some(v) => parse_image(&v).ok_or_else(|| Error::InvalidConfig {
+                var: "PGFRESH_IMAGE",
+                value: v.clone(),
+                reason: "expected an image reference name:tag, e.g. postgres:18-alpine".into(),
+            })?,
+        };
+
+        let keep = match get("PGFRESH_KEEP") {
+            None => KeepPolicy::default(),
+            Some(v) => v.parse().map_err(|()| Error::InvalidConfig {
+                var: "PGFRESH_KEEP",
+                value: v.clone(),
+                reason: "expected one of never, failed, always".into(),
+            })?,
+        };
+
+        Ok(Self {
+            choice,
+            url,
+            image,
+            pg_bin: get("PGFRESH_PG_BIN").map(PathBuf::from),
+            keep,
+        })
+    }
+}
+
+/// Splits `name:tag` (the name may carry a registry with a port: `host:5000/pg:15`).
+fn parse_image(s: &str) -> Option<(String, String)> {
+    let s = s.trim();
+    if s.chars().any(char::is_whitespace) || s.contains('@') {
+        return None;
+    }
+    let last_slash = s.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match s[last_slash..].rfind(':') {
+        Some(i) => (&s[..last_slash + i], &s[last_slash + i + 1..]),
+        None => (s, "latest"),
+    };
+    (!name.is_empty() && !tag.is_empty() && !name.ends_with('/'))
+        .then(|| (name.to_owned(), tag.to_owned()))
+}
+
+/// Replaces the password of a `postgres://user:password@host/db` URL (and any `password=`
+/// query parameter) with `***`, so that URLs can appear in messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.choice, Choice::Auto);
+        assert!(c.url.is_none());
+        assert_eq!(c.image, ("postgres".into(), "18-alpine".into()));
+        assert_eq!(c.keep, KeepPolicy::Failed);
+        assert!(c.pg_bin.is_none());
+    }
+
+    #[test]
+    fn db_url_wins_over_database_url_and_empty_is_unset() {
+        let c = config(&[
+            ("DB_URL", "postgres://a/b"),
+            ("DATABASE_URL", "postgres://c/d"),
+        ])
+        .unwrap();
+        assert_eq!(c.url.unwrap().var, "DB_URL");
+        let c = config(&[("DB_URL", " "), ("DATABASE_URL", "postgres://c/d")]).unwrap();
+        assert_eq!(c.url.unwrap().var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn unknown_values_name_the_variable() {
+        let e = config(&[("PGFRESH_SERVER", "podman")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PGFRESH_SERVER=podman"), "{e}");
+        assert!(e.contains("auto, url, docker, local"), "{e}");
+        let e = config(&[("PGFRESH_KEEP", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PGFRESH_KEEP=sometimes"), "{e}");
+        assert!(e.contains("never, failed, always"), "{e}");
+        let e = config(&[("PGFRESH_IMAGE", "postgres:")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PGFRESH_IMAGE=postgres:"), "{e}");
+    }
+
+    #[test]
+    fn url_source_needs_a_url() {
+        let e = config(&[("PGFRESH_SERVER", "url")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DB_URL"), "{e}");
+    }
+
+    #[test]
+    fn values_are_case_insensitive() {
+        let c = config(&[("PGFRESH_SERVER", "Docker"), ("PGFRESH_KEEP", "ALWAYS")]).unwrap();
+        assert_eq!(c.choice, Choice::Fixed(Source::Docker));
+        assert_eq!(c.keep, KeepPolicy::Always);
+    }
+
+    #[test]
+    fn image_references() {
+        let p = |s| parse_image(s).map(|(n, t)| format!("{n} {t}"));
+        assert_eq!(p("postgres:18-alpine").unwrap(), "postgres 18-alpine");
+        assert_eq!(p("postgres").unwrap(), "postgres latest");
+        assert_eq!(p("reg:5000/team/pg:15").unwrap(), "reg:5000/team/pg 15");
+        assert_eq!(p("reg:5000/pg").unwrap(), "reg:5000/pg latest");
+        assert!(p("pg:").is_none());
+        assert!(p(":15").is_none());
+        assert!(p("pg 15").is_none());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?sslmode=off"),
+            "postgres://u:***@h/db?sslmode=off"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=x"),
+            "postgres://h/db?user=u&password=***"
+        );
+        let c = config(&[("DB_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The one error type of the crate.
+//!
+//! Every message says what went wrong and what to do about it (which variable to set, which
+//! command to run). Secrets never appear: URLs are shown with their password replaced by `***`.
+//! Errors are `Clone` (their sources sit behind `Arc`) because a failure to start the server or
+//! to build a template is reported to every test that asked for a database, not only the first.
+
+use std::sync::Arc;
+
+/// `Result` with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while handing out a test database.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment variable is set to a value pgfresh cannot use.
+    #[error("{var}={value} is not valid: {reason}. Fix or unset {var}.")]
+    InvalidConfig {
+        /// The variable, e.g. `PGFRESH_SERVER`.
+        var: &'static str,
+        /// Its value, password redacted.
+        value: String,
+        /// What was expected instead.
+        reason: String,
+    },
+
+    /// `PGFRESH_SERVER=auto` found neither a URL, nor Docker, nor PostgreSQL binaries.
+    #[error(
+        "pgfresh found no PostgreSQL server to use. Any one of these fixes it:\n  \
+         - set DB_URL to a server where your role may CREATE DATABASE, \
+         e.g. DB_URL=postgres://postgres:password@localhost:5432/postgres\n  \
+         - start Docker ({docker})\n  \
+         - install PostgreSQL (apt-get install postgresql, brew install postgresql) \
+         or set PGFRESH_PG_BIN to the directory holding initdb and pg_ctl ({local})"
+    )]
+    NoServer {
+        /// Why the docker source was not usable.
+        docker: String,
+        /// Why the local source was not usable.
+        local: String,
+    },
+
+    /// The docker source could not start or reach its container.
+    #[error("docker source: {reason}. {remedy}")]
+    Docker {
+        /// What failed.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+    },
+
+    /// The local source could not find or run the PostgreSQL binaries.
+    #[error("local source: {reason}. {remedy}")]
+    Local {
+        /// What failed.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+    },
+
+    /// A server source was asked for that this build of pgfresh does not have.
+    #[error(
+        "PGFRESH_SERVER={source_name} needs pgfresh's `{source_name}` cargo feature, which is \
+         disabled in this build. Enable it in Cargo.toml or choose another PGFRESH_SERVER."
+    )]
+    SourceDisabled {
+        /// `docker` or `local`.
+        source_name: &'static str,
+    },
+
+    /// The server did not accept a connection.
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {source}. Check that the server is running \
+         and that {hint}."
+    )]
+    Connect {
+        /// `host:port/database` (never a password).
+        target: String,
+        /// Where the address came from, e.g. `DB_URL is right`.
+        hint: String,
+        /// The driver's error.
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+
+    /// The role pgfresh connects as may not create databases.
+    #[error(
+        "role \"{role}\" may not create databases, and pgfresh creates one per test. \
+         Run `ALTER ROLE \"{role}\" CREATEDB;` as a superuser, or point DB_URL at a role that has \
+         CREATEDB."
+    )]
+    NoCreateDb {
+        /// The role from the URL.
+        role: String,
+    },
+
+    /// The migrations could not be read.
+    #[error(
+        "cannot read migrations from {location}: {reason}. Check the path (it is relative to the crate root under cargo test)."
+    )]
+    MigrationSource {
+        /// The folder.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A migration failed while building the template database.
+    #[error(
+        "migration {version} ({description}) failed while building template {template}: {message}. \
+         Fix the migration; the half-built template was dropped and is rebuilt on the next run."
+    )]
+    Migration {
+        /// The version of the failing migration.
+        version: i64,
+        /// Its description.
+        description: String,
+        /// The template being built.
+        template: String,
+        /// The server's message, with the line and column of the error when the server gave one.
+        message: String,
+    },
+
+    /// A database operation on the server failed.
+    #[error("{action} failed: {source}")]
+    Database {
+        /// What pgfresh was doing.
+        action: String,
+        /// The driver's error.
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+
+    /// A database pgfresh is about to drop or alter does not carry its marker.
+    #[error(
+        "database \"{name}\" exists but was not created by pgfresh (no pgfresh marker); pgfresh \
+         leaves it alone. Drop or rename it yourself if it is stale."
+    )]
+    NotOurs {
+        /// The database name.
+        name: String,
+    },
+
+    /// The background worker that owns the server is gone.
+    #[error("the pgfresh worker thread stopped ({0}); this is a bug in pgfresh, please report it")]
+    Worker(String),
+
+    /// An operation did not finish in time.
+    #[error("{what} did not finish within {seconds} s. {remedy}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        seconds: u64,
+        /// What to do about it.
+        remedy: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn database(action: impl Into<String>, source: sqlx::Error) -> Self {
+        Self::Database {
+            action: action.into(),
+            source: Arc::new(source),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! [`Harness`]: hands out test databases for one migration set.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::OnceCell;
+
+use crate::admin;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
+use crate::server::{CONNECT_TIMEOUT, address};
+use crate::testdb::{Parts, TestDb};
+use crate::worker;
+
+/// Connections per test pool unless [`Harness::with_pool_size`] says otherwise: enough for a
+/// test that runs a few queries concurrently, small enough that many tests in parallel stay far
+/// below the server's `max_connections`.
+pub const DEFAULT_POOL_SIZE: u32 = 5;
+
+#[derive(Debug)]
+enum Origin {
+    Static(&'static Migrator),
+    Dir(PathBuf),
+}
+
+/// Hands out databases migrated with one migration set.
+///
+/// The first [`test_db`](Harness::test_db) of a process starts (or connects to) the server and
+/// builds the set's template once; every call clones the template into a new database.
+/// A `Harness` is cheap and meant to live in a `static`:
+///
+/// ```no_run
+/// use pgfresh::{Harness, TestDb};
+///
+/// static MIGRATOR: pgfresh::sqlx::migrate::Migrator = pgfresh::sqlx::migrate!();
+/// static HARNESS: Harness = Harness::new(&MIGRATOR);
+///
+/// async fn db() -> TestDb {
+///     HARNESS.test_db().await.unwrap_or_else(|e| panic!("{e}"))
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Harness {
+    origin: Origin,
+    pool_size: u32,
+    set: OnceCell<Result<Arc<MigrationSet>>>,
+}
+
+impl Harness {
+    /// A harness for a migrator, usually `sqlx::migrate!()` in a `static`.
+    pub const fn new(migrator: &'static Migrator) -> Self {
+        Self {
+            origin: Origin::Static(migrator),
+            pool_size: DEFAULT_POOL_SIZE,
+            set: OnceCell::const_new(),
+        }
+    }
+
+    /// A harness for a migrations folder read at run time (relative paths are relative to the
+    /// working directory, which `cargo test` sets to the crate's root). The folder is read on
+    /// the first [`test_db`](Harness::test_db); a missing or unreadable folder is reported there.
+    pub fn from_dir(path: impl Into<PathBuf>) -> Self {
+        Self {
+            origin: Origin::Dir(path.into()),
+            pool_size: DEFAULT_POOL_SIZE,
+            set: OnceCell::const_new(),
+        }
+    }
+
+    /// Sets the maximum number of connections of each test's pool (default
+    /// [`DEFAULT_POOL_SIZE`]).
+    #[must_use]
+    pub const fn with_pool_size(mut self, connections: u32) -> Self {
+        self.pool_size = if connections == 0 { 1 } else { connections };
+        self
+    }
+
+    /// A new database migrated to head, with a pool on the caller's runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the configuration is invalid, no server can be started or reached, the migrations
+    /// cannot be read or fail, or the server refuses to create the database. Every message says
+    /// what to do.
+    pub async fn test_db(&self) -> Result<TestDb> {
+        self.hand_out(None).await
+    }
+
+    /// A new database migrated only up to `version` (inclusive), for testing a migration
+    /// itself: seed data at one revision, then move with [`TestDb::migrate_to`]. Templates of
+    /// partial revisions are cached like the head template.
+    ///
+    /// # Errors
+    ///
+    /// As [`test_db`](Harness::test_db), and when `version` is not one of the set's versions
+    /// (the message lists the known ones).
+    pub async fn test_db_at(&self, version: i64) -> Result<TestDb> {
+        self.hand_out(Some(version)).await
+    }
+
+    async fn migration_set(&self) -> Result<Arc<MigrationSet>> {
+        self.set
+            .get_or_init(|| async {
+                match &self.origin {
+                    Origin::Static(m) => {
+                        Ok(MigrationSet::from_migrator(m, "the Harness's Migrator"))
+                    }
+                    Origin::Dir(dir) => MigrationSet::from_dir(dir).await,
+                }
+                .map(Arc::new)
+            })
+            .await
+            .clone()
+    }
+
+    async fn hand_out(&self, upto: Option<i64>) -> Result<TestDb> {
+        let config = Config::global()?;
+        let set = self.migration_set().await?;
+        if let Some(version) = upto {
+            set.check_version(version)?;
+        }
+        let (server, name) = worker::call(move |state| async move {
+            let (server, template) = state.template(&set, upto).await?;
+            let name = admin::create_test_db(&server, &template, &set.hash(upto)).await?;
+            Ok((server, name))
+        })
+        .await?;
+
+        let options = server
+            .options
+            .clone()
+            .database(&name)
+            .application_name("pgfresh-test");
+        let mut url = server.url.clone();
+        url.set_path(&name);
+        let source = server.source;
+        let password_from_user = server.password_from_user;
+        // Only copies of the server's settings cross over: the server itself stays on the
+        // worker's runtime.
+        drop(server);
+
+        let pool = PgPoolOptions::new()
+            .max_connections(self.pool_size)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(e) => {
+                let dropped = name.clone();
+                let _ = worker::call(move |state| async move {
+                    admin::drop_test_db(&*state.server().await?, &dropped).await
+                })
+                .await;
+                return Err(Error::Connect {
+                    target: address(&options),
+                    hint: "the server has connections to spare (max_connections)".into(),
+                    source: e.into(),
+                });
+            }
+        };
+        Ok(TestDb::new(Parts {
+            pool,
+            name,
+            options,
+            url,
+            source,
+            keep: config.keep,
+            password_from_user,
+        }))
+    }
+}

@@ -1,0 +1,190 @@
+//! A migration set, its content hash, and the database names derived from it.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::error::{Error, Result};
+
+/// Every database pgfresh creates starts with this; the marker comment (see
+/// [`crate::admin`]) is what proves it is ours, the prefix only narrows the search.
+pub(crate) const PREFIX: &str = "pgfresh_";
+
+/// Bumped whenever the way a template is built changes, so old templates are not reused.
+const TEMPLATE_FORMAT: &str = "pgfresh-template-v1";
+
+/// A migration set ready to build templates from.
+#[derive(Debug)]
+pub(crate) struct MigrationSet {
+    pub migrator: Migrator,
+    /// Where the set came from, for messages.
+    pub origin: String,
+}
+
+impl MigrationSet {
+    /// Copies a (usually `static`) migrator.
+    pub fn from_migrator(m: &Migrator, origin: impl Into<String>) -> Self {
+        let migrator = Migrator {
+            migrations: Cow::Owned(m.migrations.to_vec()),
+            ignore_missing: m.ignore_missing,
+            locking: m.locking,
+            no_tx: m.no_tx,
+            table_name: m.table_name.clone(),
+            create_schemas: m.create_schemas.clone(),
+        };
+        Self {
+            migrator,
+            origin: origin.into(),
+        }
+    }
+
+    /// Reads a migrations folder the way `sqlx::migrate!` and `sqlx migrate run` do.
+    pub async fn from_dir(dir: &Path) -> Result<Self> {
+        let location = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(Error::MigrationSource {
+                location,
+                reason: "no such directory".into(),
+            });
+        }
+        let migrator = Migrator::new(dir)
+            .await
+            .map_err(|e| Error::MigrationSource {
+                location: location.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            migrator,
+            origin: location,
+        })
+    }
+
+    /// The up migrations, in order.
+    pub fn ups(&self) -> impl Iterator<Item = &Migration> {
+        self.migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+    }
+
+    /// Checks that `version` is one of the set's versions.
+    pub fn check_version(&self, version: i64) -> Result<()> {
+        if self.ups().any(|m| m.version == version) {
+            return Ok(());
+        }
+        let known: Vec<String> = self.ups().map(|m| m.version.to_string()).collect();
+        Err(Error::MigrationSource {
+            location: self.origin.clone(),
+            reason: format!(
+                "there is no migration {version}; the known versions are: {}",
+                if known.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        })
+    }
+
+    /// A hash of everything that changes the database a template build produces: each
+    /// migration applied up to `upto` (version, kind, checksum, transaction mode), the
+    /// bookkeeping table and schemas, and the template format.
+    pub fn hash(&self, upto: Option<i64>) -> String {
+        let mut h = Sha256::new();
+        h.update(TEMPLATE_FORMAT);
+        h.update([0]);
+        h.update(self.migrator.table_name.as_bytes());
+        for schema in self.migrator.create_schemas.iter() {
+            h.update([0]);
+            h.update(schema.as_bytes());
+        }
+        for m in self.ups().filter(|m| upto.is_none_or(|v| m.version <= v)) {
+            h.update([1]);
+            h.update(m.version.to_le_bytes());
+            h.update([kind_byte(m.migration_type), u8::from(m.no_tx)]);
+            h.update(&m.checksum[..]);
+        }
+        let digest = h.finalize();
+        digest[..8].iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+}
+
+fn kind_byte(t: MigrationType) -> u8 {
+    match t {
+        MigrationType::Simple => b's',
+        MigrationType::ReversibleUp => b'u',
+        MigrationType::ReversibleDown => b'd',
+    }
+}
+
+/// `pgfresh_t_<hash>`: the template of one migration set (16 hex digits: 26 bytes).
+pub(crate) fn template_name(hash: &str) -> String {
+    format!("{PREFIX}t_{hash}")
+}
+
+/// `pgfresh_<hash8>_<random12>`: one test's database (29 bytes, well within the 63-byte limit).
+pub(crate) fn test_db_name(hash: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{PREFIX}{}_{}", &hash[..8], &id[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::SqlSafeStr;
+
+    fn set(migrations: Vec<Migration>) -> MigrationSet {
+        MigrationSet {
+            migrator: Migrator::with_migrations(migrations),
+            origin: "test".into(),
+        }
+    }
+
+    fn m(version: i64, sql: &'static str) -> Migration {
+        Migration::new(
+            version,
+            Cow::Borrowed("x"),
+            MigrationType::Simple,
+            sqlx::AssertSqlSafe(sql).into_sql_str(),
+            false,
+        )
+    }
+
+    #[test]
+    fn hash_changes_with_content_and_target() {
+        let a = set(vec![m(1, "create table a()"), m(2, "create table b()")]);
+        let b = set(vec![m(1, "create table a()"), m(2, "create table c()")]);
+        assert_eq!(a.hash(None), a.hash(None));
+        assert_ne!(a.hash(None), b.hash(None));
+        assert_eq!(a.hash(Some(1)), b.hash(Some(1)));
+        assert_ne!(a.hash(Some(1)), a.hash(None));
+        assert_eq!(a.hash(None).len(), 16);
+    }
+
+    #[test]
+    fn names_fit_postgres_limit() {
+        let hash = set(vec![]).hash(None);
+        let t = template_name(&hash);
+        let d = test_db_name(&hash);
+        assert!(t.len() <= 63 && d.len() <= 63, "{t} {d}");
+        assert!(d.starts_with(PREFIX) && t.starts_with(PREFIX));
+        assert_ne!(test_db_name(&hash), d);
+        assert!(
+            d.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        );
+    }
+
+    #[test]
+    fn unknown_version_lists_known_ones() {
+        let s = set(vec![m(1, "a"), m(20, "b")]);
+        assert!(s.check_version(20).is_ok());
+        let e = s.check_version(3).unwrap_err().to_string();
+        assert!(e.contains("no migration 3") && e.contains("1, 20"), "{e}");
+    }
+}

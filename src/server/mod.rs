@@ -1,0 +1,199 @@
+//! Server sources: where the PostgreSQL server comes from.
+//!
+//! Each source lives in its own file and produces a [`Started`] server: connection options for
+//! an administrative connection plus whatever must stay alive for the server to keep running.
+//! [`start`] picks the source (`PGFRESH_SERVER`), starts it, and checks that the role may
+//! create databases.
+
+#[cfg(feature = "docker")]
+mod docker;
+#[cfg(any(feature = "docker", feature = "local"))]
+mod guardian;
+#[cfg(feature = "local")]
+mod local;
+mod url;
+
+use std::any::Any;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::config::{Choice, Config, Source};
+use crate::error::{Error, Result};
+
+/// How long pgfresh waits for a server to accept a connection before giving up.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Test-speed server settings for the servers pgfresh starts: durability traded for speed,
+/// which a throwaway test server never needs.
+#[cfg(any(feature = "docker", feature = "local"))]
+const SPEED_SETTINGS: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "autovacuum=off",
+    "max_connections=200",
+];
+
+/// What a source hands back once its server accepts connections.
+pub(crate) struct Started {
+    pub source: Source,
+    /// Options for the administrative connection (never used to write into its database).
+    pub options: PgConnectOptions,
+    /// The same server as a URL (test databases get theirs by replacing the path).
+    pub url: ::url::Url,
+    /// `true` when the password came from the user (`DB_URL`) and must never be printed.
+    pub password_from_user: bool,
+    /// Where the address came from, for connection errors.
+    pub hint: String,
+    /// Keeps the container or cluster alive while the process runs.
+    pub keepalive: Box<dyn Any + Send + Sync>,
+}
+
+/// A running server and the administrative pool pgfresh uses on it.
+pub(crate) struct Server {
+    pub source: Source,
+    pub options: PgConnectOptions,
+    pub url: ::url::Url,
+    pub password_from_user: bool,
+    pub admin: PgPool,
+    /// `server_version_num`, e.g. 150004.
+    pub version: u32,
+    _keepalive: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("source", &self.source)
+            .field("address", &address(&self.options))
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts (or connects to) the server the configuration asks for.
+pub(crate) async fn start(config: &Config) -> Result<Server> {
+    let started = match config.choice {
+        Choice::Fixed(source) => start_source(source, config).await?,
+        Choice::Auto => start_auto(config).await?,
+    };
+    connect(started).await
+}
+
+async fn start_auto(config: &Config) -> Result<Started> {
+    if config.url.is_some() {
+        return start_source(Source::Url, config).await;
+    }
+    let docker = match docker_available() {
+        Ok(()) => match start_source(Source::Docker, config).await {
+            Ok(started) => return Ok(started),
+            // A daemon that cannot run the image (no registry, say) should not stop a machine
+            // that also has PostgreSQL installed; without local binaries the docker error is
+            // the one worth reading.
+            Err(e) if local_available(config).is_ok() => {
+                tracing::warn!("docker source failed, falling back to local binaries: {e}");
+                e.to_string()
+            }
+            Err(e) => return Err(e),
+        },
+        Err(why) => why,
+    };
+    let local = match local_available(config) {
+        Ok(()) => return start_source(Source::Local, config).await,
+        Err(why) => why,
+    };
+    Err(Error::NoServer { docker, local })
+}
+
+async fn start_source(source: Source, config: &Config) -> Result<Started> {
+    tracing::debug!(%source, "starting server source");
+    match source {
+        Source::Url => url::start(config),
+        #[cfg(feature = "docker")]
+        Source::Docker => docker::start(config).await,
+        #[cfg(feature = "local")]
+        Source::Local => local::start(config).await,
+        #[cfg(not(feature = "docker"))]
+        Source::Docker => Err(Error::SourceDisabled {
+            source_name: "docker",
+        }),
+        #[cfg(not(feature = "local"))]
+        Source::Local => Err(Error::SourceDisabled {
+            source_name: "local",
+        }),
+    }
+}
+
+fn docker_available() -> Result<(), String> {
+    #[cfg(feature = "docker")]
+    return docker::available();
+    #[cfg(not(feature = "docker"))]
+    Err("the docker feature is disabled".into())
+}
+
+fn local_available(config: &Config) -> Result<(), String> {
+    #[cfg(feature = "local")]
+    return local::find_binaries(config)
+        .map(drop)
+        .map_err(|e| e.to_string());
+    #[cfg(not(feature = "local"))]
+    {
+        let _ = config;
+        Err("the local feature is disabled".into())
+    }
+}
+
+/// `host:port/database`, for messages (never the password).
+pub(crate) fn address(o: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or(o.get_username())
+    )
+}
+
+async fn connect(started: Started) -> Result<Server> {
+    let options = started
+        .options
+        .clone()
+        .application_name("pgfresh")
+        .log_statements(tracing::log::LevelFilter::Debug);
+    let admin = PgPoolOptions::new()
+        .max_connections(4)
+        .min_connections(0)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .idle_timeout(Duration::from_secs(30))
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| Error::Connect {
+            target: address(&options),
+            hint: started.hint.clone(),
+            source: e.into(),
+        })?;
+
+    let (version, may_create): (i32, bool) = sqlx::query_as(
+        "SELECT current_setting('server_version_num')::int, \
+                (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user)",
+    )
+    .fetch_one(&admin)
+    .await
+    .map_err(|e| Error::database("checking the server version and role", e))?;
+    if !may_create {
+        return Err(Error::NoCreateDb {
+            role: options.get_username().to_owned(),
+        });
+    }
+    tracing::info!(source = %started.source, address = %address(&options), version, "server ready");
+    Ok(Server {
+        source: started.source,
+        options,
+        url: started.url,
+        password_from_user: started.password_from_user,
+        admin,
+        version: u32::try_from(version).unwrap_or_default(),
+        _keepalive: started.keepalive,
+    })
+}

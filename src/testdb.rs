@@ -1,0 +1,186 @@
+//! [`TestDb`]: one test's database, dropped when the guard goes.
+
+use std::fmt;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::admin;
+use crate::config::{KeepPolicy, Source, redact_url};
+use crate::error::{Error, Result};
+use crate::worker;
+
+/// How long `Drop` waits for the worker to drop the database before going on without it.
+const DROP_WAIT: Duration = Duration::from_secs(10);
+
+/// A fresh database for one test, migrated and ready, with a pool connected to it.
+///
+/// The database is dropped when the guard is dropped, unless `PGFRESH_KEEP` says to keep it
+/// (by default a database is kept when its test panicked, and pgfresh prints how to connect).
+/// Use [`TestDb::close`] to drop it and see any error, or [`TestDb::keep`] to keep it.
+///
+/// # Resource leaking
+///
+/// `Drop` does not run when the process ends through `std::process::exit`, a signal, or a
+/// panic with `panic = "abort"`, nor for a `TestDb` stored in a `static`. The database then
+/// stays on the server; its name starts with `pgfresh_` and its comment says `pgfresh:test`.
+pub struct TestDb {
+    pool: PgPool,
+    name: String,
+    options: PgConnectOptions,
+    url: url::Url,
+    source: Source,
+    keep: KeepPolicy,
+    password_from_user: bool,
+    /// `false` once the database was closed or kept explicitly.
+    armed: bool,
+}
+
+/// Everything needed to build a [`TestDb`], gathered on the worker.
+pub(crate) struct Parts {
+    pub pool: PgPool,
+    pub name: String,
+    pub options: PgConnectOptions,
+    pub url: url::Url,
+    pub source: Source,
+    pub keep: KeepPolicy,
+    pub password_from_user: bool,
+}
+
+impl TestDb {
+    pub(crate) fn new(p: Parts) -> Self {
+        Self {
+            pool: p.pool,
+            name: p.name,
+            options: p.options,
+            url: p.url,
+            source: p.source,
+            keep: p.keep,
+            password_from_user: p.password_from_user,
+            armed: true,
+        }
+    }
+
+    /// The pool connected to this test's database, created on the caller's runtime.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The database's name, e.g. `pgfresh_3f9c0a1b_7d2e4f6a8b1c`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Options to open more connections to this database (for an application under test
+    /// that builds its own pool).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+
+    /// A `postgres://` URL of this database, password included, for code that wants a URL.
+    pub fn url(&self) -> String {
+        self.url.to_string()
+    }
+
+    /// Which server source the database lives on.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Closes the pool and drops the database now, reporting any error.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached or refuses the `DROP DATABASE`.
+    pub async fn close(mut self) -> Result<()> {
+        self.armed = false;
+        self.pool.close().await;
+        let name = std::mem::take(&mut self.name);
+        worker::call(move |state| async move {
+            let server = state.server().await?;
+            admin::drop_test_db(&server, &name).await
+        })
+        .await
+    }
+
+    /// Keeps the database after the guard is gone and returns its name. The pool is closed.
+    pub fn keep(mut self) -> String {
+        self.armed = false;
+        drop(self.pool.close());
+        std::mem::take(&mut self.name)
+    }
+
+    /// The URL to show a person: the password is hidden when it came from the user.
+    fn display_url(&self) -> String {
+        if self.password_from_user {
+            redact_url(self.url.as_str())
+        } else {
+            self.url.to_string()
+        }
+    }
+
+    fn drop_in_background(&self) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let name = self.name.clone();
+        worker::submit(move |state| async move {
+            let result = match state.server().await {
+                Ok(server) => admin::drop_test_db(&server, &name).await,
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result);
+        })?;
+        match rx.recv_timeout(DROP_WAIT) {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                what: format!("dropping test database {}", self.name),
+                seconds: DROP_WAIT.as_secs(),
+                remedy: "The database stays on the server; drop it by hand if needed".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Marks the pool closed at once, so clones still held by the code under test fail
+        // fast instead of waiting on a database that is about to go.
+        drop(self.pool.close());
+        let keep = match self.keep {
+            KeepPolicy::Never => false,
+            KeepPolicy::Failed => std::thread::panicking(),
+            KeepPolicy::Always => true,
+        };
+        if keep {
+            let why = if std::thread::panicking() {
+                "the test failed"
+            } else {
+                "PGFRESH_KEEP=always"
+            };
+            eprintln!(
+                "pgfresh: kept database {} because {why}; connect with:\n    psql '{}'",
+                self.name,
+                self.display_url()
+            );
+            return;
+        }
+        if let Err(e) = self.drop_in_background() {
+            eprintln!("pgfresh: could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+impl fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestDb")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("url", &redact_url(self.url.as_str()))
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,123 @@
+//! The process-wide worker: a background thread with its own tokio runtime that owns
+//! everything shared between tests.
+//!
+//! Every `#[tokio::test]` builds and drops its own runtime, and a pool or container created on
+//! one runtime breaks once that runtime is gone. So the server handle, the administrative pool
+//! and the template state live here, on a runtime that lives as long as the process; tests talk
+//! to it through channels that work from any runtime (or none).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::{OnceCell, mpsc, oneshot};
+
+use crate::admin;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
+use crate::server::{self, Server};
+
+type Job = Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What the worker owns.
+#[derive(Default)]
+pub(crate) struct State {
+    server: OnceCell<Result<Arc<Server>>>,
+    /// Template name per (migration-set hash, target), built at most once per process.
+    templates: Mutex<HashMap<String, Arc<OnceCell<Result<String>>>>>,
+}
+
+impl State {
+    /// The server, started on first use. A failure is remembered and reported to every caller.
+    pub async fn server(&self) -> Result<Arc<Server>> {
+        self.server
+            .get_or_init(|| async {
+                let config = Config::global()?;
+                server::start(config).await.map(Arc::new)
+            })
+            .await
+            .clone()
+    }
+
+    /// The template of `set` at `upto` (head when `None`), built on first use.
+    pub async fn template(
+        &self,
+        set: &MigrationSet,
+        upto: Option<i64>,
+    ) -> Result<(Arc<Server>, String)> {
+        let server = self.server().await?;
+        let cell = {
+            let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(set.hash(upto)).or_default().clone()
+        };
+        let name = cell
+            .get_or_init(|| admin::ensure_template(&server, set, upto))
+            .await
+            .clone()?;
+        Ok((server, name))
+    }
+}
+
+struct Worker {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+fn worker() -> &'static Worker {
+    static WORKER: OnceLock<Worker> = OnceLock::new();
+    WORKER.get_or_init(|| {
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("pgfresh-worker".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("pgfresh cannot build its runtime: {e}");
+                        return;
+                    }
+                };
+                let state = Arc::new(State::default());
+                runtime.block_on(async move {
+                    while let Some(job) = rx.recv().await {
+                        tokio::spawn(job(state.clone()));
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("pgfresh cannot start its worker thread: {e}");
+        }
+        Worker { jobs }
+    })
+}
+
+/// Runs `job` on the worker without waiting for it.
+pub(crate) fn submit<F, Fut>(job: F) -> Result<()>
+where
+    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    worker()
+        .jobs
+        .send(Box::new(move |state| Box::pin(job(state))))
+        .map_err(|_| Error::Worker("it is not running".into()))
+}
+
+/// Runs `job` on the worker and waits for its result, from any runtime.
+pub(crate) async fn call<T, F, Fut>(job: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    submit(move |state| async move {
+        let _ = tx.send(job(state).await);
+    })?;
+    rx.await
+        .map_err(|_| Error::Worker("a job ended without an answer".into()))?
+}
