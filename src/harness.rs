@@ -122,6 +122,7 @@ impl Harness {
         if let Some(version) = upto {
             set.check_version(version)?;
         }
+        let migrations = set.clone();
         let (server, name) = worker::call(move |state| async move {
             let (server, template) = state.template(&set, upto).await?;
             let name = admin::create_test_db(&server, &template, &set.hash(upto)).await?;
@@ -170,6 +171,7 @@ impl Harness {
             source,
             keep: config.keep,
             password_from_user,
+            migrations,
         }))
     }
 }

@@ -1,7 +1,7 @@
 //! [`TestDb`]: one test's database, dropped when the guard goes.
 
 use std::fmt;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -10,6 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use crate::admin;
 use crate::config::{KeepPolicy, Source, redact_url};
 use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
 use crate::worker;
 
 /// How long `Drop` waits for the worker to drop the database before going on without it.
@@ -34,6 +35,7 @@ pub struct TestDb {
     source: Source,
     keep: KeepPolicy,
     password_from_user: bool,
+    migrations: Arc<MigrationSet>,
     /// `false` once the database was closed or kept explicitly.
     armed: bool,
 }
@@ -47,6 +49,7 @@ pub(crate) struct Parts {
     pub source: Source,
     pub keep: KeepPolicy,
     pub password_from_user: bool,
+    pub migrations: Arc<MigrationSet>,
 }
 
 impl TestDb {
@@ -59,6 +62,7 @@ impl TestDb {
             source: p.source,
             keep: p.keep,
             password_from_user: p.password_from_user,
+            migrations: p.migrations,
             armed: true,
         }
     }
@@ -87,6 +91,69 @@ impl TestDb {
     /// Which server source the database lives on.
     pub fn source(&self) -> Source {
         self.source
+    }
+
+    /// The newest migration applied to this database, `None` when none is.
+    ///
+    /// # Errors
+    ///
+    /// When the migrations table cannot be read.
+    pub async fn current_version(&self) -> Result<Option<i64>> {
+        let table = &self.migrations.migrator.table_name;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table.as_ref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| Error::database("looking for the migrations table", e))?;
+        if !exists {
+            return Ok(None);
+        }
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT max(version) FROM {table} WHERE success"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| Error::database("reading the applied migrations", e))
+    }
+
+    /// Moves this database up or down to `version` (`0` is base: every migration reverted),
+    /// running the set's up or down migrations.
+    ///
+    /// # Errors
+    ///
+    /// When `version` is not one of the set's versions, when moving down would need a
+    /// migration that has no `.down.sql`, or when a migration fails.
+    pub async fn migrate_to(&self, version: i64) -> Result<()> {
+        let set = &self.migrations;
+        if version != 0 {
+            set.check_version(version)?;
+        }
+        let current = self.current_version().await?.unwrap_or(0);
+        let fail = |e: sqlx::migrate::MigrateError| Error::MigrationSource {
+            location: set.origin.clone(),
+            reason: format!("migrating {} to {version}: {e}", self.name),
+        };
+        if version >= current {
+            return set.migrator.run_to(version, &self.pool).await.map_err(fail);
+        }
+        let has_down = |v: i64| {
+            set.migrator
+                .iter()
+                .any(|m| m.version == v && m.migration_type.is_down_migration())
+        };
+        if let Some(m) = set
+            .ups()
+            .find(|m| m.version > version && m.version <= current && !has_down(m.version))
+        {
+            return Err(Error::MigrationSource {
+                location: set.origin.clone(),
+                reason: format!(
+                    "cannot move {} down to {version}: migration {} ({}) has no .down.sql",
+                    self.name, m.version, m.description
+                ),
+            });
+        }
+        set.migrator.undo(&self.pool, version).await.map_err(fail)
     }
 
     /// Closes the pool and drops the database now, reporting any error.

@@ -2,7 +2,7 @@
 //!
 //! `initdb --no-sync` into a fresh directory (on tmpfs when `/dev/shm` exists), then
 //! `pg_ctl start` on a free loopback port with the same test-speed settings as the docker
-//! source. The server trusts connections from 127.0.0.1 only; it never listens elsewhere.
+//! source. The server listens on 127.0.0.1 only and asks for a generated password.
 //!
 //! PostgreSQL refuses to run as root, so when this process is root the cluster is created and
 //! run as the `postgres` user (or `nobody` when there is none).
@@ -58,7 +58,10 @@ pub(super) fn find_binaries(config: &Config) -> Result<Binaries> {
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
-    let candidates = path_dirs.into_iter().chain(install_locations());
+    search(path_dirs.into_iter().chain(install_locations()))
+}
+
+fn search(candidates: impl IntoIterator<Item = PathBuf>) -> Result<Binaries> {
     if let Some(dir) = candidates.into_iter().find(|dir| has_tools(dir)) {
         return Ok(Binaries { dir });
     }
@@ -132,15 +135,21 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
     )
     .map_err(|e| local_error(format!("cannot start the cleanup guardian (sh): {e}")))?;
 
-    run(
+    // A password even on loopback: other users of the machine stay out, and connecting costs
+    // the same as against the docker and url sources.
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let pwfile = base.join("pwfile");
+    write_owned(&pwfile, &password, owner)?;
+    let initdb = run(
         Command::new(bins.tool("initdb"))
             .arg("-D")
             .arg(&data)
+            .arg(format!("--pwfile={}", pwfile.display()))
             .args([
                 "-U",
                 "postgres",
                 "-A",
-                "trust",
+                "scram-sha-256",
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -148,7 +157,9 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
             ]),
         owner,
         "initdb",
-    )?;
+    );
+    let _ = std::fs::remove_file(&pwfile);
+    initdb?;
     let mut conf = format!(
         "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
         base.display()
@@ -181,10 +192,12 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
                     .host("127.0.0.1")
                     .port(port)
                     .username("postgres")
+                    .password(&password)
                     .database("postgres");
-                let url =
-                    url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-                        .expect("a valid URL");
+                let url = url::Url::parse(&format!(
+                    "postgres://postgres:{password}@127.0.0.1:{port}/postgres"
+                ))
+                .expect("a valid URL");
                 return Ok(Started {
                     source: Source::Local,
                     options,
@@ -285,6 +298,15 @@ fn run(cmd: &mut Command, owner: Option<(u32, u32)>, what: &str) -> Result<()> {
     )))
 }
 
+fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    std::fs::write(path, text)
+        .and_then(|()| match owner {
+            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        })
+        .map_err(|e| local_error(format!("cannot write {}: {e}", path.display())))
+}
+
 fn append(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     std::fs::OpenOptions::new()
@@ -305,5 +327,32 @@ fn local_error(reason: String) -> Error {
         remedy: "Check the PostgreSQL installation (PGFRESH_PG_BIN), or use another source: set \
                  DB_URL, or PGFRESH_SERVER=docker"
             .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_how_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = search([empty.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no initdb and pg_ctl found"), "{e}");
+        assert!(
+            e.contains("apt-get install postgresql") && e.contains("PGFRESH_PG_BIN"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_pg_bin_names_the_variable() {
+        let config =
+            Config::from_lookup(|k| (k == "PGFRESH_PG_BIN").then(|| "/nonexistent/bin".into()))
+                .unwrap();
+        let e = find_binaries(&config).unwrap_err().to_string();
+        assert!(e.contains("PGFRESH_PG_BIN=/nonexistent/bin"), "{e}");
     }
 }
