@@ -198,7 +198,17 @@ impl TestDb {
             };
             let _ = tx.send(result);
         })?;
-        match rx.recv_timeout(DROP_WAIT) {
+        // Waiting blocks this thread. On a multi-thread runtime, hand this worker's other tasks
+        // to the rest of the runtime first, or they (say, another test's pool handshake) stall
+        // until the wait ends.
+        let wait = || rx.recv_timeout(DROP_WAIT);
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        match answer {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 what: format!("dropping test database {}", self.name),

@@ -1,0 +1,211 @@
+//! A test database is at head, carries sqlx's migration records, is one test's own, and is
+//! dropped by `close` and by `Drop`.
+
+mod common;
+
+use pgfresh::sqlx::{self, PgPool};
+use pgfresh::{MIGRATOR, Source};
+
+#[tokio::test]
+async fn probe() {
+    common::probe().await;
+}
+
+#[tokio::test]
+async fn head_schema_is_the_design_table() {
+    let db = pgfresh::test_db().await;
+    let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, is_nullable::text, column_default::text \
+         FROM information_schema.columns WHERE table_name = 'datadump' ORDER BY ordinal_position",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    let expected = [
+        (
+            "id",
+            "integer",
+            "NO",
+            Some("nextval('datadump_id_seq'::regclass)"),
+        ),
+        ("url", "character varying", "NO", None),
+        ("service", "character varying", "NO", None),
+        ("method", "character varying", "NO", None),
+        ("request_header", "jsonb", "YES", None),
+        ("response_body", "text", "YES", None),
+        ("response_header", "jsonb", "YES", None),
+        ("parsed", "boolean", "YES", Some("false")),
+        (
+            "created_at",
+            "timestamp without time zone",
+            "NO",
+            Some("CURRENT_TIMESTAMP"),
+        ),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(n, t, null, d)| {
+            (
+                n.to_string(),
+                t.to_string(),
+                null.to_string(),
+                d.map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(columns, expected);
+
+    let unique: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'uq_api_response'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(unique, "UNIQUE (url, service, method)");
+}
+
+#[tokio::test]
+async fn accessors_describe_the_database() {
+    let db = pgfresh::test_db().await;
+    assert!(
+        db.name().starts_with("pgfresh_") && db.name().len() <= 63,
+        "{}",
+        db.name()
+    );
+
+    let via_url = PgPool::connect(&db.url()).await.unwrap();
+    let via_options = PgPool::connect_with(db.connect_options()).await.unwrap();
+    for pool in [db.pool(), &via_url, &via_options] {
+        let name: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(name, db.name());
+    }
+    via_url.close().await;
+    via_options.close().await;
+
+    let debug = format!("{db:?}");
+    assert!(debug.contains(db.name()), "{debug}");
+    assert!(
+        !debug.contains(&common::password(&db)),
+        "Debug shows the password: {debug}"
+    );
+}
+
+#[tokio::test]
+async fn source_is_the_one_asked_for() {
+    let db = pgfresh::test_db().await;
+    let expected = match std::env::var("PGFRESH_SERVER").as_deref() {
+        Ok("url") => Some(Source::Url),
+        Ok("docker") => Some(Source::Docker),
+        Ok("local") => Some(Source::Local),
+        _ if std::env::var_os("DB_URL").is_some() => Some(Source::Url),
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        assert_eq!(db.source(), expected);
+    }
+    if db.source() != Source::Url {
+        // Servers pgfresh starts are reachable on loopback only.
+        let url = url::Url::parse(&db.url()).unwrap();
+        assert_eq!(url.host_str(), Some("127.0.0.1"));
+    }
+}
+
+#[tokio::test]
+async fn each_test_gets_its_own_empty_database() {
+    let a = pgfresh::test_db().await;
+    let b = pgfresh::test_db().await;
+    assert_ne!(a.name(), b.name());
+    sqlx::query("INSERT INTO datadump (url, service, method) VALUES ('u', 's', 'GET')")
+        .execute(a.pool())
+        .await
+        .unwrap();
+    let count = |db: &pgfresh::TestDb| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM datadump")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(&a).await, 1);
+    assert_eq!(count(&b).await, 0);
+}
+
+#[tokio::test]
+async fn close_and_drop_remove_the_database() {
+    let keeper = pgfresh::test_db().await;
+    let admin = common::admin(&keeper).await;
+
+    let closed = pgfresh::test_db().await;
+    let name = closed.name().to_owned();
+    assert!(common::database_exists(&admin, &name).await);
+    closed.close().await.unwrap();
+    assert!(!common::database_exists(&admin, &name).await);
+
+    let dropped = pgfresh::test_db().await;
+    let name = dropped.name().to_owned();
+    drop(dropped);
+    assert!(!common::database_exists(&admin, &name).await);
+
+    let kept = pgfresh::test_db().await;
+    let name = kept.keep();
+    assert!(common::database_exists(&admin, &name).await);
+    common::drop_kept(&admin, &name).await;
+}
+
+#[tokio::test]
+async fn application_migrator_finds_nothing_to_do() {
+    let db = pgfresh::test_db().await;
+    let before: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, installed_on::text FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        before.len(),
+        MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .count()
+    );
+    MIGRATOR.run(db.pool()).await.unwrap();
+    let after: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, installed_on::text FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn databases_carry_the_pgfresh_marker() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let (is_template, mark): (bool, Option<String>) = sqlx::query_as(
+        "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(db.name())
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(!is_template);
+    assert_eq!(
+        mark.as_deref(),
+        Some(format!("pgfresh:test pid={}", std::process::id()).as_str())
+    );
+
+    let hash8 = &db.name()["pgfresh_".len().."pgfresh_".len() + 8];
+    let templates: Vec<(bool, Option<String>)> = sqlx::query_as(
+        "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE datname LIKE 'pgfresh_t_' || $1 || '%'",
+    )
+    .bind(hash8)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(templates, vec![(true, Some("pgfresh:template".to_owned()))]);
+}
