@@ -49,7 +49,7 @@ pub fn probe_field(out: &Output, key: &str) -> String {
     let text = output(out);
     let line = text
         .lines()
-        .find(|l| l.starts_with("PROBE "))
+        .find_map(|l| l.find("PROBE ").map(|i| &l[i..]))
         .unwrap_or_else(|| panic!("no PROBE line in:\n{text}"));
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
