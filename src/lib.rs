@@ -25,6 +25,7 @@
 
 mod admin;
 mod config;
+pub mod datadump;
 mod error;
 mod fixture;
 mod harness;
