@@ -164,7 +164,7 @@ fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error
 }
 
 /// 1-based line and column of the 1-based character position `pos` in `sql`.
-fn line_col(sql: &str, pos: usize) -> (usize, usize) {
+pub(crate) fn line_col(sql: &str, pos: usize) -> (usize, usize) {
     let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -156,6 +156,35 @@ pub enum Error {
         /// What to do about it.
         remedy: String,
     },
+
+    /// A seed file could not be read.
+    #[error(
+        "cannot read seed file {file}: {reason}. Check the path (relative paths start at the \
+         working directory, which is the crate root under cargo test)."
+    )]
+    SeedRead {
+        /// The file as given.
+        file: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+
+    /// A statement of a seed file failed; the file's transaction was rolled back.
+    #[error(
+        "seed file {file} failed at line {line}, column {column}: {message}. None of this \
+         file's statements were kept (files seeded before it were); fix the file and run again."
+    )]
+    Seed {
+        /// The file as given.
+        file: String,
+        /// 1-based line of the error, or of the start of the failing statement when the server
+        /// gave no position.
+        line: usize,
+        /// 1-based column on that line.
+        column: usize,
+        /// The server's message and detail.
+        message: String,
+    },
 }
 
 impl Error {

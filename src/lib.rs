@@ -30,6 +30,7 @@ mod error;
 mod fixture;
 mod harness;
 mod migrations;
+mod seed;
 mod server;
 mod testdb;
 mod worker;
@@ -38,6 +39,7 @@ pub use config::{KeepPolicy, Source};
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};
+pub use seed::seed_files;
 pub use sqlx;
 pub use testdb::TestDb;
 
