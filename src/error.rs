@@ -185,6 +185,34 @@ pub enum Error {
         /// The server's message and detail.
         message: String,
     },
+
+    /// The `pgfresh` command refused to act: an unknown version, a step past either end,
+    /// a database whose migration history does not match the folder, and the like.
+    #[error("{reason}. {remedy}.")]
+    Refused {
+        /// Why nothing was done.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+    },
+
+    /// A migration's SQL failed while the `pgfresh` command applied or reverted it.
+    #[error(
+        "{action} migration {version} ({description}) failed: {message}. The database is still \
+         at {now}; fix the migration and run the command again."
+    )]
+    MigrationRun {
+        /// `applying` or `reverting`.
+        action: &'static str,
+        /// The migration's version.
+        version: i64,
+        /// Its description.
+        description: String,
+        /// The server's message, with the line and column of the error when the server gave one.
+        message: String,
+        /// The version the database is at now (`base` when none is applied).
+        now: String,
+    },
 }
 
 impl Error {

@@ -24,6 +24,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
+pub mod cli;
 mod config;
 pub mod datadump;
 mod error;
