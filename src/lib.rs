@@ -1,24 +1,4 @@
-//! # pgfresh
-//!
-//! Every test gets its own freshly created PostgreSQL database, already migrated to head, and
-//! a [`sqlx::PgPool`] for it. The server comes from Docker, from an existing server named by
-//! `DB_URL`, or from the PostgreSQL binaries installed on the machine.
-//!
-//! ```no_run
-//! use pgfresh::{TestDb, db};
-//! use rstest::rstest;
-//!
-//! #[rstest]
-//! #[tokio::test]
-//! async fn counts_rows(#[future] db: TestDb) {
-//!     let db = db.await;
-//!     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM datadump")
-//!         .fetch_one(db.pool())
-//!         .await
-//!         .unwrap();
-//!     assert_eq!(n, 0);
-//! }
-//! ```
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
