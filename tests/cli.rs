@@ -665,4 +665,21 @@ async fn revision_writes_a_timestamped_pair_that_upgrades_and_downgrades() {
         "{e}"
     );
     assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 4);
+
+    // A --source that is a file, not a folder.
+    let file = folder.path().join("not_a_folder");
+    std::fs::write(&file, "").unwrap();
+    let out = finish(
+        pgfresh()
+            .args(["revision", "-m", "x", "--source"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    let e = refused(out);
+    assert!(
+        e.contains(&format!("cannot write {}: ", file.display()))
+            && e.contains("Check that --source names a folder you may write to"),
+        "{e}"
+    );
 }
