@@ -1,238 +1,71 @@
-//! The database operations pgfresh performs on a server: build a template, clone it, drop a
-//! clone. Each runs on the worker over the administrative pool.
+//! Operations on the databases pgfresh creates: markers, clones, ready clones, drops.
 //!
-//! Every database pgfresh creates carries a marker: a `COMMENT ON DATABASE` starting with
-//! `pgfresh:`, kept in the shared catalog `pg_shdescription`, so it is visible from any
-//! database. pgfresh checks the marker before it drops or alters anything, so a database that
-//! merely has a `pgfresh_` name is never touched.
+//! Every database pgfresh creates carries a [`Mark`]; nothing here alters or drops a database
+//! without reading its marker first, so a database that merely has a `pgfresh_` name is never
+//! touched.
 
-use sqlx::PgConnection;
-use sqlx::migrate::MigrateError;
-use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::error::{Error, Result};
-use crate::migrations::{self, MigrationSet};
+use crate::marker::Mark;
+use crate::migrations;
 use crate::server::Server;
 
-/// Marker of a complete template.
-const MARK_TEMPLATE: &str = "pgfresh:template";
-/// Marker of a template whose migrations are still running (or died half-way).
-const MARK_BUILDING: &str = "pgfresh:building";
-/// Marker of a test database; the owning process id follows.
-const MARK_TEST: &str = "pgfresh:test";
+pub(crate) use crate::template::line_col;
 
-/// Class of the advisory locks that serialise template builds across processes: the ASCII
-/// bytes of "pgfr". The second key is taken from the template's hash.
-const LOCK_CLASS: i32 = 0x7067_6672;
-
-/// Makes sure the template for `set` (migrated up to `upto`, or to head) exists, building it
-/// under an advisory lock if no process has yet. Returns the template's name.
-pub(crate) async fn ensure_template(
-    server: &Server,
-    set: &MigrationSet,
-    upto: Option<i64>,
-) -> Result<String> {
-    let hash = set.hash(upto);
-    let name = migrations::template_name(&hash);
-    let lock_key = i32::from_str_radix(&hash[..8], 16).unwrap_or_default();
-    let mut conn = server
-        .admin
-        .acquire()
+/// Runs one statement built from names pgfresh generated (hex digits and underscores only).
+pub(crate) async fn execute(conn: &mut PgConnection, sql: &str) -> Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
         .await
-        .map_err(|e| Error::database("connecting to build a template", e))?;
-    sqlx::query("SELECT pg_advisory_lock($1, $2)")
-        .bind(LOCK_CLASS)
-        .bind(lock_key)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database(format!("waiting for the build lock of {name}"), e))?;
-    let built = build_locked(server, &mut conn, set, upto, &name).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-        .bind(LOCK_CLASS)
-        .bind(lock_key)
-        .execute(&mut *conn)
-        .await;
-    if unlocked.is_err() {
-        // The session lock dies with the connection; make sure the pool does not reuse it.
-        conn.detach();
-    }
-    built.map(|()| name)
+        .map(drop)
+        .map_err(|e| Error::database(sql.to_owned(), e))
 }
 
-async fn build_locked(
-    server: &Server,
+/// Writes the marker of `name`.
+pub(crate) async fn set_mark(conn: &mut PgConnection, name: &str, mark: &Mark) -> Result<()> {
+    execute(
+        conn,
+        &format!(r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#),
+    )
+    .await
+}
+
+/// Whether `name` exists, is a template, and its marker (`None` for a marker of another
+/// pgfresh version). A database whose comment is not a pgfresh marker is an error.
+pub(crate) async fn mark_of(
     conn: &mut PgConnection,
-    set: &MigrationSet,
-    upto: Option<i64>,
     name: &str,
-) -> Result<()> {
-    let existing: Option<(bool, Option<String>)> = sqlx::query_as(
+) -> Result<Option<(bool, Option<Mark>)>> {
+    let row: Option<(bool, Option<String>)> = sqlx::query_as(
         "SELECT datistemplate, shobj_description(oid, 'pg_database') \
          FROM pg_database WHERE datname = $1",
     )
     .bind(name)
     .fetch_optional(&mut *conn)
     .await
-    .map_err(|e| Error::database(format!("looking up template {name}"), e))?;
-    match existing {
-        Some((true, Some(mark))) if mark == MARK_TEMPLATE => return Ok(()),
-        Some((_, Some(mark))) if mark.starts_with("pgfresh:") => {
-            tracing::info!(template = name, "dropping a half-built template");
-            drop_database(server, conn, name, true).await?;
-        }
-        Some(_) => return Err(Error::NotOurs { name: name.into() }),
-        None => {}
-    }
-
-    tracing::info!(template = name, origin = %set.origin, "building template");
-    execute(conn, &format!(r#"CREATE DATABASE "{name}""#)).await?;
-    execute(
-        conn,
-        &format!(r#"COMMENT ON DATABASE "{name}" IS '{MARK_BUILDING}'"#),
-    )
-    .await?;
-    if let Err(e) = migrate(server, set, upto, name).await {
-        let _ = drop_database(server, conn, name, false).await;
-        return Err(e);
-    }
-    // Mark complete only now: a build that dies before this line leaves a database marked
-    // `building`, which the next build drops and rebuilds.
-    execute(
-        conn,
-        &format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"#),
-    )
-    .await?;
-    execute(
-        conn,
-        &format!(r#"COMMENT ON DATABASE "{name}" IS '{MARK_TEMPLATE}'"#),
-    )
-    .await
-}
-
-async fn migrate(server: &Server, set: &MigrationSet, upto: Option<i64>, name: &str) -> Result<()> {
-    // A one-connection pool rather than a bare connection: the migrator's future over
-    // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
-    let db = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(server.options.clone().database(name))
-        .await
-        .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-    let result = match upto {
-        Some(version) => set.migrator.run_to(version, &db).await,
-        None => set.migrator.run(&db).await,
-    };
-    db.close().await;
-    result.map_err(|e| migration_error(set, name, e))
-}
-
-fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error {
-    match e {
-        MigrateError::ExecuteMigration(source, version) => {
-            let migration = set.ups().find(|m| m.version == version);
-            let description = migration.map_or_else(String::new, |m| m.description.to_string());
-            let message = match source.as_database_error() {
-                Some(db) => {
-                    let position = db
-                        .try_downcast_ref::<PgDatabaseError>()
-                        .and_then(PgDatabaseError::position)
-                        .and_then(|p| match p {
-                            sqlx::postgres::PgErrorPosition::Original(pos) => Some(pos),
-                            _ => None,
-                        });
-                    match (position, migration) {
-                        (Some(pos), Some(m)) => {
-                            let (line, col) = line_col(m.sql.as_str(), pos);
-                            format!("{} (at line {line}, column {col})", db.message())
-                        }
-                        _ => db.message().to_owned(),
-                    }
-                }
-                None => source.to_string(),
-            };
-            Error::Migration {
-                version,
-                description,
-                template: template.into(),
-                message,
-            }
-        }
-        other => Error::MigrationSource {
-            location: set.origin.clone(),
-            reason: other.to_string(),
-        },
+    .map_err(|e| Error::database(format!("reading the marker of {name}"), e))?;
+    match row {
+        None => Ok(None),
+        Some((is_template, comment)) if Mark::is_ours(comment.as_deref()) => Ok(Some((
+            is_template,
+            comment.as_deref().and_then(Mark::parse),
+        ))),
+        Some(_) => Err(Error::NotOurs { name: name.into() }),
     }
 }
 
-/// 1-based line and column of the 1-based character position `pos` in `sql`.
-pub(crate) fn line_col(sql: &str, pos: usize) -> (usize, usize) {
-    let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// Clones `template` into a new test database and marks it as this process's.
-pub(crate) async fn create_test_db(server: &Server, template: &str, hash: &str) -> Result<String> {
-    let name = migrations::test_db_name(hash);
-    let mut conn = server
-        .admin
-        .acquire()
-        .await
-        .map_err(|e| Error::database("connecting to create a test database", e))?;
-    // FILE_COPY (PostgreSQL 15+) copies the template's files instead of WAL-logging every
-    // block: measured ~17 ms against ~47 ms for the default WAL_LOG on a small template.
-    let strategy = if server.version >= 150_000 {
-        " STRATEGY FILE_COPY"
-    } else {
-        ""
-    };
-    execute(
-        &mut conn,
-        &format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}"#),
-    )
-    .await?;
-    execute(
-        &mut conn,
-        &format!(
-            r#"COMMENT ON DATABASE "{name}" IS '{MARK_TEST} pid={}'"#,
-            std::process::id()
-        ),
-    )
-    .await?;
-    Ok(name)
-}
-
-/// Drops a test database after checking its marker.
-pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
-    let mut conn = server
-        .admin
-        .acquire()
-        .await
-        .map_err(|e| Error::database(format!("connecting to drop {name}"), e))?;
-    drop_database(server, &mut conn, name, false).await
-}
-
-/// Drops `name` if it carries a pgfresh marker; `template` first clears `IS_TEMPLATE`.
-/// Connections still open to it are terminated (`WITH (FORCE)`).
-async fn drop_database(
+/// Drops `name` after checking its marker; connections still open to it are terminated.
+pub(crate) async fn drop_database(
     server: &Server,
     conn: &mut PgConnection,
     name: &str,
-    template: bool,
 ) -> Result<()> {
-    let mark: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-    )
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|e| Error::database(format!("checking the marker of {name}"), e))?;
-    match mark {
-        None => return Ok(()),
-        Some(Some(m)) if m.starts_with("pgfresh:") => {}
-        Some(_) => return Err(Error::NotOurs { name: name.into() }),
-    }
-    if template {
+    let Some((is_template, _)) = mark_of(conn, name).await? else {
+        return Ok(());
+    };
+    if is_template {
         execute(
             conn,
             &format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#),
@@ -255,23 +88,132 @@ async fn drop_database(
     }
 }
 
-async fn execute(conn: &mut PgConnection, sql: &str) -> Result<()> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(conn)
+async fn admin_conn(
+    server: &Server,
+    why: &str,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    server
+        .admin
+        .acquire()
         .await
-        .map(drop)
-        .map_err(|e| Error::database(sql.to_owned(), e))
+        .map_err(|e| Error::database(format!("connecting to {why}"), e))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::line_col;
+/// `FILE_COPY` (PostgreSQL 15+) copies the template's files instead of WAL-logging every block:
+/// measured ~17 ms against ~47 ms for the default `WAL_LOG` on a tuned server.
+fn clone_sql(server: &Server, name: &str, template: &str) -> String {
+    let strategy = if server.version >= 150_000 {
+        " STRATEGY FILE_COPY"
+    } else {
+        ""
+    };
+    format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}"#)
+}
 
-    #[test]
-    fn positions_become_lines_and_columns() {
-        let sql = "CREATE TABLE a();\nCREATE TABLE b(\n  x intt\n);";
-        let pos = sql.find("intt").unwrap() + 1;
-        assert_eq!(line_col(sql, pos), (3, 5));
-        assert_eq!(line_col(sql, 1), (1, 1));
+/// A test database for this process: a ready clone when there is one, else a new clone.
+pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Result<String> {
+    let mut conn = admin_conn(server, "create a test database").await?;
+    let name = migrations::test_db_name(hash);
+    let mine = Mark::Test {
+        owner: server.owner,
+    };
+    if claim_ready(&mut conn, hash, &name).await? {
+        set_mark(&mut conn, &name, &mine).await?;
+        return Ok(name);
     }
+    execute(&mut conn, &clone_sql(server, &name, template)).await?;
+    set_mark(&mut conn, &name, &mine).await?;
+    Ok(name)
+}
+
+/// Claims a ready clone of `hash` by renaming it to `name`. A rename is atomic: when two
+/// processes race for the same clone, one wins and the other moves on to the next.
+async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<bool> {
+    let candidates: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database \
+         WHERE starts_with(datname::text, $1) AND shobj_description(oid, 'pg_database') = $2 \
+         ORDER BY oid LIMIT 8",
+    )
+    .bind(migrations::ready_prefix(hash))
+    .bind(Mark::Ready.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database("looking for ready databases", e))?;
+    for ready in candidates {
+        let renamed = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            r#"ALTER DATABASE "{ready}" RENAME TO "{name}""#
+        )))
+        .execute(&mut *conn)
+        .await;
+        match renamed {
+            Ok(_) => return Ok(true),
+            // Claimed by someone else a moment ago (gone, or being connected to): next one.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("3D000" | "55006")) => {}
+            Err(e) => {
+                return Err(Error::database(
+                    format!("claiming ready database {ready}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Tops the ready clones of `hash` up to `target`.
+///
+/// Runs on a connection of its own that asks the server to abort a statement once the client
+/// is gone (`client_connection_check_interval`), so that a process exiting in the middle of a
+/// `CREATE DATABASE` leaves no unmarked clone behind.
+pub(crate) async fn refill_ready(
+    server: &Server,
+    template: &str,
+    hash: &str,
+    target: usize,
+) -> Result<()> {
+    let mut options: PgConnectOptions = server.options.clone();
+    if server.version >= 140_000 {
+        options = options.options([("client_connection_check_interval", "100")]);
+    }
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| Error::database("connecting to prepare ready databases", e))?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE starts_with(datname::text, $1)")
+            .bind(migrations::ready_prefix(hash))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::database("counting ready databases", e))?;
+    for _ in usize::try_from(count).unwrap_or(target)..target {
+        let name = migrations::ready_db_name(hash);
+        execute(&mut conn, &clone_sql(server, &name, template)).await?;
+        set_mark(&mut conn, &name, &Mark::Ready).await?;
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Drops a test database: marked `trash` first, so that a drop cut short (the process exits)
+/// is finished by the next sweep, whoever runs it.
+pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
+    let mut conn = admin_conn(server, &format!("drop {name}")).await?;
+    if mark_of(&mut conn, name).await?.is_none() {
+        return Ok(());
+    }
+    set_mark(&mut conn, name, &Mark::Trash).await?;
+    drop_database(server, &mut conn, name).await
+}
+
+/// Marks a test database as kept by this run of `suite`: it outlives this process, and the next
+/// run of the same suite drops it.
+pub(crate) async fn keep_test_db(server: &Server, name: &str, suite: &str) -> Result<()> {
+    let mut conn = admin_conn(server, &format!("keep {name}")).await?;
+    mark_of(&mut conn, name).await?;
+    let kept = Mark::Kept {
+        suite: suite.to_owned(),
+        run: crate::marker::run_id(server.owner),
+    };
+    set_mark(&mut conn, name, &kept).await
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -88,7 +89,24 @@ pub(crate) struct Config {
     pub image: (String, String),
     pub pg_bin: Option<PathBuf>,
     pub keep: KeepPolicy,
+    /// How long a server pgfresh started outlives the last process using it; `None` is forever.
+    pub linger: Option<Duration>,
+    /// How many clones of each template to keep ready.
+    pub ready: usize,
+    /// Where processes sharing a local cluster or container meet (`PGFRESH_RUN_DIR`).
+    pub run_dir: Option<PathBuf>,
 }
+
+/// `PGFRESH_LINGER` default: long enough for the next `cargo test` of an edit-test loop to
+/// find the server still up, short enough that nothing outlives the run by more than ~20 s.
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(20);
+
+/// `PGFRESH_READY` default: enough to absorb a burst of tests starting together, few enough
+/// that the refill never competes with the tests for the server.
+pub(crate) const DEFAULT_READY: usize = 4;
+
+/// The most `PGFRESH_READY` accepts.
+const MAX_READY: usize = 64;
 
 impl Config {
     /// The process's configuration, read from the environment on first use.
@@ -158,12 +176,41 @@ impl Config {
             })?,
         };
 
+        let linger = match get("PGFRESH_LINGER") {
+            None => Some(DEFAULT_LINGER),
+            Some(v) if v.eq_ignore_ascii_case("forever") => None,
+            Some(v) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
+                Error::InvalidConfig {
+                    var: "PGFRESH_LINGER",
+                    value: v.clone(),
+                    reason: "expected a number of seconds, or `forever`".into(),
+                }
+            })?)),
+        };
+
+        let ready = match get("PGFRESH_READY") {
+            None => DEFAULT_READY,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n <= MAX_READY)
+                .ok_or_else(|| Error::InvalidConfig {
+                    var: "PGFRESH_READY",
+                    value: v.clone(),
+                    reason: format!("expected a number of databases from 0 to {MAX_READY}"),
+                })?,
+        };
+
         Ok(Self {
             choice,
             url,
             image,
             pg_bin: get("PGFRESH_PG_BIN").map(PathBuf::from),
             keep,
+            linger,
+            ready,
+            run_dir: get("PGFRESH_RUN_DIR").map(PathBuf::from),
         })
     }
 }
@@ -235,6 +282,30 @@ mod tests {
         assert_eq!(c.image, ("postgres".into(), "18-alpine".into()));
         assert_eq!(c.keep, KeepPolicy::Failed);
         assert!(c.pg_bin.is_none());
+        assert_eq!(c.linger, Some(DEFAULT_LINGER));
+        assert_eq!(c.ready, DEFAULT_READY);
+    }
+
+    #[test]
+    fn linger_and_ready() {
+        let c = config(&[("PGFRESH_LINGER", "forever"), ("PGFRESH_READY", "0")]).unwrap();
+        assert_eq!((c.linger, c.ready), (None, 0));
+        let c = config(&[("PGFRESH_LINGER", "5")]).unwrap();
+        assert_eq!(c.linger, Some(Duration::from_secs(5)));
+        let e = config(&[("PGFRESH_LINGER", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PGFRESH_LINGER=soon") && e.contains("`forever`"),
+            "{e}"
+        );
+        let e = config(&[("PGFRESH_READY", "1000")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PGFRESH_READY=1000") && e.contains("0 to 64"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -123,12 +123,8 @@ impl Harness {
             set.check_version(version)?;
         }
         let migrations = set.clone();
-        let (server, name) = worker::call(move |state| async move {
-            let (server, template) = state.template(&set, upto).await?;
-            let name = admin::create_test_db(&server, &template, &set.hash(upto)).await?;
-            Ok((server, name))
-        })
-        .await?;
+        let (server, name) =
+            worker::call(move |state| async move { state.hand_out(set, upto).await }).await?;
 
         let options = server
             .options

@@ -10,9 +10,12 @@ pub mod datadump;
 mod error;
 mod fixture;
 mod harness;
+mod marker;
 mod migrations;
 mod seed;
 mod server;
+mod sweep;
+mod template;
 mod testdb;
 mod worker;
 

@@ -22,6 +22,9 @@ pub(crate) struct MigrationSet {
     pub migrator: Migrator,
     /// Where the set came from, for messages.
     pub origin: String,
+    /// Which test suite the set belongs to (crate, origin and first migration), so that sweeps
+    /// can tell this suite's old templates from other suites' templates.
+    pub suite: String,
 }
 
 impl MigrationSet {
@@ -35,9 +38,23 @@ impl MigrationSet {
             table_name: m.table_name.clone(),
             create_schemas: m.create_schemas.clone(),
         };
+        Self::new(migrator, origin.into())
+    }
+
+    fn new(migrator: Migrator, origin: String) -> Self {
+        let mut h = Sha256::new();
+        h.update(std::env::var("CARGO_PKG_NAME").unwrap_or_default());
+        h.update([0]);
+        h.update(&origin);
+        if let Some(first) = migrator.iter().next() {
+            h.update(first.version.to_le_bytes());
+            h.update(first.description.as_bytes());
+        }
+        let suite = hex(&h.finalize()[..4]);
         Self {
             migrator,
-            origin: origin.into(),
+            origin,
+            suite,
         }
     }
 
@@ -56,10 +73,7 @@ impl MigrationSet {
                 location: location.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self {
-            migrator,
-            origin: location,
-        })
+        Ok(Self::new(migrator, location))
     }
 
     /// The up migrations, in order.
@@ -106,12 +120,15 @@ impl MigrationSet {
             h.update([kind_byte(m.migration_type), u8::from(m.no_tx)]);
             h.update(&m.checksum[..]);
         }
-        let digest = h.finalize();
-        digest[..8].iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        hex(&h.finalize()[..8])
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn kind_byte(t: MigrationType) -> u8 {
@@ -129,8 +146,21 @@ pub(crate) fn template_name(hash: &str) -> String {
 
 /// `pgfresh_<hash8>_<random12>`: one test's database (29 bytes, well within the 63-byte limit).
 pub(crate) fn test_db_name(hash: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{PREFIX}{}_{}", &hash[..8], &id[..12])
+    format!("{PREFIX}{}_{}", &hash[..8], random12())
+}
+
+/// `pgfresh_r_<hash>_`: the prefix of the ready clones of a template.
+pub(crate) fn ready_prefix(hash: &str) -> String {
+    format!("{PREFIX}r_{hash}_")
+}
+
+/// `pgfresh_r_<hash>_<random12>`: a ready clone (39 bytes).
+pub(crate) fn ready_db_name(hash: &str) -> String {
+    format!("{}{}", ready_prefix(hash), random12())
+}
+
+fn random12() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
 #[cfg(test)]
@@ -139,10 +169,7 @@ mod tests {
     use sqlx::SqlSafeStr;
 
     fn set(migrations: Vec<Migration>) -> MigrationSet {
-        MigrationSet {
-            migrator: Migrator::with_migrations(migrations),
-            origin: "test".into(),
-        }
+        MigrationSet::new(Migrator::with_migrations(migrations), "test".into())
     }
 
     fn m(version: i64, sql: &'static str) -> Migration {
@@ -171,7 +198,12 @@ mod tests {
         let hash = set(vec![]).hash(None);
         let t = template_name(&hash);
         let d = test_db_name(&hash);
-        assert!(t.len() <= 63 && d.len() <= 63, "{t} {d}");
+        let r = ready_db_name(&hash);
+        assert!(
+            t.len() <= 63 && d.len() <= 63 && r.len() <= 63,
+            "{t} {d} {r}"
+        );
+        assert!(r.starts_with(&ready_prefix(&hash)));
         assert!(d.starts_with(PREFIX) && t.starts_with(PREFIX));
         assert_ne!(test_db_name(&hash), d);
         assert!(

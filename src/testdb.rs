@@ -173,10 +173,19 @@ impl TestDb {
     }
 
     /// Keeps the database after the guard is gone and returns its name. The pool is closed.
-    pub fn keep(mut self) -> String {
+    ///
+    /// The database is marked as kept by this run: it survives this process, and the next run
+    /// of the same test suite drops it.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached to mark the database (then it is dropped by a later
+    /// sweep like any database whose process is gone).
+    pub fn keep(mut self) -> Result<String> {
         self.armed = false;
         drop(self.pool.close());
-        std::mem::take(&mut self.name)
+        self.mark_kept()?;
+        Ok(std::mem::take(&mut self.name))
     }
 
     /// The URL to show a person: the password is hidden when it came from the user.
@@ -188,12 +197,33 @@ impl TestDb {
         }
     }
 
-    fn drop_in_background(&self) -> Result<()> {
-        let (tx, rx) = mpsc::channel();
+    /// Drops the database on the worker, waiting for it (bounded).
+    fn drop_now(&self) -> Result<()> {
         let name = self.name.clone();
+        self.on_worker("dropping", move |server| async move {
+            admin::drop_test_db(&server, &name).await
+        })
+    }
+
+    /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
+    /// when it goes).
+    fn mark_kept(&self) -> Result<()> {
+        let (name, suite) = (self.name.clone(), self.migrations.suite.clone());
+        self.on_worker("keeping", move |server| async move {
+            admin::keep_test_db(&server, &name, &suite).await
+        })
+    }
+
+    /// Runs `job` on the worker and waits at most [`DROP_WAIT`] for it, from synchronous code.
+    fn on_worker<F, Fut>(&self, what: &str, job: F) -> Result<()>
+    where
+        F: FnOnce(Arc<crate::server::Server>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
         worker::submit(move |state| async move {
             let result = match state.server().await {
-                Ok(server) => admin::drop_test_db(&server, &name).await,
+                Ok(server) => job(server).await,
                 Err(e) => Err(e),
             };
             let _ = tx.send(result);
@@ -208,14 +238,13 @@ impl TestDb {
             }
             _ => wait(),
         };
-        match answer {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                what: format!("dropping test database {}", self.name),
+        answer.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                what: format!("{what} test database {}", self.name),
                 seconds: DROP_WAIT.as_secs(),
-                remedy: "The database stays on the server; drop it by hand if needed".into(),
-            }),
-        }
+                remedy: "A later run sweeps it; `pgfresh gc` removes it at once".into(),
+            })
+        })
     }
 }
 
@@ -233,6 +262,10 @@ impl Drop for TestDb {
             KeepPolicy::Always => true,
         };
         if keep {
+            if let Err(e) = self.mark_kept() {
+                eprintln!("pgfresh: could not keep test database {}: {e}", self.name);
+                return;
+            }
             let why = if std::thread::panicking() {
                 "the test failed"
             } else {
@@ -245,7 +278,7 @@ impl Drop for TestDb {
             );
             return;
         }
-        if let Err(e) = self.drop_in_background() {
+        if let Err(e) = self.drop_now() {
             eprintln!("pgfresh: could not drop test database {}: {e}", self.name);
         }
     }

@@ -9,15 +9,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
 use crate::server::{self, Server};
+use crate::{admin, sweep, template};
 
 type Job = Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -25,8 +26,16 @@ type Job = Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>
 #[derive(Default)]
 pub(crate) struct State {
     server: OnceCell<Result<Arc<Server>>>,
-    /// Template name per (migration-set hash, target), built at most once per process.
-    templates: Mutex<HashMap<String, Arc<OnceCell<Result<String>>>>>,
+    /// Per (migration-set hash, target): the template, built at most once per process.
+    templates: Mutex<HashMap<String, Arc<Template>>>,
+}
+
+/// One template's state in this process.
+#[derive(Default)]
+struct Template {
+    name: OnceCell<Result<String>>,
+    /// A refill of the ready clones is under way.
+    refilling: AtomicBool,
 }
 
 impl State {
@@ -41,21 +50,46 @@ impl State {
             .clone()
     }
 
-    /// The template of `set` at `upto` (head when `None`), built on first use.
-    pub async fn template(
+    /// A new test database for `set` at `upto` (head when `None`): the template is built on
+    /// first use (and this suite's leftovers swept in the background), a ready clone is claimed
+    /// when there is one, and the ready clones are topped up in the background.
+    pub async fn hand_out(
         &self,
-        set: &MigrationSet,
+        set: Arc<MigrationSet>,
         upto: Option<i64>,
     ) -> Result<(Arc<Server>, String)> {
         let server = self.server().await?;
-        let cell = {
+        let hash = set.hash(upto);
+        let entry = {
             let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(set.hash(upto)).or_default().clone()
+            map.entry(hash.clone()).or_default().clone()
         };
-        let name = cell
-            .get_or_init(|| admin::ensure_template(&server, set, upto))
+        let template = entry
+            .name
+            .get_or_init(|| async {
+                let name = template::ensure(&server, &set, upto).await?;
+                let (server, suite, current) = (server.clone(), set.suite.clone(), name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = sweep::sweep(&server, &suite, &current).await {
+                        tracing::warn!("sweeping left-behind databases failed: {e}");
+                    }
+                });
+                Ok(name)
+            })
             .await
             .clone()?;
+        let name = admin::hand_out(&server, &template, &hash).await?;
+
+        let target = Config::global()?.ready;
+        if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = admin::refill_ready(&server, &template, &hash, target).await {
+                    tracing::debug!("refilling ready databases failed: {e}");
+                }
+                entry.refilling.store(false, Ordering::Release);
+            });
+        }
         Ok((server, name))
     }
 }

@@ -34,6 +34,8 @@ async fn processes_share_one_template_built_once() {
     )
     .unwrap();
     let migrations = dir.path().display().to_string();
+    // One run, as under nextest: kept databases of one run are not swept by its other processes.
+    let run = uuid::Uuid::new_v4().to_string();
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             common::child(
@@ -43,6 +45,7 @@ async fn processes_share_one_template_built_once() {
                     ("DB_URL", &url),
                     ("PGFRESH_KEEP", "always"),
                     ("PGFRESH_TEST_MIGRATIONS", &migrations),
+                    ("NEXTEST_RUN_ID", &run),
                 ],
             )
             .stdout(Stdio::piped())

@@ -32,45 +32,57 @@ async fn auto_prefers_db_url() {
     assert_eq!(probe_field(&out, "source"), "url");
 }
 
-fn run_and_check_cleanup(env: &[(&str, &str)], panic: bool) -> (String, u16) {
+/// Runs the probe in a child with its own run directory (so that it starts its own server
+/// rather than sharing this process's) and a one-second linger; returns the server's port.
+fn run_alone(env: &[(&str, &str)], run_dir: &std::path::Path, panic: bool) -> u16 {
+    let run_dir = run_dir.display().to_string();
     let mut env = env.to_vec();
+    env.extend([
+        ("PGFRESH_RUN_DIR", run_dir.as_str()),
+        ("PGFRESH_LINGER", "1"),
+    ]);
     if panic {
         env.push(("PGFRESH_TEST_PANIC", "1"));
     }
     let out = rerun("probe", &env);
     assert_eq!(out.status.success(), !panic, "{}", output(&out));
-    (
-        probe_field(&out, "pid"),
-        probe_field(&out, "port").parse().unwrap(),
-    )
+    probe_field(&out, "port").parse().unwrap()
+}
+
+/// A run directory the server's user can enter (the tests may run as root, the server as
+/// `postgres`).
+fn run_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn data_dirs_gone(run_dir: &std::path::Path) -> bool {
+    std::fs::read_dir(run_dir)
+        .unwrap()
+        .flatten()
+        .all(|d| !d.path().join("data").exists() && !d.path().join("state").exists())
 }
 
 #[test]
-fn local_cluster_is_removed_when_the_process_exits() {
+fn local_cluster_is_shared_then_stops_after_the_last_process() {
     if !common::available(common::local_binaries(), "PostgreSQL binaries") {
         return;
     }
-    for panic in [false, true] {
-        let (pid, port) = run_and_check_cleanup(&[("PGFRESH_SERVER", "local")], panic);
-        let dirs_gone = || {
-            std::fs::read_dir("/dev/shm")
-                .into_iter()
-                .chain(std::fs::read_dir(std::env::temp_dir()))
-                .flatten()
-                .flatten()
-                .all(|e| {
-                    !e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("pgfresh-{pid}-"))
-                })
-        };
-        let port_closed = || std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
-        assert!(eventually(Duration::from_secs(10), || dirs_gone() && port_closed()));
-    }
+    let dir = run_dir();
+    let env = [("PGFRESH_SERVER", "local")];
+    // A second process inside the linger time reuses the server, also after a panic.
+    let first = run_alone(&env, dir.path(), true);
+    let second = run_alone(&env, dir.path(), false);
+    assert_eq!(first, second, "the second process started its own server");
+    let port_closed = || std::net::TcpStream::connect(("127.0.0.1", second)).is_err();
+    assert!(eventually(Duration::from_secs(15), || port_closed()
+        && data_dirs_gone(dir.path())));
 }
 
 #[test]
-fn container_is_removed_when_the_process_exits() {
+fn container_is_shared_then_removed_after_the_last_process() {
     if !common::available(common::docker_answers(), "a Docker daemon") {
         return;
     }
@@ -79,19 +91,36 @@ fn container_is_removed_when_the_process_exits() {
     if !image.is_empty() {
         env.push(("PGFRESH_IMAGE", image.as_str()));
     }
-    let (pid, port) = run_and_check_cleanup(&env, true);
+    let dir = run_dir();
+    let first = run_alone(&env, dir.path(), true);
+    let second = run_alone(&env, dir.path(), false);
+    assert_eq!(
+        first, second,
+        "the second process started its own container"
+    );
+    let key = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .find_map(|d| {
+            d.file_name()
+                .to_string_lossy()
+                .rsplit('-')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap();
     let containers_gone = || {
         std::process::Command::new("docker")
             .args([
                 "ps",
                 "-aq",
                 "--filter",
-                &format!("label=dev.pgfresh.pid={pid}"),
+                &format!("label=dev.pgfresh.key={key}"),
             ])
             .output()
             .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
     };
-    let port_closed = || std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    let port_closed = || std::net::TcpStream::connect(("127.0.0.1", second)).is_err();
     assert!(eventually(Duration::from_secs(20), || containers_gone()
         && port_closed()));
 }

@@ -234,10 +234,7 @@ mod tests {
             all.push(m(v, MigrationType::ReversibleDown));
         }
         all.extend(simple.iter().map(|&v| m(v, MigrationType::Simple)));
-        MigrationSet {
-            migrator: Migrator::with_migrations(all),
-            origin: "migrations/".into(),
-        }
+        MigrationSet::from_migrator(&Migrator::with_migrations(all), "migrations/")
     }
 
     fn state<'s>(set: &'s MigrationSet, applied: &[i64]) -> State<'s> {

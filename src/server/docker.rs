@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -14,8 +15,9 @@ use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::bollard::models::PortBinding;
 use testcontainers_modules::testcontainers::core::Mount;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+use testcontainers_modules::testcontainers::{ContainerAsync, ContainerRequest, ImageExt};
 
+use super::rundir::{self, RunDir, State};
 use super::{SPEED_SETTINGS, Started, guardian};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
@@ -26,6 +28,7 @@ const PGDATA: &str = "/var/lib/postgresql/data";
 struct Running {
     _container: ContainerAsync<Postgres>,
     _guardian: Option<guardian::Guardian>,
+    _lease: Option<std::fs::File>,
 }
 
 /// Whether a Docker daemon answers on `DOCKER_HOST` or the usual socket paths.
@@ -85,21 +88,113 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
             .into(),
     })?;
     let (name, tag) = &config.image;
+    let docker = which_docker();
+    // One container per image and daemon, shared by every process of the user; without the
+    // docker CLI or flock(1) for the guardian, one per process.
+    let shared = docker.is_some() && rundir::shared_servers_supported();
+    let mut key = rundir::key(&format!(
+        "{name}:{tag} {}",
+        std::env::var("DOCKER_HOST").unwrap_or_default()
+    ));
+    if !shared {
+        key = format!("{key}-{}", std::process::id());
+    }
+    let dir = Arc::new(
+        RunDir::open(config, "docker", &key, None).map_err(|e| Error::Docker {
+            reason: format!("cannot prepare {}: {e}", rundir::base_dir(config).display()),
+            remedy: "Check that the directory is writable".into(),
+        })?,
+    );
+    let lock = dir.lock_async().await.map_err(|e| Error::Docker {
+        reason: format!("cannot lock {}: {e}", dir.path().display()),
+        remedy: "Check that the directory is writable".into(),
+    })?;
+
+    if let Some(state) = dir.state() {
+        if super::answers(&options(&state)).await {
+            tracing::debug!(id = state.id, "reusing the running container");
+            let lease = lease(&dir)?;
+            drop(lock);
+            return Ok(started(name, tag, &state, Box::new(lease)));
+        }
+        tracing::info!(
+            id = state.id,
+            "the recorded container does not answer; starting a new one"
+        );
+        if let Some(docker) = &docker {
+            let _ = std::process::Command::new(docker)
+                .args(["rm", "-f", "-v", &state.id])
+                .output();
+        }
+        dir.clear_state();
+    }
+
     let password = uuid::Uuid::new_v4().simple().to_string();
+    let container = request(name, tag, &password, &key)
+        .start()
+        .await
+        .map_err(|e| start_error(name, tag, &e))?;
+    let port = container
+        .get_host_port_ipv4(5432)
+        .await
+        .map_err(|e| start_error(name, tag, &e))?;
+    let state = State::new(port, password, container.id().to_owned());
+    super::prefer_md5(&options(&state), &state.password).await?;
+    dir.write_state(&state).map_err(|e| Error::Docker {
+        reason: format!("cannot record the container: {e}"),
+        remedy: "Check that the directory is writable".into(),
+    })?;
+
+    let cleanup = r#""$1" rm -f -v "$2" >/dev/null 2>&1"#;
+    let guardian = match (&docker, shared, config.linger) {
+        (Some(docker), true, Some(linger)) => {
+            dir.spawn_guardian(&state, linger, cleanup, &[docker, &state.id])
+                .map_err(|e| Error::Docker {
+                    reason: format!("cannot start the guardian: {e}"),
+                    remedy: "Check that `sh` and `flock` work".into(),
+                })?;
+            None
+        }
+        (Some(docker), false, _) => guardian::spawn(cleanup, &[docker, &state.id], None).ok(),
+        (None, _, _) => {
+            tracing::warn!(
+                id = state.id,
+                "no docker CLI on PATH: the container cannot be removed when this process exits; \
+                 remove it with `docker rm -f` (label dev.pgfresh=1)"
+            );
+            None
+        }
+        (Some(_), true, None) => None,
+    };
+    let running = Running {
+        _container: container,
+        _guardian: guardian,
+        _lease: if shared { Some(lease(&dir)?) } else { None },
+    };
+    drop(lock);
+    Ok(started(name, tag, &state, Box::new(running)))
+}
+
+/// The container, with test-speed settings, data on tmpfs, its port on 127.0.0.1 only, md5
+/// host authentication (see `prefer_md5`), labels for `pgfresh gc`, removed by Docker once it
+/// stops.
+fn request(name: &str, tag: &str, password: &str, key: &str) -> ContainerRequest<Postgres> {
     let cmd = SPEED_SETTINGS.iter().flat_map(|s| ["-c", s]);
-    let request = Postgres::default()
+    Postgres::default()
         .with_user("postgres")
-        .with_password(&password)
+        .with_password(password)
         .with_db_name("postgres")
-        .with_name(name.as_str())
-        .with_tag(tag.as_str())
+        .with_name(name)
+        .with_tag(tag)
         .with_cmd(cmd)
         .with_env_var("PGDATA", PGDATA)
+        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "md5")
         // Both paths, so that neither the official images' VOLUME (which moved from
         // /var/lib/postgresql/data to /var/lib/postgresql in 18) gets an anonymous volume.
         .with_mount(Mount::tmpfs_mount("/var/lib/postgresql"))
         .with_mount(Mount::tmpfs_mount(PGDATA))
         .with_label("dev.pgfresh", "1")
+        .with_label("dev.pgfresh.key", key)
         .with_label("dev.pgfresh.pid", std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(120))
         .with_host_config_modifier(|host| {
@@ -112,53 +207,47 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
                     host_port: Some(String::new()),
                 }]),
             )]));
-        });
+        })
+}
 
-    let container = request
-        .start()
-        .await
-        .map_err(|e| start_error(name, tag, &e))?;
-    let port = container
-        .get_host_port_ipv4(5432)
-        .await
-        .map_err(|e| start_error(name, tag, &e))?;
-    let guardian = match which_docker() {
-        Some(docker) => guardian::spawn(
-            r#""$1" rm -f -v "$2" >/dev/null 2>&1"#,
-            &[&docker, container.id()],
-            None,
-        )
-        .ok(),
-        None => {
-            tracing::warn!(
-                id = container.id(),
-                "no docker CLI on PATH: the container cannot be removed when this process exits; \
-                 remove it with `docker rm -f` (label dev.pgfresh=1)"
-            );
-            None
-        }
-    };
-    let options = PgConnectOptions::new()
+fn lease(dir: &RunDir) -> Result<std::fs::File> {
+    dir.lease().map_err(|e| Error::Docker {
+        reason: format!("cannot take the lease in {}: {e}", dir.path().display()),
+        remedy: "Check that the directory is writable".into(),
+    })
+}
+
+fn options(state: &State) -> PgConnectOptions {
+    PgConnectOptions::new()
         .host("127.0.0.1")
-        .port(port)
+        .port(state.port)
         .username("postgres")
-        .password(&password)
-        .database("postgres");
+        .password(&state.password)
+        .database("postgres")
+}
+
+fn started(
+    name: &str,
+    tag: &str,
+    state: &State,
+    keepalive: Box<dyn std::any::Any + Send + Sync>,
+) -> Started {
     let url = url::Url::parse(&format!(
-        "postgres://postgres:{password}@127.0.0.1:{port}/postgres"
+        "postgres://postgres:{}@127.0.0.1:{}/postgres",
+        state.password, state.port
     ))
     .expect("a valid URL");
-    Ok(Started {
+    Started {
         source: Source::Docker,
-        options,
+        options: options(state),
         url,
         password_from_user: false,
-        hint: format!("the container from {name}:{tag} is healthy (docker logs)"),
-        keepalive: Box::new(Running {
-            _container: container,
-            _guardian: guardian,
-        }),
-    })
+        hint: format!(
+            "the container {} from {name}:{tag} is healthy (docker logs)",
+            state.id
+        ),
+        keepalive,
+    }
 }
 
 fn which_docker() -> Option<String> {

@@ -11,12 +11,12 @@
 //! process exits. Immediate mode, because the data is thrown away anyway and a smart shutdown
 //! would wait forever for pools that are still open.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sqlx::postgres::PgConnectOptions;
 
+use super::rundir::{self, RunDir, State};
 use super::{SPEED_SETTINGS, Started, guardian};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
@@ -103,42 +103,163 @@ fn install_locations() -> Vec<PathBuf> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     found.into_iter().map(|(_, p)| p).collect()
-}
-
-/// The cluster's directory and guardian, kept alive for the life of the process.
-struct Cluster {
-    _guardian: guardian::Guardian,
 }
 
 pub(super) async fn start(config: &Config) -> Result<Started> {
     let bins = find_binaries(config)?;
-    tokio::task::spawn_blocking(move || start_blocking(&bins))
+    let owner = server_user()?;
+    let shared = rundir::shared_servers_supported();
+    // One cluster per binaries directory, shared by every process of the user; without flock(1)
+    // for the guardian, one per process.
+    let mut key = rundir::key(&bins.dir.display().to_string());
+    if !shared {
+        key = format!("{key}-{}", std::process::id());
+    }
+    let dir = RunDir::open(config, "local", &key, owner).map_err(|e| {
+        local_error(format!(
+            "cannot prepare {}: {e}",
+            rundir::base_dir(config).display()
+        ))
+    })?;
+    let dir = std::sync::Arc::new(dir);
+    let lock = dir
+        .lock_async()
         .await
-        .map_err(|e| local_error(format!("the start task failed: {e}")))?
+        .map_err(|e| local_error(format!("cannot lock {}: {e}", dir.path().display())))?;
+
+    if let Some(state) = dir.state() {
+        let options = options(&state);
+        if super::answers(&options).await {
+            tracing::debug!(port = state.port, "reusing the running local cluster");
+            let lease = dir
+                .lease()
+                .map_err(|e| local_error(format!("cannot take the lease: {e}")))?;
+            drop(lock);
+            return Ok(started(&state, &dir, Box::new(lease)));
+        }
+        tracing::info!(
+            port = state.port,
+            "the recorded local cluster does not answer; starting a new one"
+        );
+        dir.clear_state();
+    }
+
+    let private_guardian = if shared {
+        None
+    } else {
+        Some(cleanup_guardian(&bins, &dir, owner)?)
+    };
+    let state = blocking({
+        let (bins, dir) = (bins.clone(), dir.clone());
+        move || init_and_start(&bins, &dir, owner)
+    })
+    .await?;
+    super::prefer_md5(&options(&state), &state.password).await?;
+    dir.write_state(&state)
+        .map_err(|e| local_error(format!("cannot record the cluster: {e}")))?;
+    let keepalive: Box<dyn std::any::Any + Send + Sync> = match private_guardian {
+        Some(guardian) => Box::new(guardian),
+        None => {
+            if let Some(linger) = config.linger {
+                let pg_ctl = bins.tool("pg_ctl").display().to_string();
+                let data = dir.path().join("data").display().to_string();
+                let log = dir.path().join("server.log").display().to_string();
+                dir.spawn_guardian(
+                    &state,
+                    linger,
+                    r#""$1" -D "$2" stop -m fast >/dev/null 2>&1; rm -rf "$2" "$3""#,
+                    &[&pg_ctl, &data, &log],
+                )
+                .map_err(|e| local_error(format!("cannot start the guardian: {e}")))?;
+            }
+            Box::new(
+                dir.lease()
+                    .map_err(|e| local_error(format!("cannot take the lease: {e}")))?,
+            )
+        }
+    };
+    drop(lock);
+    Ok(started(&state, &dir, keepalive))
 }
 
-fn start_blocking(bins: &Binaries) -> Result<Started> {
-    let owner = server_user()?;
-    let base = create_base_dir(owner)?;
-    let data = base.join("data");
-    let pg_ctl = bins.tool("pg_ctl");
-    let guardian = guardian::spawn(
-        r#""$1" -D "$2" stop -m immediate >/dev/null 2>&1; rm -rf "$3""#,
+/// Without flock(1): a guardian tied to this process by a pipe stops the cluster and removes
+/// its directory when the process exits.
+fn cleanup_guardian(
+    bins: &Binaries,
+    dir: &RunDir,
+    owner: Option<(u32, u32)>,
+) -> Result<guardian::Guardian> {
+    guardian::spawn(
+        r#""$1" -D "$2/data" stop -m fast >/dev/null 2>&1; rm -rf "$2""#,
         &[
-            &pg_ctl.display().to_string(),
-            &data.display().to_string(),
-            &base.display().to_string(),
+            &bins.tool("pg_ctl").display().to_string(),
+            &dir.path().display().to_string(),
         ],
         owner,
     )
-    .map_err(|e| local_error(format!("cannot start the cleanup guardian (sh): {e}")))?;
+    .map_err(|e| local_error(format!("cannot start the cleanup guardian (sh): {e}")))
+}
 
-    // A password even on loopback: other users of the machine stay out, and connecting costs
-    // the same as against the docker and url sources.
+fn options(state: &State) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(state.port)
+        .username("postgres")
+        .password(&state.password)
+        .database("postgres")
+}
+
+fn started(
+    state: &State,
+    dir: &RunDir,
+    keepalive: Box<dyn std::any::Any + Send + Sync>,
+) -> Started {
+    let url = url::Url::parse(&format!(
+        "postgres://postgres:{}@127.0.0.1:{}/postgres",
+        state.password, state.port
+    ))
+    .expect("a valid URL");
+    Started {
+        source: Source::Local,
+        options: options(state),
+        url,
+        password_from_user: false,
+        hint: format!(
+            "the server log {} shows no error",
+            dir.path().join("server.log").display()
+        ),
+        keepalive,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| local_error(format!("a blocking step failed: {e}")))?
+}
+
+/// `initdb` and `pg_ctl start` in `dir/data`, on a free port. Anything left there by a server
+/// that died is removed first.
+fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> Result<State> {
+    let data = dir.path().join("data");
+    let pg_ctl = bins.tool("pg_ctl");
+    if data.exists() {
+        let _ = run(
+            Command::new(&pg_ctl)
+                .arg("-D")
+                .arg(&data)
+                .args(["stop", "-m", "immediate"]),
+            owner,
+            "pg_ctl stop",
+        );
+        std::fs::remove_dir_all(&data)
+            .map_err(|e| local_error(format!("cannot remove the stale {}: {e}", data.display())))?;
+    }
+    // Starts with a SCRAM-hashed password; `prefer_md5` rehashes it once the server runs.
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let pwfile = base.join("pwfile");
+    let pwfile = dir.path().join("pwfile");
     write_owned(&pwfile, &password, owner)?;
     let initdb = run(
         Command::new(bins.tool("initdb"))
@@ -149,7 +270,7 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
                 "-U",
                 "postgres",
                 "-A",
-                "scram-sha-256",
+                "md5",
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -160,9 +281,12 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
     );
     let _ = std::fs::remove_file(&pwfile);
     initdb?;
+    // Dynamic shared memory as files in the data directory, so that nothing is left in
+    // /dev/shm when the directory goes.
     let mut conf = format!(
-        "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
-        base.display()
+        "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         dynamic_shared_memory_type = mmap\n",
+        dir.path().display()
     );
     for setting in SPEED_SETTINGS {
         conf.push_str(setting);
@@ -170,7 +294,7 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
     }
     append(&data.join("postgresql.conf"), &conf)?;
 
-    let log = base.join("server.log");
+    let log = dir.path().join("server.log");
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
         let port = free_port()?;
@@ -187,28 +311,7 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
             "pg_ctl start",
         );
         match started {
-            Ok(()) => {
-                let options = PgConnectOptions::new()
-                    .host("127.0.0.1")
-                    .port(port)
-                    .username("postgres")
-                    .password(&password)
-                    .database("postgres");
-                let url = url::Url::parse(&format!(
-                    "postgres://postgres:{password}@127.0.0.1:{port}/postgres"
-                ))
-                .expect("a valid URL");
-                return Ok(Started {
-                    source: Source::Local,
-                    options,
-                    url,
-                    password_from_user: false,
-                    hint: format!("the server log {} shows no error", log.display()),
-                    keepalive: Box::new(Cluster {
-                        _guardian: guardian,
-                    }),
-                });
-            }
+            Ok(()) => return Ok(State::new(port, password, String::new())),
             Err(e) => {
                 let log_text = std::fs::read_to_string(&log).unwrap_or_default();
                 if !log_text.contains("could not bind") && !log_text.contains("already in use") {
@@ -226,8 +329,7 @@ fn start_blocking(bins: &Binaries) -> Result<Started> {
 
 /// The uid and gid to run the server as: `None` (this process's) unless this process is root.
 fn server_user() -> Result<Option<(u32, u32)>> {
-    let euid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
-    if euid != 0 {
+    if rundir::euid() != 0 {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -249,25 +351,6 @@ fn server_user() -> Result<Option<(u32, u32)>> {
                     .into(),
             )
         })
-}
-
-fn create_base_dir(owner: Option<(u32, u32)>) -> Result<PathBuf> {
-    let shm = Path::new("/dev/shm");
-    let parent =
-        if shm.is_dir() && std::fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly()) {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let base = parent.join(format!("pgfresh-{}-{}", std::process::id(), &id[..8]));
-    std::fs::create_dir(&base)
-        .map_err(|e| local_error(format!("cannot create {}: {e}", base.display())))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&base, Some(uid), Some(gid))
-            .map_err(|e| local_error(format!("cannot chown {}: {e}", base.display())))?;
-    }
-    Ok(base)
 }
 
 fn free_port() -> Result<u16> {

@@ -11,6 +11,8 @@ mod docker;
 mod guardian;
 #[cfg(feature = "local")]
 mod local;
+#[cfg(any(feature = "docker", feature = "local"))]
+mod rundir;
 mod url;
 
 use std::any::Any;
@@ -60,6 +62,10 @@ pub(crate) struct Server {
     pub admin: PgPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
+    /// The key of this process's owner lock (see [`crate::sweep`]).
+    pub owner: i32,
+    /// The connection holding the owner lock, open for the life of the process.
+    _owner_lock: std::sync::Mutex<sqlx::PgConnection>,
     _keepalive: Box<dyn Any + Send + Sync>,
 }
 
@@ -186,7 +192,8 @@ async fn connect(started: Started) -> Result<Server> {
             role: options.get_username().to_owned(),
         });
     }
-    tracing::info!(source = %started.source, address = %address(&options), version, "server ready");
+    let (owner, owner_lock) = crate::sweep::take_owner_lock(&options).await?;
+    tracing::info!(source = %started.source, address = %address(&options), version, owner, "server ready");
     Ok(Server {
         source: started.source,
         options,
@@ -194,6 +201,45 @@ async fn connect(started: Started) -> Result<Server> {
         password_from_user: started.password_from_user,
         admin,
         version: u32::try_from(version).unwrap_or_default(),
+        owner,
+        _owner_lock: std::sync::Mutex::new(owner_lock),
         _keepalive: started.keepalive,
     })
+}
+
+/// Stores the superuser's password as an MD5 hash on a server pgfresh started, whose host
+/// authentication method is `md5`. SCRAM costs ~60 ms per connection in a debug build (the
+/// client derives the key with 4096 HMAC rounds), paid by every test's pool; MD5 costs
+/// microseconds. The server is a throwaway one on loopback, so that trade is right there; a
+/// `DB_URL` server keeps whatever its owner chose.
+#[cfg(any(feature = "docker", feature = "local"))]
+async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = options
+        .connect()
+        .await
+        .map_err(|e| Error::database("connecting to set the password", e))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET password_encryption = 'md5'; SET client_min_messages = error; \
+         ALTER ROLE CURRENT_USER PASSWORD '{password}'"
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(|e| Error::database("setting the password", e))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Whether a server answers `options` within a few seconds (for reusing a recorded server).
+#[cfg(any(feature = "docker", feature = "local"))]
+async fn answers(options: &PgConnectOptions) -> bool {
+    use sqlx::Connection;
+    let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect()).await;
+    match attempt {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            true
+        }
+        _ => false,
+    }
 }

@@ -1,0 +1,127 @@
+//! The marker pgfresh puts on every database it creates, and reads back before it touches one.
+//!
+//! The marker is the database's comment (`COMMENT ON DATABASE`), stored in the shared catalog
+//! `pg_shdescription` and so visible from any database of the server:
+//! `pgfresh:<kind> key=value …`. A database whose comment does not parse as a marker is not
+//! pgfresh's, whatever its name.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a database pgfresh created is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// A template whose migrations are running; `owner` is the building process.
+    Building { owner: i32 },
+    /// A complete template of the suite `suite`, last handed out from at `used` (Unix time).
+    Template { suite: String, used: i64 },
+    /// A clone of a template, waiting to be claimed by a test.
+    Ready,
+    /// A test's database, owned by the live process holding the owner lock `owner`.
+    Test { owner: i32 },
+    /// A failed test's database, kept on purpose by run `run` of suite `suite`.
+    Kept { suite: String, run: String },
+    /// A database on its way out: anyone may drop it.
+    Trash,
+}
+
+impl Mark {
+    /// Reads a comment; `None` when it is not a pgfresh marker.
+    pub fn parse(comment: &str) -> Option<Self> {
+        let rest = comment.strip_prefix("pgfresh:")?;
+        let mut words = rest.split_whitespace();
+        let kind = words.next()?;
+        let fields: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
+        let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        Some(match kind {
+            "building" => Self::Building {
+                owner: get("owner")?.parse().ok()?,
+            },
+            "template" => Self::Template {
+                suite: get("suite")?.to_owned(),
+                used: get("used")?.parse().ok()?,
+            },
+            "ready" => Self::Ready,
+            "test" => Self::Test {
+                owner: get("owner")?.parse().ok()?,
+            },
+            "kept" => Self::Kept {
+                suite: get("suite")?.to_owned(),
+                run: get("run")?.to_owned(),
+            },
+            "trash" => Self::Trash,
+            _ => return None,
+        })
+    }
+
+    /// Whether `comment` is any pgfresh marker, including ones this version cannot parse.
+    pub fn is_ours(comment: Option<&str>) -> bool {
+        comment.is_some_and(|c| c.starts_with("pgfresh:"))
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Building { owner } => write!(f, "pgfresh:building owner={owner}"),
+            Self::Template { suite, used } => {
+                write!(f, "pgfresh:template suite={suite} used={used}")
+            }
+            Self::Ready => f.write_str("pgfresh:ready"),
+            Self::Test { owner } => write!(f, "pgfresh:test owner={owner}"),
+            Self::Kept { suite, run } => write!(f, "pgfresh:kept suite={suite} run={run}"),
+            Self::Trash => f.write_str("pgfresh:trash"),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// This run's identity for kept databases: nextest's run id when under nextest (one process per
+/// test, one id for the whole run), else this process.
+pub(crate) fn run_id(owner: i32) -> String {
+    std::env::var("NEXTEST_RUN_ID")
+        .ok()
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+        .unwrap_or_else(|| format!("p{owner}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let marks = [
+            Mark::Building { owner: 7 },
+            Mark::Template {
+                suite: "ab12cd34".into(),
+                used: 1_700_000_000,
+            },
+            Mark::Ready,
+            Mark::Test { owner: 42 },
+            Mark::Kept {
+                suite: "ab12cd34".into(),
+                run: "p42".into(),
+            },
+            Mark::Trash,
+        ];
+        for mark in marks {
+            assert_eq!(Mark::parse(&mark.to_string()), Some(mark));
+        }
+    }
+
+    #[test]
+    fn foreign_comments_are_not_ours() {
+        assert_eq!(Mark::parse("production database"), None);
+        assert_eq!(Mark::parse("pgfresh:test"), None);
+        assert!(!Mark::is_ours(Some("production")));
+        assert!(!Mark::is_ours(None));
+        assert!(Mark::is_ours(Some("pgfresh:future-kind x=1")));
+    }
+}

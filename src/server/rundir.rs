@@ -1,0 +1,246 @@
+//! The run directory where the processes sharing one server meet.
+//!
+//! Under `cargo nextest run` every test is a process of its own; they must share one server and
+//! one template. The first process starts the server; the others find it here:
+//!
+//! - `lock`: held exclusively while a process looks for the server or starts one, and by the
+//!   guardian while it stops it, so processes starting at the same moment never start two.
+//! - `lease`: every process using the server holds a shared lock on it until it exits. The
+//!   kernel releases it however the process ends (also `SIGKILL`).
+//! - `state`: the port, password and generation of the running server.
+//!
+//! A guardian (`sh`, detached from the test run) polls the lease every second; once no process
+//! has held it for the linger time, it takes `lock`, checks again, removes `state` and stops
+//! the server. A process that starts within the linger time simply reuses the server.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// The directory and who owns it (the server's user when this process is root).
+#[derive(Debug)]
+pub(super) struct RunDir {
+    path: PathBuf,
+    owner: Option<(u32, u32)>,
+}
+
+/// What the process that started the server records for the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct State {
+    pub port: u16,
+    pub password: String,
+    /// Container id for the docker source, empty for the local one.
+    pub id: String,
+    /// Changes with every start, so that a guardian of an earlier server never stops this one.
+    pub generation: String,
+}
+
+impl State {
+    pub fn new(port: u16, password: String, id: String) -> Self {
+        let generation = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            port,
+            password,
+            id,
+            generation,
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "port={}\npassword={}\nid={}\ngeneration={}\n",
+            self.port, self.password, self.id, self.generation
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        Some(Self {
+            port: get("port")?.parse().ok()?,
+            password: get("password")?,
+            id: get("id")?,
+            generation: get("generation")?,
+        })
+    }
+}
+
+/// Whether `flock(1)` is there for the guardian (util-linux; absent on macOS).
+pub(super) fn shared_servers_supported() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("flock").is_file()))
+}
+
+/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
+/// touches a disk), else the temporary directory.
+pub(super) fn base_dir(config: &Config) -> PathBuf {
+    if let Some(dir) = &config.run_dir {
+        return dir.clone();
+    }
+    let shm = Path::new("/dev/shm");
+    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
+pub(super) fn euid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// A short stable key for `text` (8 hex digits), for directory names.
+pub(super) fn key(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl RunDir {
+    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_dir`].
+    pub fn open(
+        config: &Config,
+        kind: &str,
+        key: &str,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<Self> {
+        let path = base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", euid()));
+        std::fs::create_dir_all(&path)?;
+        let dir = Self { path, owner };
+        dir.give(&dir.path)?;
+        for file in ["lock", "lease"] {
+            let p = dir.path.join(file);
+            OpenOptions::new().create(true).append(true).open(&p)?;
+            dir.give(&p)?;
+        }
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn give(&self, path: &Path) -> io::Result<()> {
+        match self.owner {
+            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the exclusive start/stop lock; released when the file is dropped.
+    pub fn lock(&self) -> io::Result<File> {
+        let file = File::open(self.path.join("lock"))?;
+        file.lock()?;
+        Ok(file)
+    }
+
+    /// [`lock`](Self::lock) without blocking the runtime.
+    pub async fn lock_async(self: &std::sync::Arc<Self>) -> io::Result<File> {
+        let dir = self.clone();
+        tokio::task::spawn_blocking(move || dir.lock())
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// Takes this process's shared lease on the server; held until the file is dropped, that is
+    /// until the process exits.
+    pub fn lease(&self) -> io::Result<File> {
+        let file = File::open(self.path.join("lease"))?;
+        file.lock_shared()?;
+        Ok(file)
+    }
+
+    pub fn state(&self) -> Option<State> {
+        State::parse(&std::fs::read_to_string(self.path.join("state")).ok()?)
+    }
+
+    pub fn write_state(&self, state: &State) -> io::Result<()> {
+        let tmp = self.path.join("state.tmp");
+        std::fs::write(&tmp, state.render())?;
+        self.give(&tmp)?;
+        std::fs::rename(tmp, self.path.join("state"))
+    }
+
+    pub fn clear_state(&self) {
+        let _ = std::fs::remove_file(self.path.join("state"));
+    }
+
+    /// Starts the guardian of `state`'s server: after `linger` without a lease it runs
+    /// `cleanup` (a shell snippet over `"$@"` = `args`). Runs as the directory's owner.
+    pub fn spawn_guardian(
+        &self,
+        state: &State,
+        linger: Duration,
+        cleanup: &str,
+        args: &[&str],
+    ) -> io::Result<()> {
+        let script = format!(
+            r#"trap '' HUP INT
+d=$1; gen=$2; linger=$3; shift 3
+idle=0
+while sleep 1; do
+  grep -qx "generation=$gen" "$d/state" 2>/dev/null || exit 0
+  if flock -n -x "$d/lease" true; then idle=$((idle + 1)); else idle=0; fi
+  [ "$idle" -ge "$linger" ] || continue
+  exec 9<"$d/lock"
+  flock -x 9
+  if grep -qx "generation=$gen" "$d/state" 2>/dev/null && flock -n -x "$d/lease" true; then
+    rm -f "$d/state"
+    {cleanup}
+    exit 0
+  fi
+  exec 9<&-
+  idle=0
+done"#
+        );
+        let mut cmd = Command::new("sh");
+        // The outer shell starts the guardian in the background and exits at once, so the
+        // guardian is adopted by init: no zombie, no tie to the test process.
+        cmd.arg("-c")
+            .arg(r#"sh -c "$0" pgfresh-guardian "$@" </dev/null >/dev/null 2>&1 &"#)
+            .arg(script)
+            .arg(&self.path)
+            .arg(&state.generation)
+            .arg(linger.as_secs().max(1).to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Some((uid, gid)) = self.owner {
+            cmd.uid(uid).gid(gid);
+        }
+        let status = cmd.status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "the guardian's shell failed: {status}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips() {
+        let s = State::new(5432, "pw".into(), "abc".into());
+        assert_eq!(State::parse(&s.render()), Some(s));
+        assert_eq!(State::parse("port=x\n"), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! Owner locks and sweeps: databases left behind by processes that died are removed by a later
+//! one, and a database a live process still uses is never touched.
+//!
+//! Every process that uses a server holds, for as long as it lives, a session-level advisory
+//! lock `(OWNER_LOCK_CLASS, owner)` on a connection of its own; its test databases are marked
+//! `test owner=<owner>`. The server releases the lock when that connection ends, which happens
+//! when the process exits however it exits (crash, `SIGKILL`, `process::exit`), also when the
+//! process ran on another machine. A sweep reads the held locks from `pg_locks`, so it knows
+//! exactly which owners are alive.
+//!
+//! The rules, applied once per process and migration set, in the background:
+//! - `trash` (a drop that was cut short): dropped.
+//! - `test` or `building` of an owner that holds no lock any more: dropped.
+//! - `ready` clones of a template that no longer exists: dropped.
+//! - `kept` by an earlier run of the same suite: listed and dropped (a run is one `cargo test`
+//!   process, or one `cargo nextest run`).
+//! - templates of the same suite other than the current one, unused for an hour (the migrations
+//!   changed), and any template unused for a week: dropped with their ready clones.
+
+use std::collections::HashSet;
+
+use sqlx::{ConnectOptions, PgConnection};
+
+use crate::admin::drop_database;
+use crate::error::{Error, Result};
+use crate::marker::{Mark, now, run_id};
+use crate::migrations::PREFIX;
+use crate::server::Server;
+
+/// Class of the owner locks: the ASCII bytes of "pgfo".
+pub(crate) const OWNER_LOCK_CLASS: i32 = 0x7067_666f;
+
+/// A template of the current suite is stale this long after its last use, once another
+/// template of the suite exists.
+const STALE_SUITE_TEMPLATE: i64 = 3600;
+/// Any template is stale this long after its last use.
+const STALE_TEMPLATE: i64 = 7 * 24 * 3600;
+
+/// Takes an owner lock on a connection of its own and returns the lock's key and connection.
+pub(crate) async fn take_owner_lock(
+    options: &sqlx::postgres::PgConnectOptions,
+) -> Result<(i32, PgConnection)> {
+    let mut conn = options
+        .clone()
+        .application_name("pgfresh-owner")
+        .connect()
+        .await
+        .map_err(|e| Error::database("connecting to take the owner lock", e))?;
+    loop {
+        let key = i32::try_from(uuid::Uuid::new_v4().as_u128() % (i32::MAX as u128)).unwrap_or(1);
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(OWNER_LOCK_CLASS)
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::database("taking the owner lock", e))?;
+        if taken {
+            return Ok((key, conn));
+        }
+    }
+}
+
+/// What a sweep removed.
+#[derive(Debug, Default)]
+pub(crate) struct Swept {
+    pub dropped: Vec<String>,
+}
+
+/// Applies the sweep rules (see the module docs) for `suite`, whose current template is
+/// `current`.
+pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<Swept> {
+    let mut conn = server
+        .admin
+        .acquire()
+        .await
+        .map_err(|e| Error::database("connecting to sweep", e))?;
+    let live: HashSet<i32> = sqlx::query_scalar(
+        "SELECT objid::bigint::int FROM pg_locks \
+         WHERE locktype = 'advisory' AND classid::bigint = $1 AND objsubid = 2 AND granted",
+    )
+    .bind(i64::from(OWNER_LOCK_CLASS))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database("reading owner locks", e))?
+    .into_iter()
+    .collect();
+    let databases: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE starts_with(datname::text, $1) ORDER BY datname",
+    )
+    .bind(PREFIX)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database("listing pgfresh databases", e))?;
+    let names: HashSet<&str> = databases.iter().map(|(n, _)| n.as_str()).collect();
+    let this_run = run_id(server.owner);
+
+    let mut doomed = Vec::new();
+    for (name, comment) in &databases {
+        let Some(mark) = comment.as_deref().and_then(Mark::parse) else {
+            continue;
+        };
+        let drop = match &mark {
+            Mark::Trash => true,
+            Mark::Test { owner } | Mark::Building { owner } => !live.contains(owner),
+            Mark::Ready => name
+                .strip_prefix("pgfresh_r_")
+                .and_then(|rest| rest.split('_').next())
+                .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
+            Mark::Kept { suite: s, run } => {
+                let earlier = s == suite && *run != this_run;
+                if earlier {
+                    eprintln!(
+                        "pgfresh: dropping {name}, kept by an earlier run of this test suite"
+                    );
+                }
+                earlier
+            }
+            Mark::Template { suite: s, used } => {
+                let age = now() - used;
+                name != current
+                    && ((s == suite && age > STALE_SUITE_TEMPLATE) || age > STALE_TEMPLATE)
+            }
+        };
+        if drop {
+            doomed.push(name.clone());
+        }
+    }
+
+    let mut swept = Swept::default();
+    for name in doomed {
+        match drop_database(server, &mut conn, &name).await {
+            Ok(()) => swept.dropped.push(name),
+            Err(e) => tracing::debug!(%name, "sweep left it: {e}"),
+        }
+    }
+    if !swept.dropped.is_empty() {
+        tracing::info!(count = swept.dropped.len(), "swept databases left behind");
+    }
+    Ok(swept)
+}

@@ -1,0 +1,177 @@
+//! Templates: one database per migration set (and target revision), migrated once and cloned
+//! for every test.
+//!
+//! The build runs under a PostgreSQL advisory lock, so processes that start together build it
+//! once; the template is marked complete (`IS_TEMPLATE`, marker `template`) only after every
+//! migration succeeded, so a build that died half-way (marker `building`) is dropped and
+//! rebuilt.
+
+use sqlx::PgConnection;
+use sqlx::migrate::MigrateError;
+use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
+
+use crate::admin::{self, execute, set_mark};
+use crate::error::{Error, Result};
+use crate::marker::{Mark, now};
+use crate::migrations::{self, MigrationSet};
+use crate::server::Server;
+
+/// Class of the advisory locks that serialise template builds across processes: the ASCII
+/// bytes of "pgfr". The second key is taken from the template's hash.
+const BUILD_LOCK_CLASS: i32 = 0x7067_6672;
+
+/// Makes sure the template for `set` (migrated up to `upto`, or to head) exists, building it
+/// under an advisory lock if no process has yet. Returns the template's name.
+pub(crate) async fn ensure(
+    server: &Server,
+    set: &MigrationSet,
+    upto: Option<i64>,
+) -> Result<String> {
+    let hash = set.hash(upto);
+    let name = migrations::template_name(&hash);
+    let lock_key = i32::from_str_radix(&hash[..8], 16).unwrap_or_default();
+    let mut conn = server
+        .admin
+        .acquire()
+        .await
+        .map_err(|e| Error::database("connecting to build a template", e))?;
+    sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        .bind(BUILD_LOCK_CLASS)
+        .bind(lock_key)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Error::database(format!("waiting for the build lock of {name}"), e))?;
+    let built = build_locked(server, &mut conn, set, upto, &name).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(BUILD_LOCK_CLASS)
+        .bind(lock_key)
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // The session lock dies with the connection; make sure the pool does not reuse it.
+        conn.detach();
+    }
+    built.map(|()| name)
+}
+
+async fn build_locked(
+    server: &Server,
+    conn: &mut PgConnection,
+    set: &MigrationSet,
+    upto: Option<i64>,
+    name: &str,
+) -> Result<()> {
+    let used = Mark::Template {
+        suite: set.suite.clone(),
+        used: now(),
+    };
+    match admin::mark_of(conn, name).await? {
+        Some((true, Some(Mark::Template { .. }))) => {
+            // Record the use, so that sweeps can tell live templates from abandoned ones.
+            return set_mark(conn, name, &used).await;
+        }
+        Some((_, mark)) => {
+            tracing::info!(template = name, ?mark, "dropping a half-built template");
+            admin::drop_database(server, conn, name).await?;
+        }
+        None => {}
+    }
+
+    tracing::info!(template = name, origin = %set.origin, "building template");
+    execute(conn, &format!(r#"CREATE DATABASE "{name}""#)).await?;
+    set_mark(
+        conn,
+        name,
+        &Mark::Building {
+            owner: server.owner,
+        },
+    )
+    .await?;
+    if let Err(e) = migrate(server, set, upto, name).await {
+        let _ = admin::drop_database(server, conn, name).await;
+        return Err(e);
+    }
+    // Mark complete only now: a build that dies before this line leaves a database marked
+    // `building`, which the next build (or a sweep, once its owner is gone) drops.
+    execute(
+        conn,
+        &format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"#),
+    )
+    .await?;
+    set_mark(conn, name, &used).await
+}
+
+async fn migrate(server: &Server, set: &MigrationSet, upto: Option<i64>, name: &str) -> Result<()> {
+    // A one-connection pool rather than a bare connection: the migrator's future over
+    // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
+    let db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(server.options.clone().database(name))
+        .await
+        .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
+    let result = match upto {
+        Some(version) => set.migrator.run_to(version, &db).await,
+        None => set.migrator.run(&db).await,
+    };
+    db.close().await;
+    result.map_err(|e| migration_error(set, name, e))
+}
+
+fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error {
+    match e {
+        MigrateError::ExecuteMigration(source, version) => {
+            let migration = set.ups().find(|m| m.version == version);
+            let description = migration.map_or_else(String::new, |m| m.description.to_string());
+            let message = match source.as_database_error() {
+                Some(db) => {
+                    let position = db
+                        .try_downcast_ref::<PgDatabaseError>()
+                        .and_then(PgDatabaseError::position)
+                        .and_then(|p| match p {
+                            sqlx::postgres::PgErrorPosition::Original(pos) => Some(pos),
+                            _ => None,
+                        });
+                    match (position, migration) {
+                        (Some(pos), Some(m)) => {
+                            let (line, col) = line_col(m.sql.as_str(), pos);
+                            format!("{} (at line {line}, column {col})", db.message())
+                        }
+                        _ => db.message().to_owned(),
+                    }
+                }
+                None => source.to_string(),
+            };
+            Error::Migration {
+                version,
+                description,
+                template: template.into(),
+                message,
+            }
+        }
+        other => Error::MigrationSource {
+            location: set.origin.clone(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// 1-based line and column of the 1-based character position `pos` in `sql`.
+pub(crate) fn line_col(sql: &str, pos: usize) -> (usize, usize) {
+    let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_col;
+
+    #[test]
+    fn positions_become_lines_and_columns() {
+        let sql = "CREATE TABLE a();\nCREATE TABLE b(\n  x intt\n);";
+        let pos = sql.find("intt").unwrap() + 1;
+        assert_eq!(line_col(sql, pos), (3, 5));
+        assert_eq!(line_col(sql, 1), (1, 1));
+    }
+}
