@@ -108,14 +108,17 @@ pub enum Error {
 
     /// A migration failed while building the template database.
     #[error(
-        "migration {version} ({description}) failed while building template {template}: {message}. \
-         Fix the migration; the half-built template was dropped and is rebuilt on the next run."
+        "migration {version} ({description}, {file}) failed while building template {template}: \
+         {message}. Fix the migration; the half-built template was dropped and is rebuilt on the \
+         next run."
     )]
     Migration {
         /// The version of the failing migration.
         version: i64,
         /// Its description.
         description: String,
+        /// Its file, or `compiled in` for a `sqlx::migrate!()` set.
+        file: String,
         /// The template being built.
         template: String,
         /// The server's message, with the line and column of the error when the server gave one.

@@ -83,6 +83,22 @@ impl MigrationSet {
             .filter(|m| !m.migration_type.is_down_migration())
     }
 
+    /// The file of up migration `version` when the set was read from a folder.
+    pub fn file_of(&self, version: i64) -> String {
+        let prefix = format!("{version}_");
+        std::fs::read_dir(&self.origin)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| {
+                    n.starts_with(&prefix) && n.ends_with(".sql") && !n.ends_with(".down.sql")
+                })
+            })
+            .map_or_else(|| "compiled in".to_owned(), |p| p.display().to_string())
+    }
+
     /// Checks that `version` is one of the set's versions.
     pub fn check_version(&self, version: i64) -> Result<()> {
         if self.ups().any(|m| m.version == version) {

@@ -144,6 +144,7 @@ fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error
             Error::Migration {
                 version,
                 description,
+                file: set.file_of(version),
                 template: template.into(),
                 message,
             }

@@ -150,7 +150,8 @@ async fn failing_migration_names_version_line_and_message() {
     ]);
     let harness = Harness::from_dir(dir.path());
     let e = harness.test_db().await.unwrap_err().to_string();
-    assert!(e.contains("migration 2 (broken table) failed"), "{e}");
+    assert!(e.contains("migration 2 (broken table, "), "{e}");
+    assert!(e.contains("2_broken_table.sql) failed"), "{e}");
     assert!(e.contains("type \"intt\" does not exist"), "{e}");
     assert!(e.contains("line 2, column 8"), "{e}");
     // Every later test of the process gets the same answer, without another build.

@@ -24,6 +24,10 @@ use sqlx::{ConnectOptions, PgPool};
 use crate::config::{Choice, Config, Source};
 use crate::error::{Error, Result};
 
+/// pgfresh's own connections per process: this pool, plus the owner lock's connection and one
+/// while refilling ready databases.
+const ADMIN_POOL_SIZE: u32 = 3;
+
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,7 +39,9 @@ const SPEED_SETTINGS: &[&str] = &[
     "synchronous_commit=off",
     "full_page_writes=off",
     "autovacuum=off",
-    "max_connections=200",
+    // Room for 8 processes x 8 test threads x the default pool of 5, plus pgfresh's own
+    // connections (at most 5 per process): 8 x (40 + 5) = 360.
+    "max_connections=400",
 ];
 
 /// What a source hands back once its server accepts connections.
@@ -168,7 +174,7 @@ async fn connect(started: Started) -> Result<Server> {
         .application_name("pgfresh")
         .log_statements(tracing::log::LevelFilter::Debug);
     let admin = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(ADMIN_POOL_SIZE)
         .min_connections(0)
         .acquire_timeout(CONNECT_TIMEOUT)
         .idle_timeout(Duration::from_secs(30))
