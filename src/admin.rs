@@ -57,11 +57,8 @@ pub(crate) async fn mark_of(
 }
 
 /// Drops `name` after checking its marker; connections still open to it are terminated.
-pub(crate) async fn drop_database(
-    server: &Server,
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<()> {
+/// `version` is the server's `server_version_num`.
+pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &str) -> Result<()> {
     let Some((is_template, _)) = mark_of(conn, name).await? else {
         return Ok(());
     };
@@ -72,7 +69,7 @@ pub(crate) async fn drop_database(
         )
         .await?;
     }
-    if server.version >= 130_000 {
+    if version >= 130_000 {
         execute(
             conn,
             &format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#),
@@ -203,7 +200,7 @@ pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
         return Ok(());
     }
     set_mark(&mut conn, name, &Mark::Trash).await?;
-    drop_database(server, &mut conn, name).await
+    drop_database(server.version, &mut conn, name).await
 }
 
 /// Marks a test database as kept by this run of `suite`: it outlives this process, and the next

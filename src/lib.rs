@@ -9,6 +9,7 @@ mod config;
 pub mod datadump;
 mod error;
 mod fixture;
+pub mod gc;
 mod harness;
 mod marker;
 mod migrations;

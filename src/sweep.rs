@@ -129,7 +129,7 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
 
     let mut swept = Swept::default();
     for name in doomed {
-        match drop_database(server, &mut conn, &name).await {
+        match drop_database(server.version, &mut conn, &name).await {
             Ok(()) => swept.dropped.push(name),
             Err(e) => tracing::debug!(%name, "sweep left it: {e}"),
         }

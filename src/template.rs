@@ -72,7 +72,7 @@ async fn build_locked(
         }
         Some((_, mark)) => {
             tracing::info!(template = name, ?mark, "dropping a half-built template");
-            admin::drop_database(server, conn, name).await?;
+            admin::drop_database(server.version, conn, name).await?;
         }
         None => {}
     }
@@ -88,7 +88,7 @@ async fn build_locked(
     )
     .await?;
     if let Err(e) = migrate(server, set, upto, name).await {
-        let _ = admin::drop_database(server, conn, name).await;
+        let _ = admin::drop_database(server.version, conn, name).await;
         return Err(e);
     }
     // Mark complete only now: a build that dies before this line leaves a database marked

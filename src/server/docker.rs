@@ -2,8 +2,12 @@
 //!
 //! The container runs with test-speed settings (`fsync`, `synchronous_commit` and
 //! `full_page_writes` off), keeps its data on tmpfs, publishes its port on 127.0.0.1 only, and
-//! is removed by Docker as soon as it stops. A guardian process removes it when this process
-//! exits, since the handle lives in a static that is never dropped.
+//! is removed by Docker as soon as it stops.
+//!
+//! One container per image serves every process of the user (see [`super::rundir`]): the
+//! handle lives in a static that is never dropped, so its guardian removes it (`docker rm -f`)
+//! once no process has used it for the linger time. Without the docker CLI or `flock(1)` each
+//! process gets a container of its own.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +28,8 @@ use crate::error::{Error, Result};
 
 const PGDATA: &str = "/var/lib/postgresql/data";
 
-/// The container and its guardian, kept alive for the life of the process.
+/// The container, its guardian (per-process mode) and this process's lease (shared mode),
+/// kept for the life of the process.
 struct Running {
     _container: ContainerAsync<Postgres>,
     _guardian: Option<guardian::Guardian>,
@@ -101,7 +106,10 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     }
     let dir = Arc::new(
         RunDir::open(config, "docker", &key, None).map_err(|e| Error::Docker {
-            reason: format!("cannot prepare {}: {e}", rundir::base_dir(config).display()),
+            reason: format!(
+                "cannot prepare {}: {e}",
+                super::run_base_dir(config).display()
+            ),
             remedy: "Check that the directory is writable".into(),
         })?,
     );
@@ -112,18 +120,18 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 
     if let Some(state) = dir.state() {
         if super::answers(&options(&state)).await {
-            tracing::debug!(id = state.id, "reusing the running container");
+            tracing::debug!(id = state.handle, "reusing the running container");
             let lease = lease(&dir)?;
             drop(lock);
             return Ok(started(name, tag, &state, Box::new(lease)));
         }
         tracing::info!(
-            id = state.id,
+            id = state.handle,
             "the recorded container does not answer; starting a new one"
         );
         if let Some(docker) = &docker {
             let _ = std::process::Command::new(docker)
-                .args(["rm", "-f", "-v", &state.id])
+                .args(["rm", "-f", "-v", &state.handle])
                 .output();
         }
         dir.clear_state();
@@ -148,17 +156,17 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     let cleanup = r#""$1" rm -f -v "$2" >/dev/null 2>&1"#;
     let guardian = match (&docker, shared, config.linger) {
         (Some(docker), true, Some(linger)) => {
-            dir.spawn_guardian(&state, linger, cleanup, &[docker, &state.id])
+            dir.spawn_guardian(&state, linger, cleanup, &[docker, &state.handle])
                 .map_err(|e| Error::Docker {
                     reason: format!("cannot start the guardian: {e}"),
                     remedy: "Check that `sh` and `flock` work".into(),
                 })?;
             None
         }
-        (Some(docker), false, _) => guardian::spawn(cleanup, &[docker, &state.id], None).ok(),
+        (Some(docker), false, _) => guardian::spawn(cleanup, &[docker, &state.handle], None).ok(),
         (None, _, _) => {
             tracing::warn!(
-                id = state.id,
+                id = state.handle,
                 "no docker CLI on PATH: the container cannot be removed when this process exits; \
                  remove it with `docker rm -f` (label dev.pgfresh=1)"
             );
@@ -244,7 +252,7 @@ fn started(
         password_from_user: false,
         hint: format!(
             "the container {} from {name}:{tag} is healthy (docker logs)",
-            state.id
+            state.handle
         ),
         keepalive,
     }

@@ -1,15 +1,17 @@
 //! The local source: a throwaway cluster from the PostgreSQL binaries on this machine.
 //!
-//! `initdb --no-sync` into a fresh directory (on tmpfs when `/dev/shm` exists), then
+//! `initdb --no-sync` into the run directory (on tmpfs when `/dev/shm` exists), then
 //! `pg_ctl start` on a free loopback port with the same test-speed settings as the docker
 //! source. The server listens on 127.0.0.1 only and asks for a generated password.
 //!
+//! One cluster serves every process of the user that uses the same binaries (see
+//! [`super::rundir`]); its guardian stops it in fast mode (a smart shutdown would wait forever
+//! for pools that are still open) and deletes its data once no process has used it for the
+//! linger time. Without `flock(1)` each process gets a cluster of its own, removed when the
+//! process exits by a guardian tied to it by a pipe.
+//!
 //! PostgreSQL refuses to run as root, so when this process is root the cluster is created and
 //! run as the `postgres` user (or `nobody` when there is none).
-//!
-//! A guardian process stops the server in immediate mode and deletes the directory when this
-//! process exits. Immediate mode, because the data is thrown away anyway and a smart shutdown
-//! would wait forever for pools that are still open.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,7 +122,7 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     let dir = RunDir::open(config, "local", &key, owner).map_err(|e| {
         local_error(format!(
             "cannot prepare {}: {e}",
-            rundir::base_dir(config).display()
+            super::run_base_dir(config).display()
         ))
     })?;
     let dir = std::sync::Arc::new(dir);
@@ -311,7 +313,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
             "pg_ctl start",
         );
         match started {
-            Ok(()) => return Ok(State::new(port, password, String::new())),
+            Ok(()) => return Ok(State::new(port, password, pg_ctl.display().to_string())),
             Err(e) => {
                 let log_text = std::fs::read_to_string(&log).unwrap_or_default();
                 if !log_text.contains("could not bind") && !log_text.contains("already in use") {
@@ -329,7 +331,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
 
 /// The uid and gid to run the server as: `None` (this process's) unless this process is root.
 fn server_user() -> Result<Option<(u32, u32)>> {
-    if rundir::euid() != 0 {
+    if super::euid() != 0 {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

@@ -16,6 +16,7 @@ mod rundir;
 mod url;
 
 use std::any::Any;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -30,6 +31,31 @@ const ADMIN_POOL_SIZE: u32 = 3;
 
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
+/// touches a disk), else the temporary directory.
+pub(crate) fn run_base_dir(config: &Config) -> PathBuf {
+    if let Some(dir) = &config.run_dir {
+        return dir.clone();
+    }
+    let shm = Path::new("/dev/shm");
+    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Whether this process runs as root (PostgreSQL refuses to).
+pub(crate) fn running_as_root() -> bool {
+    euid() == 0
+}
+
+/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
+pub(crate) fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
 
 /// Test-speed server settings for the servers pgfresh starts: durability traded for speed,
 /// which a throwaway test server never needs.

@@ -15,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,27 +34,27 @@ pub(super) struct RunDir {
 pub(super) struct State {
     pub port: u16,
     pub password: String,
-    /// Container id for the docker source, empty for the local one.
-    pub id: String,
+    /// What stops the server: the container id (docker), or the `pg_ctl` to run (local).
+    pub handle: String,
     /// Changes with every start, so that a guardian of an earlier server never stops this one.
     pub generation: String,
 }
 
 impl State {
-    pub fn new(port: u16, password: String, id: String) -> Self {
+    pub fn new(port: u16, password: String, handle: String) -> Self {
         let generation = uuid::Uuid::new_v4().simple().to_string();
         Self {
             port,
             password,
-            id,
+            handle,
             generation,
         }
     }
 
     fn render(&self) -> String {
         format!(
-            "port={}\npassword={}\nid={}\ngeneration={}\n",
-            self.port, self.password, self.id, self.generation
+            "port={}\npassword={}\nhandle={}\ngeneration={}\n",
+            self.port, self.password, self.handle, self.generation
         )
     }
 
@@ -68,7 +67,7 @@ impl State {
         Some(Self {
             port: get("port")?.parse().ok()?,
             password: get("password")?,
-            id: get("id")?,
+            handle: get("handle")?,
             generation: get("generation")?,
         })
     }
@@ -78,25 +77,6 @@ impl State {
 pub(super) fn shared_servers_supported() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("flock").is_file()))
-}
-
-/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
-/// touches a disk), else the temporary directory.
-pub(super) fn base_dir(config: &Config) -> PathBuf {
-    if let Some(dir) = &config.run_dir {
-        return dir.clone();
-    }
-    let shm = Path::new("/dev/shm");
-    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
-pub(super) fn euid() -> u32 {
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// A short stable key for `text` (8 hex digits), for directory names.
@@ -116,7 +96,8 @@ impl RunDir {
         key: &str,
         owner: Option<(u32, u32)>,
     ) -> io::Result<Self> {
-        let path = base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", euid()));
+        let path =
+            super::run_base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", super::euid()));
         std::fs::create_dir_all(&path)?;
         let dir = Self { path, owner };
         dir.give(&dir.path)?;

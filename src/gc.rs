@@ -1,0 +1,262 @@
+//! Removing everything pgfresh created: what `pgfresh gc` does.
+//!
+//! - on the server a URL names: every database carrying a pgfresh marker (test databases,
+//!   kept ones, ready clones, templates), and only those;
+//! - on this machine: the local clusters and containers pgfresh started (their run
+//!   directories), and any container labelled `dev.pgfresh=1`.
+//!
+//! Tests running at the same time lose their databases: run it between runs.
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::admin::drop_database;
+use crate::config::{Config, redact_url};
+use crate::error::{Error, Result};
+use crate::marker::Mark;
+use crate::server::CONNECT_TIMEOUT;
+
+/// Something pgfresh created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Leftover {
+    /// A database on the server, with the kind its marker gives (`test`, `template`, …).
+    Database {
+        /// Its name.
+        name: String,
+        /// `test`, `kept`, `ready`, `template`, `building`, `trash`.
+        kind: String,
+    },
+    /// A local cluster pgfresh started, by its run directory.
+    Cluster {
+        /// The run directory (holding `data/`).
+        dir: PathBuf,
+    },
+    /// A container pgfresh started.
+    Container {
+        /// The container id.
+        id: String,
+    },
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
+            Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
+            Self::Container { id } => write!(f, "container {id}"),
+        }
+    }
+}
+
+/// Finds everything pgfresh created: the marked databases on the server `url` names (none when
+/// `url` is `None`), and the clusters and containers it started on this machine.
+///
+/// # Errors
+///
+/// When `url` is malformed or its server cannot be reached.
+pub async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
+    let mut found = Vec::new();
+    if let Some(url) = url {
+        let mut conn = connect(url).await?;
+        found.extend(databases(&mut conn).await?);
+        let _ = conn.close().await;
+    }
+    let config = Config::from_env()?;
+    found.extend(run_dirs(&config).into_iter().flat_map(|(dir, kind)| {
+        match kind {
+            RunKind::Local => vec![Leftover::Cluster { dir }],
+            RunKind::Docker(id) => id
+                .map(|id| Leftover::Container { id })
+                .into_iter()
+                .collect(),
+        }
+    }));
+    for id in labelled_containers() {
+        if !found.contains(&Leftover::Container { id: id.clone() }) {
+            found.push(Leftover::Container { id });
+        }
+    }
+    Ok(found)
+}
+
+/// Removes `leftovers` (as [`find`] returned them); returns what could not be removed, with why.
+///
+/// # Errors
+///
+/// When `url` is malformed or its server cannot be reached.
+pub async fn remove(url: Option<&str>, leftovers: &[Leftover]) -> Result<Vec<(Leftover, String)>> {
+    let mut failed = Vec::new();
+    let mut server = match url {
+        Some(url) => Some(connect(url).await?),
+        None => None,
+    };
+    let version = match &mut server {
+        Some(conn) => server_version(conn).await?,
+        None => 0,
+    };
+    for leftover in leftovers {
+        let outcome = match (leftover, server.as_mut()) {
+            (Leftover::Database { name, .. }, Some(conn)) => drop_database(version, conn, name)
+                .await
+                .map_err(|e| e.to_string()),
+            (Leftover::Database { .. }, None) => Err("no server URL given".to_owned()),
+            (Leftover::Cluster { dir }, _) => stop_cluster(dir),
+            (Leftover::Container { id }, _) => remove_container(id),
+        };
+        if let Err(why) = outcome {
+            failed.push((leftover.clone(), why));
+        }
+    }
+    Ok(failed)
+}
+
+async fn connect(url: &str) -> Result<PgConnection> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidConfig {
+        var: "--database-url",
+        value: redact_url(url),
+        reason: format!("the URL could not be parsed ({e})"),
+    })?;
+    let target = crate::server::address(&options);
+    tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+        .map_err(|e| Error::Connect {
+            target,
+            hint: "the URL is right".into(),
+            source: e.into(),
+        })
+}
+
+async fn server_version(conn: &mut PgConnection) -> Result<u32> {
+    let v: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| Error::database("reading the server version", e))?;
+    Ok(u32::try_from(v).unwrap_or_default())
+}
+
+/// The marked databases, test databases first and templates last (so that clones go before the
+/// template they came from).
+async fn databases(conn: &mut PgConnection) -> Result<Vec<Leftover>> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database ORDER BY datname",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(|e| Error::database("listing databases", e))?;
+    let mut found: Vec<Leftover> = rows
+        .into_iter()
+        .filter(|(_, comment)| Mark::is_ours(comment.as_deref()))
+        .map(|(name, comment)| {
+            let kind = comment
+                .as_deref()
+                .and_then(|c| c.strip_prefix("pgfresh:"))
+                .and_then(|c| c.split_whitespace().next())
+                .unwrap_or_default()
+                .to_owned();
+            Leftover::Database { name, kind }
+        })
+        .collect();
+    found.sort_by_key(|l| matches!(l, Leftover::Database { kind, .. } if kind == "template"));
+    Ok(found)
+}
+
+enum RunKind {
+    Local,
+    /// The container id, when a server is recorded.
+    Docker(Option<String>),
+}
+
+/// The run directories of running (or dead but not cleaned) servers.
+fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
+    let mut bases = vec![crate::server::run_base_dir(config)];
+    bases.push(std::env::temp_dir());
+    bases.dedup();
+    let mut found = Vec::new();
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            if !name.starts_with("pgfresh-") {
+                continue;
+            }
+            if name.contains("-local-") && dir.join("data").exists() {
+                found.push((dir, RunKind::Local));
+            } else if name.contains("-docker-") && dir.join("state").exists() {
+                let id = state_field(&dir, "handle");
+                found.push((dir, RunKind::Docker(id)));
+            }
+        }
+    }
+    found
+}
+
+fn state_field(dir: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("state")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+/// Stops the cluster of run directory `dir` (as the directory's owner, PostgreSQL refusing
+/// root) and removes its data; its guardian then exits by itself.
+fn stop_cluster(dir: &Path) -> Result<(), String> {
+    let data = dir.join("data");
+    if let Some(pg_ctl) = state_field(dir, "handle") {
+        let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(pg_ctl);
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["stop", "-m", "fast"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if crate::server::running_as_root() {
+            cmd.uid(meta.uid()).gid(meta.gid());
+        }
+        let _ = cmd.status();
+    }
+    let _ = std::fs::remove_file(dir.join("state"));
+    let _ = std::fs::remove_file(dir.join("server.log"));
+    std::fs::remove_dir_all(&data).map_err(|e| format!("cannot remove {}: {e}", data.display()))
+}
+
+fn remove_container(id: &str) -> Result<(), String> {
+    let out = Command::new("docker")
+        .args(["rm", "-f", "-v", id])
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Containers labelled `dev.pgfresh=1`, through the docker CLI when there is one.
+fn labelled_containers() -> Vec<String> {
+    Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=dev.pgfresh=1"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
