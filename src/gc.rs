@@ -2,8 +2,9 @@
 //!
 //! - on the server a URL names: every database carrying a pgfresh marker (test databases,
 //!   kept ones, ready clones, templates), and only those;
-//! - on this machine: the local clusters and containers pgfresh started (their run
-//!   directories), and any container labelled `dev.pgfresh=1`.
+//! - on this machine: the local clusters and containers pgfresh started with the run
+//!   directory `PGFRESH_RUN_DIR` (default `/dev/shm`), found by their run directories and by
+//!   the containers' label `dev.pgfresh.rundir`.
 //!
 //! Tests running at the same time lose their databases: run it between runs.
 
@@ -79,7 +80,7 @@ pub async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
                 .collect(),
         }
     }));
-    for id in labelled_containers() {
+    for id in labelled_containers(&crate::server::run_base_dir(&config)) {
         if !found.contains(&Leftover::Container { id: id.clone() }) {
             found.push(Leftover::Container { id });
         }
@@ -177,14 +178,8 @@ enum RunKind {
 
 /// The run directories of running (or dead but not cleaned) servers.
 fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
-    let mut bases = vec![crate::server::run_base_dir(config)];
-    bases.push(std::env::temp_dir());
-    bases.dedup();
     let mut found = Vec::new();
-    for base in bases {
-        let Ok(entries) = std::fs::read_dir(&base) else {
-            continue;
-        };
+    if let Ok(entries) = std::fs::read_dir(crate::server::run_base_dir(config)) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
@@ -244,10 +239,12 @@ fn remove_container(id: &str) -> Result<(), String> {
     }
 }
 
-/// Containers labelled `dev.pgfresh=1`, through the docker CLI when there is one.
-fn labelled_containers() -> Vec<String> {
+/// Containers started with run directory `base` (label `dev.pgfresh.rundir`), through the
+/// docker CLI when there is one.
+fn labelled_containers(base: &Path) -> Vec<String> {
     Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=dev.pgfresh=1"])
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=dev.pgfresh.rundir={}", base.display()))
         .stderr(Stdio::null())
         .output()
         .ok()

@@ -138,7 +138,8 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     }
 
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let container = request(name, tag, &password, &key)
+    let base = super::run_base_dir(config).display().to_string();
+    let container = request(name, tag, &password, &key, &base)
         .start()
         .await
         .map_err(|e| start_error(name, tag, &e))?;
@@ -186,7 +187,13 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 /// The container, with test-speed settings, data on tmpfs, its port on 127.0.0.1 only, md5
 /// host authentication (see `prefer_md5`), labels for `pgfresh gc`, removed by Docker once it
 /// stops.
-fn request(name: &str, tag: &str, password: &str, key: &str) -> ContainerRequest<Postgres> {
+fn request(
+    name: &str,
+    tag: &str,
+    password: &str,
+    key: &str,
+    run_dir: &str,
+) -> ContainerRequest<Postgres> {
     let cmd = SPEED_SETTINGS.iter().flat_map(|s| ["-c", s]);
     Postgres::default()
         .with_user("postgres")
@@ -203,6 +210,7 @@ fn request(name: &str, tag: &str, password: &str, key: &str) -> ContainerRequest
         .with_mount(Mount::tmpfs_mount(PGDATA))
         .with_label("dev.pgfresh", "1")
         .with_label("dev.pgfresh.key", key)
+        .with_label("dev.pgfresh.rundir", run_dir)
         .with_label("dev.pgfresh.pid", std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(120))
         .with_host_config_modifier(|host| {
