@@ -1,0 +1,86 @@
+//! Bounded connections: 8 processes × 8 tests, each test holding every connection of its pool
+//! at once, stay within the server's `max_connections`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::output;
+use pgfresh::sqlx;
+
+const PROCESSES: usize = 8;
+const TESTS_PER_PROCESS: usize = 8;
+
+#[tokio::test]
+async fn probe() {
+    common::probe().await;
+}
+
+/// Eight tests at once, each with its whole pool busy for a moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn eight_busy_tests() {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..TESTS_PER_PROCESS {
+        set.spawn(async {
+            let db = pgfresh::test_db().await;
+            let mut held = Vec::new();
+            for _ in 0..pgfresh::DEFAULT_POOL_SIZE {
+                held.push(db.pool().acquire().await.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(held);
+        });
+    }
+    set.join_all().await;
+}
+
+#[tokio::test]
+async fn eight_processes_of_eight_tests_fit() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let max: i64 = sqlx::query_scalar("SELECT current_setting('max_connections')::bigint")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            common::child(
+                "eight_busy_tests",
+                &[("PGFRESH_SERVER", "url"), ("DB_URL", &url)],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let waiting = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut peak = 0;
+    while !waiting.is_finished() {
+        let now: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        peak = peak.max(now);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for out in waiting.await.unwrap() {
+        assert!(out.status.success(), "{}", output(&out));
+    }
+    println!("peak client connections {peak} of max_connections {max}");
+    assert!(
+        peak > (PROCESSES * TESTS_PER_PROCESS) as i64,
+        "the tests did not overlap: {peak}"
+    );
+    assert!(peak <= max, "{peak} > {max}");
+}
