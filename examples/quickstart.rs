@@ -1,5 +1,8 @@
-//! Gets a fresh database at head from whichever server source is available, writes and reads
-//! a `datadump` row, and cleans up, printing how long each step took.
+//! Gets a fresh database at head from whichever server source is available (or the one
+//! `PGFRESH_SERVER` names), writes and reads a `datadump` row, and cleans up, printing which
+//! source it used and how long each step took: the first database of a run includes starting
+//! (or finding) the server and building (or finding) the template; the second is a warm
+//! hand-out, what every later test pays.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -8,6 +11,7 @@
 use std::time::Instant;
 
 use pgfresh::TestDb;
+use pgfresh::datadump::{self, InsertOutcome, NewApiResponse};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -37,24 +41,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     second.close().await?;
 
     let step = Instant::now();
-    let id: i32 = sqlx::query_scalar(
-        "INSERT INTO datadump (url, service, method, request_header, response_body) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind("https://api.example.com/v1/items?page=1")
-    .bind("items")
-    .bind("GET")
-    .bind(serde_json::json!({"Accept": "application/json"}))
-    .bind(r#"{"items": []}"#)
-    .fetch_one(db.pool())
-    .await?;
-    let (url, parsed): (String, Option<bool>) =
-        sqlx::query_as("SELECT url, parsed FROM datadump WHERE id = $1")
-            .bind(id)
-            .fetch_one(db.pool())
-            .await?;
+    let mut call = NewApiResponse::new("https://api.example.com/v1/items?page=1", "items", "GET");
+    call.request_header = Some(serde_json::json!({"Accept": "application/json"}));
+    call.response_body = Some(r#"{"items": []}"#.to_owned());
+    let InsertOutcome::Stored(id) = datadump::insert(db.pool(), &call).await? else {
+        return Err("a fresh database already had this row".into());
+    };
+    let row = datadump::get(db.pool(), id)
+        .await?
+        .ok_or("the row is gone")?;
     println!(
-        "inserted and read back row {id} ({url}, parsed={parsed:?}) in {:.0?}",
+        "inserted and read back datadump row {id} ({} {}, parsed={:?}) in {:.0?}",
+        row.method,
+        row.url,
+        row.parsed,
         step.elapsed()
     );
 
