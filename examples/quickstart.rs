@@ -25,7 +25,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let db: TestDb = pgfresh::Harness::new(&pgfresh::MIGRATOR).test_db().await?;
     println!(
-        "source: {}\nfirst database {} ready in {:.0?} (server start + template build + clone)",
+        "source: {}\nfirst database {} ready in {:.0?} (cold: start or find the server, build or find the template)",
         db.source(),
         db.name(),
         start.elapsed()
@@ -34,7 +34,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let step = Instant::now();
     let second = pgfresh::Harness::new(&pgfresh::MIGRATOR).test_db().await?;
     println!(
-        "second database {} ready in {:.0?} (clone of the cached template)",
+        "second database {} ready in {:.0?} (warm hand-out: template and server already there)",
         second.name(),
         step.elapsed()
     );
