@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
+pub mod check;
 pub mod cli;
 mod config;
 pub mod datadump;

@@ -1,0 +1,290 @@
+//! Migration checks for any sqlx migration set, in the spirit of pytest-alembic: a linear
+//! history, an upgrade from empty to head, up/down consistency with a readable schema diff,
+//! and a committed schema snapshot that catches drift.
+//!
+//! Each check takes the set as a compiled-in [`Migrator`] (`&MIGRATOR`) or as a folder read at
+//! run time (`"migrations"`), runs on throwaway databases from the same server and template
+//! machinery as [`Harness`], and returns [`Passed`] or a [`Failure`] whose
+//! message names the offending version and what to do:
+//!
+//! ```no_run
+//! use pgfresh::check::{self, Failure};
+//!
+//! static MIGRATOR: pgfresh::sqlx::migrate::Migrator = pgfresh::sqlx::migrate!();
+//!
+//! #[tokio::test]
+//! async fn migrations_are_sound() -> Result<(), Failure> {
+//!     check::history(&MIGRATOR).await?;
+//!     check::upgrade(&MIGRATOR).await?;
+//!     check::up_down(&MIGRATOR).await?;
+//!     check::snapshot(&MIGRATOR, "schema.sql").await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The `pgfresh check` command runs all four on a folder, with progress bars, and
+//! `pgfresh check --update` (or [`update_snapshot`]) writes the snapshot.
+
+mod diff;
+mod history;
+mod problem;
+mod report;
+mod schema;
+mod snapshot;
+mod updown;
+mod upgrade;
+
+use std::path::{Path, PathBuf};
+
+use sqlx::migrate::{Migration, Migrator};
+use sqlx::{Acquire, PgConnection, Postgres};
+
+use crate::Harness;
+use crate::error::Error;
+use crate::migrations::MigrationSet;
+
+pub use problem::Problem;
+pub use report::{Failure, Passed, Step};
+
+/// The migration set a check runs on: `&'static Migrator` (usually `sqlx::migrate!()` in a
+/// `static`), or a folder as `&str`, `&Path` or `PathBuf`, read at run time (relative paths
+/// start at the working directory, which `cargo test` sets to the crate's root).
+#[derive(Debug, Clone)]
+pub struct Migrations(Origin);
+
+#[derive(Debug, Clone)]
+enum Origin {
+    Static(&'static Migrator),
+    Dir(PathBuf),
+}
+
+impl From<&'static Migrator> for Migrations {
+    fn from(m: &'static Migrator) -> Self {
+        Self(Origin::Static(m))
+    }
+}
+
+impl From<&str> for Migrations {
+    fn from(dir: &str) -> Self {
+        Self(Origin::Dir(dir.into()))
+    }
+}
+
+impl From<&Path> for Migrations {
+    fn from(dir: &Path) -> Self {
+        Self(Origin::Dir(dir.into()))
+    }
+}
+
+impl From<PathBuf> for Migrations {
+    fn from(dir: PathBuf) -> Self {
+        Self(Origin::Dir(dir))
+    }
+}
+
+/// Checks the set's history without a database: versions unique, positive and ordered; every
+/// `.up.sql` with its `.down.sql` and the other way round; no `.down.sql` beside a simple
+/// `.sql`; and, for a folder, no `.sql` file that sqlx silently skips.
+///
+/// # Errors
+///
+/// [`Failure::History`] listing every problem, each naming its version (or file) and the
+/// remedy; [`Failure::Harness`] when the folder cannot be read.
+pub async fn history(migrations: impl Into<Migrations>) -> Result<Passed, Failure> {
+    Subject::load(migrations.into()).await?.history(None).await
+}
+
+/// [`history`], and the database's record of applied migrations against the set: each applied
+/// migration still in the set and not edited since (checksums match), none left half-applied,
+/// and none of the set's migrations older than the newest applied one left unapplied.
+/// The database is only read.
+///
+/// # Errors
+///
+/// As [`history`]; [`Failure::Harness`] when the database cannot be read.
+pub async fn history_against<'c, A>(
+    migrations: impl Into<Migrations>,
+    db: A,
+) -> Result<Passed, Failure>
+where
+    A: Acquire<'c, Database = Postgres>,
+{
+    let subject = Subject::load(migrations.into()).await?;
+    let mut conn = db
+        .acquire()
+        .await
+        .map_err(|e| Error::database("connecting to compare applied migrations", e))?;
+    subject.history(Some(&mut conn)).await
+}
+
+/// Checks that an empty database migrates to head.
+///
+/// # Errors
+///
+/// [`Failure::Migration`] naming the migration that failed, with the server's message and
+/// its line and column; [`Failure::Harness`] when no server can be had.
+pub async fn upgrade(migrations: impl Into<Migrations>) -> Result<Passed, Failure> {
+    Subject::load(migrations.into()).await?.upgrade().await
+}
+
+/// Checks every reversible migration in order: up, then down must restore the schema from
+/// before the up, then up again must give the schema of the first up. Migrations without a
+/// down are applied, not checked, and listed in a note of the [`Passed`].
+///
+/// # Errors
+///
+/// [`Failure::NotReversible`] naming the version, with a diff of the schema objects that
+/// differ; [`Failure::Migration`] when a migration's SQL fails; [`Failure::Harness`] when no
+/// server can be had.
+pub async fn up_down(migrations: impl Into<Migrations>) -> Result<Passed, Failure> {
+    Subject::load(migrations.into())
+        .await?
+        .up_down(&Silent)
+        .await
+}
+
+/// Compares the schema at head with the snapshot file at `path` (relative to the working
+/// directory), as written by [`update_snapshot`] or `pgfresh check --update`.
+///
+/// # Errors
+///
+/// [`Failure::Drift`] with a line diff (`-` the snapshot, `+` the migrations);
+/// [`Failure::SnapshotFile`] when the file cannot be read; [`Failure::Migration`] and
+/// [`Failure::Harness`] as [`upgrade`].
+pub async fn snapshot(
+    migrations: impl Into<Migrations>,
+    path: impl AsRef<Path>,
+) -> Result<Passed, Failure> {
+    let subject = Subject::load(migrations.into()).await?;
+    subject.snapshot(path.as_ref(), false).await
+}
+
+/// Writes the schema at head to the snapshot file at `path`, unless it already holds it.
+///
+/// # Errors
+///
+/// [`Failure::SnapshotFile`] when the file cannot be written; [`Failure::Migration`] and
+/// [`Failure::Harness`] as [`upgrade`].
+pub async fn update_snapshot(
+    migrations: impl Into<Migrations>,
+    path: impl AsRef<Path>,
+) -> Result<Passed, Failure> {
+    let subject = Subject::load(migrations.into()).await?;
+    subject.snapshot(path.as_ref(), true).await
+}
+
+/// Reports how a long check advances (the command draws it as a progress bar).
+pub(crate) trait Progress: Sync {
+    /// `total` steps are ahead.
+    fn start(&self, _total: u64) {}
+    /// The next step begins; `what` names it.
+    fn step(&self, _what: &str) {}
+}
+
+/// No progress reporting: what the library functions use.
+struct Silent;
+
+impl Progress for Silent {}
+
+/// A migration set loaded for checking.
+#[derive(Debug)]
+pub(crate) struct Subject {
+    pub set: MigrationSet,
+    origin: Origin,
+}
+
+impl Subject {
+    /// Reads the set (a folder is read now; a `Migrator` is copied).
+    pub async fn load(migrations: Migrations) -> Result<Self, Failure> {
+        let Migrations(origin) = migrations;
+        let set = match &origin {
+            Origin::Static(m) => MigrationSet::from_migrator(m, "the Migrator"),
+            Origin::Dir(dir) => MigrationSet::from_dir(dir).await?,
+        };
+        Ok(Self { set, origin })
+    }
+
+    /// A folder's set that the caller already read.
+    pub fn from_dir(set: MigrationSet, dir: &Path) -> Self {
+        Self {
+            set,
+            origin: Origin::Dir(dir.to_owned()),
+        }
+    }
+
+    /// The upgrade check.
+    pub async fn upgrade(&self) -> Result<Passed, Failure> {
+        upgrade::run(self).await
+    }
+
+    /// The up/down check, reporting each migration to `progress`.
+    pub async fn up_down(&self, progress: &dyn Progress) -> Result<Passed, Failure> {
+        updown::run(self, progress).await
+    }
+
+    /// The snapshot check, or with `update` the rewrite of the snapshot.
+    pub async fn snapshot(&self, path: &Path, update: bool) -> Result<Passed, Failure> {
+        if update {
+            snapshot::update(self, path).await
+        } else {
+            snapshot::compare(self, path).await
+        }
+    }
+
+    /// A harness for this set, handing out databases at head or at a version.
+    pub fn harness(&self) -> Harness {
+        match &self.origin {
+            Origin::Static(m) => Harness::new(m),
+            Origin::Dir(dir) => Harness::from_dir(dir),
+        }
+        .with_pool_size(2)
+    }
+
+    /// The down migration of `version`.
+    pub fn down(&self, version: i64) -> Option<&Migration> {
+        self.set
+            .migrator
+            .iter()
+            .find(|m| m.version == version && m.migration_type.is_down_migration())
+    }
+
+    /// The newest version, `base` for an empty set, for messages.
+    pub fn head(&self) -> String {
+        self.set
+            .ups()
+            .map(|m| m.version)
+            .max()
+            .map_or_else(|| "base".to_owned(), |v| v.to_string())
+    }
+
+    /// The history check: the set's shape, and what `database` applied when one is given.
+    pub async fn history(&self, database: Option<&mut PgConnection>) -> Result<Passed, Failure> {
+        let mut problems = history::shape(&self.set);
+        if let Origin::Dir(dir) = &self.origin {
+            problems.extend(history::ignored_files(dir)?);
+        }
+        let compared = database.is_some();
+        if let Some(conn) = database {
+            problems.extend(history::against(&self.set, conn).await?);
+        }
+        problems.sort_by_key(problem::sort_key);
+        if !problems.is_empty() {
+            return Err(Failure::History {
+                origin: self.set.origin.clone(),
+                problems,
+            });
+        }
+        let n = self.set.ups().count();
+        let pairs = self.set.ups().filter(|m| self.down(m.version).is_some());
+        let database = if compared {
+            ", and the database applied them unedited, in order"
+        } else {
+            ""
+        };
+        Ok(Passed::new(format!(
+            "{n} migrations, {} of them reversible: versions unique and ordered, every pair \
+             complete{database}",
+            pairs.count()
+        )))
+    }
+}

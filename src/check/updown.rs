@@ -1,0 +1,183 @@
+//! The up/down consistency check: walk one database through the set, and for every reversible
+//! migration compare the schema before its up with the schema after its down, and the schema
+//! after its up with the schema after applying it again.
+//!
+//! One database walks the whole set, so each migration runs three times and the schema is
+//! read three times per migration; the walk starts from the cached template just before the
+//! first reversible migration (or from an empty database), never from scratch per migration.
+
+use std::borrow::Cow;
+use std::sync::{Mutex, PoisonError};
+
+use sqlx::migrate::{MigrateError, Migration, Migrator};
+use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
+
+use super::schema::Schema;
+use super::{Failure, Passed, Progress, Step, Subject, diff};
+use crate::{Harness, TestDb};
+
+pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Passed, Failure> {
+    let ups: Vec<&Migration> = subject.set.ups().collect();
+    let notes = irreversible_note(subject, &ups).into_iter().collect();
+    let Some(first) = ups.iter().position(|m| subject.down(m.version).is_some()) else {
+        return Ok(Passed::new("no reversible migrations: nothing to check").with_notes(notes));
+    };
+    let start = first.checked_sub(1).map(|i| ups[i].version);
+    let db = match start {
+        Some(version) => subject.harness().test_db_at(version).await?,
+        None => Harness::new(base(&subject.set.migrator)).test_db().await?,
+    };
+    let walked = walk(subject, &db, &ups[first..], start.unwrap_or(0), progress).await;
+    let closed = db.close().await;
+    let checked = walked?;
+    closed?;
+    Ok(Passed::new(format!(
+        "each of the {checked} reversible migrations restores the schema when reverted and \
+         reproduces it when applied again"
+    ))
+    .with_notes(notes))
+}
+
+/// Applies `ups` in order to `db`, which is at version `at`; checks each reversible one on the
+/// way. Returns how many were checked.
+async fn walk(
+    subject: &Subject,
+    db: &TestDb,
+    ups: &[&Migration],
+    mut at: i64,
+    progress: &dyn Progress,
+) -> Result<usize, Failure> {
+    let read = || async {
+        Ok::<_, Failure>(Schema::read(db.pool(), &subject.set.migrator.table_name).await?)
+    };
+    progress.start(ups.len() as u64);
+    let mut before: Option<Schema> = None;
+    let mut checked = 0;
+    for &up in ups {
+        progress.step(&format!("{} {}", up.version, up.description));
+        let Some(down) = subject.down(up.version) else {
+            apply(subject, db, up, Step::Up).await?;
+            (before, at) = (None, up.version);
+            continue;
+        };
+        let original = match before.take() {
+            Some(schema) => schema,
+            None => read().await?,
+        };
+        apply(subject, db, up, Step::Up).await?;
+        let applied = read().await?;
+        revert(subject, db, down, at).await?;
+        let reverted = read().await?;
+        if reverted != original {
+            return Err(not_reversible(up, Step::Down, &original, &reverted));
+        }
+        apply(subject, db, up, Step::Reapply).await?;
+        let again = read().await?;
+        if again != applied {
+            return Err(not_reversible(up, Step::Reapply, &applied, &again));
+        }
+        (before, at) = (Some(again), up.version);
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+async fn apply(subject: &Subject, db: &TestDb, up: &Migration, step: Step) -> Result<(), Failure> {
+    subject
+        .set
+        .migrator
+        .run_to(up.version, db.pool())
+        .await
+        .map_err(|e| failed(up, step, &e))
+}
+
+async fn revert(subject: &Subject, db: &TestDb, down: &Migration, to: i64) -> Result<(), Failure> {
+    subject
+        .set
+        .migrator
+        .undo(db.pool(), to)
+        .await
+        .map_err(|e| failed(down, Step::Down, &e))
+}
+
+fn not_reversible(up: &Migration, step: Step, expected: &Schema, found: &Schema) -> Failure {
+    Failure::NotReversible {
+        version: up.version,
+        description: up.description.to_string(),
+        step,
+        diff: diff::lines(&expected.body(), &found.body()),
+    }
+}
+
+/// A migration that failed, with the server's message and where in the file it points.
+fn failed(m: &Migration, step: Step, e: &MigrateError) -> Failure {
+    let message = match e {
+        MigrateError::ExecuteMigration(source, _) => match source.as_database_error() {
+            Some(db) => {
+                let position = db
+                    .try_downcast_ref::<PgDatabaseError>()
+                    .and_then(PgDatabaseError::position);
+                match position {
+                    Some(PgErrorPosition::Original(pos)) => {
+                        let (line, column) = crate::admin::line_col(m.sql.as_str(), pos);
+                        format!("{} (at line {line}, column {column})", db.message())
+                    }
+                    _ => db.message().to_owned(),
+                }
+            }
+            None => source.to_string(),
+        },
+        other => other.to_string(),
+    };
+    Failure::Migration {
+        version: m.version,
+        description: m.description.to_string(),
+        step,
+        message,
+    }
+}
+
+/// The note for migrations without a down migration: applied on the walk, not checked.
+fn irreversible_note(subject: &Subject, ups: &[&Migration]) -> Option<String> {
+    let one_way: Vec<String> = ups
+        .iter()
+        .filter(|m| subject.down(m.version).is_none())
+        .map(|m| m.version.to_string())
+        .collect();
+    match one_way.len() {
+        0 => None,
+        n => Some(format!(
+            "{n} of {} migrations cannot be reverted (no .down.sql), so their up/down \
+             consistency was not checked: {}",
+            ups.len(),
+            one_way.join(", ")
+        )),
+    }
+}
+
+/// A migrator with no migrations and the same bookkeeping as `m`: its harness hands out
+/// databases at base. Kept for the life of the process (a `Harness` needs a `'static`
+/// migrator), one per distinct bookkeeping, so the few bytes are leaked once, not per call.
+fn base(m: &Migrator) -> &'static Migrator {
+    static BASES: Mutex<Vec<&'static Migrator>> = Mutex::new(Vec::new());
+    let mut bases = BASES.lock().unwrap_or_else(PoisonError::into_inner);
+    let same = |b: &&&'static Migrator| {
+        b.table_name == m.table_name
+            && b.create_schemas == m.create_schemas
+            && b.locking == m.locking
+            && b.no_tx == m.no_tx
+    };
+    if let Some(found) = bases.iter().find(same) {
+        return found;
+    }
+    let empty: &'static Migrator = Box::leak(Box::new(Migrator {
+        migrations: Cow::Borrowed(&[]),
+        ignore_missing: m.ignore_missing,
+        locking: m.locking,
+        no_tx: m.no_tx,
+        table_name: m.table_name.clone(),
+        create_schemas: m.create_schemas.clone(),
+    }));
+    bases.push(empty);
+    empty
+}
