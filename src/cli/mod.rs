@@ -18,6 +18,7 @@
 //! unknown version, a step past either end, a partially applied (dirty) migration, a migration
 //! edited after it was applied, and a database that has migrations the folder does not.
 
+mod check;
 mod history;
 mod migrate;
 mod revision;
@@ -73,6 +74,10 @@ enum Command {
         #[arg(short, long)]
         message: String,
     },
+    /// Check the migrations: a linear history (and, with --database-url, that the database
+    /// applied them unedited), an upgrade from empty to head, up/down consistency, and the
+    /// schema snapshot (--update rewrites it).
+    Check(check::Args),
 }
 
 /// The commands that work on a database.
@@ -132,6 +137,9 @@ impl Cli {
         let command = match self.command {
             Command::Revision { message } => {
                 return revision::create(&self.source, &message, chrono::Utc::now());
+            }
+            Command::Check(args) => {
+                return check::run(&self.source, self.database_url.as_deref(), args).await;
             }
             Command::Database(command) => command,
         };
