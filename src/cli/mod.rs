@@ -19,6 +19,7 @@
 //! edited after it was applied, and a database that has migrations the folder does not.
 
 mod check;
+mod gc;
 mod history;
 mod migrate;
 mod revision;
@@ -78,6 +79,14 @@ enum Command {
     /// applied them unedited), an upgrade from empty to head, up/down consistency, and the
     /// schema snapshot (--update rewrites it).
     Check(check::Args),
+    /// Remove everything pgfresh created: the marked databases on the --database-url (or
+    /// DB_URL) server, and the local clusters and containers it started with this
+    /// PGFRESH_RUN_DIR. Tests running at the same time lose their databases.
+    Gc {
+        /// List what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The commands that work on a database.
@@ -140,6 +149,9 @@ impl Cli {
             }
             Command::Check(args) => {
                 return check::run(&self.source, self.database_url.as_deref(), args).await;
+            }
+            Command::Gc { dry_run } => {
+                return gc::run(self.database_url.as_deref(), dry_run).await;
             }
             Command::Database(command) => command,
         };
