@@ -12,8 +12,6 @@ use crate::marker::Mark;
 use crate::migrations;
 use crate::server::Server;
 
-pub(crate) use crate::template::line_col;
-
 /// Runs one statement built from names pgfresh generated (hex digits and underscores only).
 pub(crate) async fn execute(conn: &mut PgConnection, sql: &str) -> Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))

@@ -16,6 +16,7 @@ mod marker;
 mod migrations;
 mod seed;
 mod server;
+mod sqlerror;
 mod sweep;
 mod template;
 mod testdb;

@@ -12,11 +12,9 @@ use std::future::poll_fn;
 use std::path::Path;
 
 use sqlx::PgPool;
-use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
-use crate::admin::line_col;
 use crate::error::{Error, Result};
+use crate::sqlerror::{describe, line_col, position};
 
 /// Applies SQL files to the database of `pool`, in the order given, each in its own
 /// transaction. Relative paths start at the working directory (the crate root under
@@ -92,25 +90,6 @@ fn seed_error(file: &str, sql: &str, done: usize, e: sqlx::Error) -> Error {
         line,
         column,
         message: describe(db),
-    }
-}
-
-/// The 1-based character position in the query that the server's error points at, if any.
-pub(crate) fn position(db: &dyn DatabaseError) -> Option<usize> {
-    match db.try_downcast_ref::<PgDatabaseError>()?.position()? {
-        PgErrorPosition::Original(pos) => Some(pos),
-        _ => None,
-    }
-}
-
-/// The server's message, followed by its detail (which says, e.g., which key was duplicated).
-pub(crate) fn describe(db: &dyn DatabaseError) -> String {
-    let detail = db
-        .try_downcast_ref::<PgDatabaseError>()
-        .and_then(PgDatabaseError::detail);
-    match detail {
-        Some(detail) => format!("{} ({detail})", db.message()),
-        None => db.message().to_owned(),
     }
 }
 

@@ -8,13 +8,14 @@
 
 use sqlx::PgConnection;
 use sqlx::migrate::MigrateError;
-use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use crate::admin::{self, execute, set_mark};
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
 use crate::migrations::{self, MigrationSet};
 use crate::server::Server;
+use crate::sqlerror;
 
 /// Class of the advisory locks that serialise template builds across processes: the ASCII
 /// bytes of "pgfr". The second key is taken from the template's hash.
@@ -121,58 +122,20 @@ fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error
     match e {
         MigrateError::ExecuteMigration(source, version) => {
             let migration = set.ups().find(|m| m.version == version);
-            let description = migration.map_or_else(String::new, |m| m.description.to_string());
-            let message = match source.as_database_error() {
-                Some(db) => {
-                    let position = db
-                        .try_downcast_ref::<PgDatabaseError>()
-                        .and_then(PgDatabaseError::position)
-                        .and_then(|p| match p {
-                            sqlx::postgres::PgErrorPosition::Original(pos) => Some(pos),
-                            _ => None,
-                        });
-                    match (position, migration) {
-                        (Some(pos), Some(m)) => {
-                            let (line, col) = line_col(m.sql.as_str(), pos);
-                            format!("{} (at line {line}, column {col})", db.message())
-                        }
-                        _ => db.message().to_owned(),
-                    }
-                }
-                None => source.to_string(),
-            };
             Error::Migration {
                 version,
-                description,
+                description: migration.map_or_else(String::new, |m| m.description.to_string()),
                 file: set.file_of(version),
                 template: template.into(),
-                message,
+                message: migration.map_or_else(
+                    || source.to_string(),
+                    |m| sqlerror::in_migration(m, &source),
+                ),
             }
         }
         other => Error::MigrationSource {
             location: set.origin.clone(),
             reason: other.to_string(),
         },
-    }
-}
-
-/// 1-based line and column of the 1-based character position `pos` in `sql`.
-pub(crate) fn line_col(sql: &str, pos: usize) -> (usize, usize) {
-    let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::line_col;
-
-    #[test]
-    fn positions_become_lines_and_columns() {
-        let sql = "CREATE TABLE a();\nCREATE TABLE b(\n  x intt\n);";
-        let pos = sql.find("intt").unwrap() + 1;
-        assert_eq!(line_col(sql, pos), (3, 5));
-        assert_eq!(line_col(sql, 1), (1, 1));
     }
 }

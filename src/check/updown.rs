@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
 
 use sqlx::migrate::{MigrateError, Migration, Migrator};
-use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::schema::Schema;
 use super::{Failure, Passed, Progress, Step, Subject, diff};
@@ -112,21 +111,7 @@ fn not_reversible(up: &Migration, step: Step, expected: &Schema, found: &Schema)
 /// A migration that failed, with the server's message and where in the file it points.
 fn failed(m: &Migration, step: Step, e: &MigrateError) -> Failure {
     let message = match e {
-        MigrateError::ExecuteMigration(source, _) => match source.as_database_error() {
-            Some(db) => {
-                let position = db
-                    .try_downcast_ref::<PgDatabaseError>()
-                    .and_then(PgDatabaseError::position);
-                match position {
-                    Some(PgErrorPosition::Original(pos)) => {
-                        let (line, column) = crate::admin::line_col(m.sql.as_str(), pos);
-                        format!("{} (at line {line}, column {column})", db.message())
-                    }
-                    _ => db.message().to_owned(),
-                }
-            }
-            None => source.to_string(),
-        },
+        MigrateError::ExecuteMigration(source, _) => crate::sqlerror::in_migration(m, source),
         other => other.to_string(),
     };
     Failure::Migration {

@@ -8,9 +8,8 @@ use sqlx::migrate::{MigrateError, Migration};
 
 use super::history::State;
 use super::target::{self, DowngradeTarget, UpgradeTarget};
-use crate::admin::line_col;
 use crate::error::{Error, Result};
-use crate::seed::{describe, position};
+use crate::sqlerror;
 
 fn label(version: Option<i64>) -> String {
     version.map_or_else(|| "base".to_owned(), |v| v.to_string())
@@ -98,16 +97,7 @@ fn state_label(state: &State<'_>, now: Option<i64>) -> String {
 fn run_error(action: &'static str, m: &Migration, now: Option<i64>, e: MigrateError) -> Error {
     match e {
         MigrateError::ExecuteMigration(source, version) => {
-            let message = match source.as_database_error() {
-                Some(db) => match position(db) {
-                    Some(pos) => {
-                        let (line, column) = line_col(m.sql.as_str(), pos);
-                        format!("{} (at line {line}, column {column})", describe(db))
-                    }
-                    None => describe(db),
-                },
-                None => source.to_string(),
-            };
+            let message = sqlerror::in_migration(m, &source);
             Error::MigrationRun {
                 action,
                 version,
