@@ -1,0 +1,432 @@
+//! Faults: a test process killed in the middle of a test, the server killed during a run,
+//! sixteen processes starting together against a cold server, and a template build killed
+//! half-way. Each case runs its children against a server of its own (a fresh run directory),
+//! so that it can kill things and count what is left without disturbing other tests.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{OwnServer, Running, field, output, probe_field};
+use pgfresh::sqlx::{self, PgPool};
+
+#[tokio::test]
+async fn probe() {
+    common::probe().await;
+}
+
+/// `server.env()` plus `extra`, as the `&str` pairs [`Running::spawn`] takes.
+fn env_with<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+async fn exists(admin: &PgPool, name: &str) -> bool {
+    common::database_exists(admin, name).await
+}
+
+/// The marker (comment) of `name`, `None` when it has none or does not exist.
+async fn marker(admin: &PgPool, name: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_optional(admin)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+/// Polls until `name` is gone from the server, for up to `limit`.
+async fn dropped_within(admin: &PgPool, name: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if !exists(admin, name).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !exists(admin, name).await
+}
+
+/// Whether the owner lock `owner` (see `src/sweep.rs`: class "pgfo") is still held.
+async fn owner_lock_held(admin: &PgPool, owner: i64) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid::bigint = x'7067666f'::bigint AND objid::bigint = $1 AND objsubid = 2 \
+         AND granted)",
+    )
+    .bind(owner)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+fn local() -> bool {
+    common::available(common::local_binaries(), "PostgreSQL binaries")
+}
+
+/// A test process killed by `SIGKILL` in the middle of a test runs no `Drop`: its database is
+/// left on the server, marked as its owner's. The server releases the dead process's owner lock,
+/// and the sweep of the next process that starts drops the database.
+#[tokio::test]
+async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 5);
+    let base = server.env();
+
+    let mut victim = Running::spawn(
+        "probe",
+        &env_with(&base, &[("PGFRESH_TEST_SLEEP", "60000")]),
+    );
+    let name = field(&victim.probe_line(), "name");
+    server.hold(Duration::from_secs(10));
+    let admin = PgPool::connect(&server.admin_url()).await.unwrap();
+    let mark = marker(&admin, &name)
+        .await
+        .expect("the victim's database is marked");
+    let owner: i64 = mark
+        .strip_prefix("pgfresh:test owner=")
+        .unwrap_or_else(|| panic!("not a test database's marker: {mark}"))
+        .parse()
+        .unwrap();
+    assert!(owner_lock_held(&admin, owner).await);
+
+    victim.kill();
+    assert!(
+        exists(&admin, &name).await,
+        "a SIGKILLed process cannot drop its database; who did?"
+    );
+    let start = Instant::now();
+    while owner_lock_held(&admin, owner).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server kept the dead process's owner lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The next process sweeps in the background once its template is ready; it stays a few
+    // seconds so that the sweep is not cut short by its exit.
+    let next = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
+    assert!(
+        dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        "the next process did not sweep {name} (marker {:?})",
+        marker(&admin, &name).await
+    );
+    let (status, text) = next.finish(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+
+    let (port, _) = server.state().unwrap();
+    admin.close().await;
+    assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
+}
+
+/// A sweep never drops the database of a process that is alive, even one sitting idle in the
+/// middle of its test, while it does drop the database of a process killed next to it (which
+/// proves that the sweep ran).
+#[tokio::test]
+async fn sweep_never_drops_a_live_processs_database() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 5);
+    let base = server.env();
+    let holding = env_with(&base, &[("PGFRESH_TEST_SLEEP", "60000")]);
+
+    let mut live = Running::spawn("probe", &holding);
+    let live_name = field(&live.probe_line(), "name");
+    server.hold(Duration::from_secs(10));
+    let mut dead = Running::spawn("probe", &holding);
+    let dead_name = field(&dead.probe_line(), "name");
+    let admin = PgPool::connect(&server.admin_url()).await.unwrap();
+    let live_mark = marker(&admin, &live_name).await;
+    dead.kill();
+
+    let sweeper = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
+    assert!(
+        dropped_within(&admin, &dead_name, Duration::from_secs(10)).await,
+        "no sweep dropped the killed process's {dead_name}"
+    );
+    let (status, text) = sweeper.finish(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+    assert!(
+        exists(&admin, &live_name).await,
+        "a sweep dropped {live_name}, which a live process holds"
+    );
+    assert_eq!(marker(&admin, &live_name).await, live_mark);
+    assert!(
+        live.text().contains("PROBE ") && !live.text().contains("panicked"),
+        "{}",
+        live.text()
+    );
+
+    live.kill();
+    let (port, _) = server.state().unwrap();
+    admin.close().await;
+    assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
+}
+
+/// The postmaster `PID` of the local cluster in `server`.
+fn postmaster_pid(server: &OwnServer) -> String {
+    let pidfile = server.run_dir().unwrap().join("data/postmaster.pid");
+    let text = std::fs::read_to_string(&pidfile).unwrap();
+    text.lines().next().unwrap().trim().to_owned()
+}
+
+/// The server killed (`kill -9` of the postmaster) while a test holds its database: the test's
+/// next request for a database fails within a bounded time with a message that names the server
+/// and says what to check, instead of hanging; and the dead cluster's directory is still
+/// removed once the process is gone.
+#[test]
+fn killed_server_fails_the_next_request_fast_and_clearly() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 2);
+    let base = server.env();
+    let mut child = Running::spawn(
+        "probe",
+        &env_with(
+            &base,
+            &[("PGFRESH_TEST_SLEEP", "2000"), ("PGFRESH_TEST_AGAIN", "1")],
+        ),
+    );
+    let port: u16 = field(&child.probe_line(), "port").parse().unwrap();
+    let pid = postmaster_pid(&server);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+
+    let (status, text) = child.finish(Duration::from_secs(120));
+    let took = start.elapsed();
+    println!("the child failed {took:?} after the server was killed:\n{text}");
+    assert!(!status.success(), "{text}");
+    assert!(!text.contains("PROBE2"), "{text}");
+    assert!(
+        took < Duration::from_secs(30),
+        "the child took {took:?} to give up"
+    );
+    assert!(
+        text.contains("pgfresh could not provide a test database"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")),
+        "the message does not name the server:\n{text}"
+    );
+    assert!(
+        text.contains("Connection refused") || text.contains("connection refused"),
+        "the message does not say the server is gone:\n{text}"
+    );
+    assert!(
+        !text.contains("pool timed out"),
+        "a pool timeout says nothing about the cause:\n{text}"
+    );
+
+    let gone = server.wait_gone(port, Duration::from_secs(15));
+    assert!(
+        gone.is_some(),
+        "the dead cluster was not cleaned up: {:?}",
+        server.processes()
+    );
+}
+
+/// Sixteen processes starting at the same moment against a cold server of `kind`: every one
+/// succeeds, all use one server, and the template is built once.
+async fn sixteen_processes_against_a_cold_server(kind: &'static str) {
+    const PROCESSES: usize = 16;
+    let mut server = OwnServer::new(kind, 3);
+    let base = server.env();
+    let env = env_with(&base, &[]);
+    let start = Instant::now();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            common::child("probe", &env)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    server.hold(Duration::from_secs(60));
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    println!("{PROCESSES} processes done in {:?}", start.elapsed());
+
+    let mut ports = Vec::new();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", output(out));
+        assert_eq!(probe_field(out, "source"), kind);
+        ports.push(probe_field(out, "port"));
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 1, "more than one server: {ports:?}");
+    let port: u16 = ports[0].parse().unwrap();
+
+    let admin = PgPool::connect(&server.admin_url()).await.unwrap();
+    let databases = common::pgfresh_databases(&admin).await;
+    let kinds = |k: &str| databases.iter().filter(|(_, kind, _)| kind == k).count();
+    assert_eq!(kinds("template"), 1, "{databases:?}");
+    let templates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfresh\\_t\\_%' AND datistemplate",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(templates, 1);
+    for left in ["test", "building", "unmarked"] {
+        assert_eq!(kinds(left), 0, "{left} databases left: {databases:?}");
+    }
+    admin.close().await;
+
+    let gone = server.wait_gone(port, Duration::from_secs(30));
+    assert!(
+        gone.is_some(),
+        "the server is still there: {:?}",
+        server.processes()
+    );
+}
+
+#[tokio::test]
+async fn sixteen_processes_start_one_local_cluster_and_one_template() {
+    if local() {
+        sixteen_processes_against_a_cold_server("local").await;
+    }
+}
+
+#[tokio::test]
+async fn sixteen_processes_start_one_container_and_one_template() {
+    if common::available(common::docker_answers(), "a Docker daemon") {
+        sixteen_processes_against_a_cold_server("docker").await;
+    }
+}
+
+/// A template build killed half-way (the builder is `SIGKILL`ed while its second migration
+/// runs) leaves a database marked `pgfresh:building`; the next process drops it, builds the
+/// template again, and gets a complete database.
+#[tokio::test]
+async fn template_build_killed_half_way_is_rebuilt_by_the_next_process() {
+    if !local() {
+        return;
+    }
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("1_first.sql"),
+        "CREATE TABLE first (id int);",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.path().join("2_slow.sql"),
+        "SELECT pg_sleep(4);\nCREATE TABLE second (id int);",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(migrations.path(), open).unwrap();
+    }
+    let dir = migrations.path().display().to_string();
+    let mut server = OwnServer::new("local", 5);
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_MIGRATIONS", &dir)]);
+
+    let mut builder = Running::spawn("probe", &env);
+    server.hold(Duration::from_secs(30));
+    let mut admin = None;
+    let start = Instant::now();
+    let template = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the build never reached its second migration:\n{}",
+            builder.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if admin.is_none() && server.state().is_some() {
+            admin = PgPool::connect(&server.admin_url()).await.ok();
+        }
+        let Some(admin) = &admin else { continue };
+        let sleeping: Option<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_stat_activity \
+             WHERE starts_with(datname::text, 'pgfresh_t_') AND query LIKE '%pg_sleep(4)%' \
+             AND state = 'active'",
+        )
+        .fetch_optional(admin)
+        .await
+        .unwrap();
+        if let Some(template) = sleeping {
+            break template;
+        }
+    };
+    let admin = admin.unwrap();
+    builder.kill();
+    assert!(!builder.text().contains("PROBE "), "{}", builder.text());
+
+    let half_built: (i64, bool) =
+        sqlx::query_as("SELECT oid::bigint, datistemplate FROM pg_database WHERE datname = $1")
+            .bind(&template)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(!half_built.1, "a half-built template is marked complete");
+    let mark = marker(&admin, &template).await.unwrap_or_default();
+    assert!(mark.starts_with("pgfresh:building owner="), "{mark}");
+
+    // The next process keeps its database, so that we can look into it.
+    let mut keep = env.clone();
+    keep.push(("PGFRESH_KEEP", "always"));
+    let next = Running::spawn("probe", &keep);
+    let (status, text) = next.finish(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+    let name = field(&text[text.find("PROBE ").unwrap()..], "name");
+
+    let rebuilt: (i64, bool) =
+        sqlx::query_as("SELECT oid::bigint, datistemplate FROM pg_database WHERE datname = $1")
+            .bind(&template)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_ne!(
+        rebuilt.0, half_built.0,
+        "the half-built template was reused"
+    );
+    assert!(rebuilt.1, "the rebuilt template is not marked complete");
+    let mark = marker(&admin, &template).await.unwrap_or_default();
+    assert!(mark.starts_with("pgfresh:template "), "{mark}");
+
+    // The next process's database is complete: both migrations ran and are recorded.
+    let mut url = url::Url::parse(&server.admin_url()).unwrap();
+    url.set_path(&name);
+    let db = PgPool::connect(url.as_str()).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    db.close().await;
+    assert_eq!(tables, ["_sqlx_migrations", "first", "second"]);
+    assert_eq!(applied, [1, 2]);
+
+    let (port, _) = server.state().unwrap();
+    admin.close().await;
+    assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
+}
