@@ -180,3 +180,204 @@ fn image_missing_and_not_pullable() {
     );
     assert!(text.contains("scripts/offline-image.sh"), "{text}");
 }
+
+/// A database name or role name no other test uses.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// No connections to spare: the role in `DB_URL` may hold one connection (a role-level
+/// `CONNECTION LIMIT`, the same refusal, SQLSTATE 53300, as a server whose `max_connections` is
+/// used up, without taking the server's connections from tests running in parallel). The
+/// message names the cause in the server's words and what to change, in bounded time.
+#[tokio::test]
+async fn exhausted_connections_name_the_cause_and_the_remedy() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let role = unique("pgfresh_onecon");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-88' CREATEDB CONNECTION LIMIT 1"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("role-pw-88")).unwrap();
+
+    let started = Instant::now();
+    let out = rerun(
+        "probe",
+        &[("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())],
+    );
+    let took = started.elapsed();
+    drop_role(&admin, &role).await;
+    let text = output(&out);
+    assert!(!out.status.success(), "expected a failure, got:\n{text}");
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?} to give up:\n{text}"
+    );
+    assert!(
+        text.contains("pgfresh could not provide a test database"),
+        "{text}"
+    );
+    assert!(
+        text.contains("too many connections"),
+        "the cause is not named:\n{text}"
+    );
+    assert!(
+        [
+            "max_connections",
+            "CONNECTION LIMIT",
+            "with_pool_size",
+            "--test-threads"
+        ]
+        .iter()
+        .any(|remedy| text.contains(remedy)),
+        "no remedy is named:\n{text}"
+    );
+    assert!(!text.contains("role-pw-88"), "{text}");
+}
+
+/// Drops `role` and any database it came to own.
+async fn drop_role(admin: &sqlx::PgPool, role: &str) {
+    let owned: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+         WHERE r.rolname = $1",
+    )
+    .bind(role)
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    for name in owned {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false; DROP DATABASE "{name}" WITH (FORCE)"#
+        )))
+        .execute(admin)
+        .await
+        .unwrap();
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
+/// What a database holds, in numbers: its catalog's objects, and its own flags and comment.
+async fn footprint(db: &sqlx::PgPool) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for catalog in [
+        "pg_class",
+        "pg_namespace",
+        "pg_proc",
+        "pg_type",
+        "pg_extension",
+        "pg_description",
+        "pg_largeobject_metadata",
+    ] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {catalog}"
+        )))
+        .fetch_one(db)
+        .await
+        .unwrap();
+        seen.push((catalog.to_owned(), n.to_string()));
+    }
+    let flags: (bool, bool, Option<String>) = sqlx::query_as(
+        "SELECT datistemplate, datallowconn, shobj_description(oid, 'pg_database') \
+         FROM pg_database WHERE datname = current_database()",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    seen.push(("pg_database".to_owned(), format!("{flags:?}")));
+    seen
+}
+
+/// The database named in `DB_URL` is only connected to: after processes that passed, failed
+/// (keeping their database) and built a template of a new migration set through it, it holds
+/// exactly the objects it held before, and its flags and comment are unchanged.
+#[tokio::test]
+async fn the_database_in_db_url_is_never_written_into() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let name = unique("userapp");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
+    url.set_path(&name);
+    let user = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE app_data (id int PRIMARY KEY); INSERT INTO app_data VALUES (1)")
+        .execute(&user)
+        .await
+        .unwrap();
+    let before = footprint(&user).await;
+
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("1_items.sql"),
+        format!("CREATE TABLE items (id int); -- {name}"),
+    )
+    .unwrap();
+    let migrations = migrations.path().display().to_string();
+    let url_env = [("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
+    let passing = rerun("probe", &url_env);
+    assert!(passing.status.success(), "{}", output(&passing));
+    let failing = rerun(
+        "probe",
+        &[url_env[0], url_env[1], ("PGFRESH_TEST_PANIC", "1")],
+    );
+    assert!(!failing.status.success(), "{}", output(&failing));
+    let new_set = rerun(
+        "probe",
+        &[
+            url_env[0],
+            url_env[1],
+            ("PGFRESH_TEST_MIGRATIONS", &migrations),
+        ],
+    );
+    assert!(new_set.status.success(), "{}", output(&new_set));
+
+    let after = footprint(&user).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM app_data")
+        .fetch_one(&user)
+        .await
+        .unwrap();
+    user.close().await;
+    common::drop_kept(&admin, &common::probe_field(&failing, "name")).await;
+    let new_name = common::probe_field(&new_set, "name");
+    let hash8 = &new_name["pgfresh_".len().."pgfresh_".len() + 8];
+    drop_template_of(&admin, hash8).await;
+    common::drop_kept(&admin, &name).await;
+    assert_eq!(before, after, "pgfresh wrote into {name}");
+    assert_eq!(rows, 1);
+}
+
+/// Drops the template (and the ready clones) of the migration set whose hash starts with
+/// `hash8`.
+async fn drop_template_of(admin: &sqlx::PgPool, hash8: &str) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1) \
+         OR starts_with(datname::text, $2)",
+    )
+    .bind(format!("pgfresh_t_{hash8}"))
+    .bind(format!("pgfresh_r_{hash8}"))
+    .fetch_all(admin)
+    .await
+    .unwrap();
+    for name in names {
+        // Gone already when a sweep of another process took it meanwhile.
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#
+        )))
+        .execute(admin)
+        .await;
+        common::drop_kept(admin, &name).await;
+    }
+}
