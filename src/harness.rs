@@ -90,8 +90,9 @@ impl Harness {
     }
 
     /// A new database migrated only up to `version` (inclusive), for testing a migration
-    /// itself: seed data at one revision, then move with [`TestDb::migrate_to`]. Templates of
-    /// partial revisions are cached like the head template.
+    /// itself: seed data at one revision, then move with [`TestDb::migrate_to`]. `0` is base:
+    /// no migration applied, only sqlx's bookkeeping table. Templates of partial revisions are
+    /// cached like the head template.
     ///
     /// # Errors
     ///
@@ -119,7 +120,7 @@ impl Harness {
     async fn hand_out(&self, upto: Option<i64>) -> Result<TestDb> {
         let config = Config::global()?;
         let set = self.migration_set().await?;
-        if let Some(version) = upto {
+        if let Some(version) = upto.filter(|v| *v != 0) {
             set.check_version(version)?;
         }
         let migrations = set.clone();

@@ -106,6 +106,9 @@ async fn reversible_folder_at_every_revision() {
     assert_eq!(tables(db.pool()).await, ["_sqlx_migrations", "a"]);
     db.migrate_to(0).await.unwrap();
     assert_eq!(tables(db.pool()).await, ["_sqlx_migrations"]);
+    let base = harness.test_db_at(0).await.unwrap();
+    assert_eq!(tables(base.pool()).await, ["_sqlx_migrations"]);
+    assert_eq!(base.current_version().await.unwrap(), None);
 
     let e = harness.test_db_at(3).await.unwrap_err().to_string();
     assert!(e.contains("no migration 3") && e.contains("1, 2"), "{e}");

@@ -6,14 +6,11 @@
 //! read three times per migration; the walk starts from the cached template just before the
 //! first reversible migration (or from an empty database), never from scratch per migration.
 
-use std::borrow::Cow;
-use std::sync::{Mutex, PoisonError};
-
-use sqlx::migrate::{MigrateError, Migration, Migrator};
+use sqlx::migrate::{MigrateError, Migration};
 
 use super::schema::Schema;
 use super::{Failure, Passed, Progress, Step, Subject, diff};
-use crate::{Harness, TestDb};
+use crate::TestDb;
 
 pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Passed, Failure> {
     let ups: Vec<&Migration> = subject.set.ups().collect();
@@ -21,12 +18,9 @@ pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Pa
     let Some(first) = ups.iter().position(|m| subject.down(m.version).is_some()) else {
         return Ok(Passed::new("no reversible migrations: nothing to check").with_notes(notes));
     };
-    let start = first.checked_sub(1).map(|i| ups[i].version);
-    let db = match start {
-        Some(version) => subject.harness().test_db_at(version).await?,
-        None => Harness::new(base(&subject.set.migrator)).test_db().await?,
-    };
-    let walked = walk(subject, &db, &ups[first..], start.unwrap_or(0), progress).await;
+    let start = first.checked_sub(1).map_or(0, |i| ups[i].version);
+    let db = subject.harness().test_db_at(start).await?;
+    let walked = walk(subject, &db, &ups[first..], start, progress).await;
     let closed = db.close().await;
     let checked = walked?;
     closed?;
@@ -138,31 +132,4 @@ fn irreversible_note(subject: &Subject, ups: &[&Migration]) -> Option<String> {
             one_way.join(", ")
         )),
     }
-}
-
-/// A migrator with no migrations and the same bookkeeping as `m`: its harness hands out
-/// databases at base. Kept for the life of the process (a `Harness` needs a `'static`
-/// migrator), one per distinct bookkeeping, so the few bytes are leaked once, not per call.
-fn base(m: &Migrator) -> &'static Migrator {
-    static BASES: Mutex<Vec<&'static Migrator>> = Mutex::new(Vec::new());
-    let mut bases = BASES.lock().unwrap_or_else(PoisonError::into_inner);
-    let same = |b: &&&'static Migrator| {
-        b.table_name == m.table_name
-            && b.create_schemas == m.create_schemas
-            && b.locking == m.locking
-            && b.no_tx == m.no_tx
-    };
-    if let Some(found) = bases.iter().find(same) {
-        return found;
-    }
-    let empty: &'static Migrator = Box::leak(Box::new(Migrator {
-        migrations: Cow::Borrowed(&[]),
-        ignore_missing: m.ignore_missing,
-        locking: m.locking,
-        no_tx: m.no_tx,
-        table_name: m.table_name.clone(),
-        create_schemas: m.create_schemas.clone(),
-    }));
-    bases.push(empty);
-    empty
 }
