@@ -86,10 +86,13 @@ impl fmt::Debug for UrlSetting {
 pub(crate) struct Config {
     pub choice: Choice,
     pub url: Option<UrlSetting>,
+    #[cfg_attr(not(feature = "docker"), allow(dead_code))]
     pub image: (String, String),
+    #[cfg_attr(not(feature = "local"), allow(dead_code))]
     pub pg_bin: Option<PathBuf>,
     pub keep: KeepPolicy,
     /// How long a server pgfresh started outlives the last process using it; `None` is forever.
+    #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub linger: Option<Duration>,
     /// How many clones of each template to keep ready.
     pub ready: usize,

@@ -5,6 +5,8 @@
 
 mod admin;
 pub mod check;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod config;
 pub mod datadump;

@@ -205,6 +205,7 @@ impl Subject {
     }
 
     /// A folder's set that the caller already read.
+    #[cfg(feature = "cli")]
     pub fn from_dir(set: MigrationSet, dir: &Path) -> Self {
         Self {
             set,
