@@ -1,0 +1,214 @@
+//! Command-line flags, and the settings they resolve to. Parsed by hand: the example needs
+//! no optional dependency, so it builds with any feature set.
+
+use std::path::PathBuf;
+
+/// Printed by `--help`.
+const USAGE: &str = "\
+Benchmark pgfresh against #[sqlx::test] on one PostgreSQL server.
+
+usage: cargo run --release --example bench -- [flags]
+
+  --tests N          tests in each main suite            [100; --quick: 10]
+  --migrations N     migrations of the main suites       [50;  --quick: 10]
+  --rounds R         timed rounds                        [3;   --quick: 1]
+  --scale LIST       migration counts of the scaling table, or none
+                                                         [10,50,100,200; --quick: 5,20]
+  --scale-tests N    tests per scaling suite (cargo test) [40; --quick: 10]
+  --runner R         test, nextest or both               [both]
+  --quick            small numbers for a smoke run; explicit flags still win
+  --pgfresh DIR      the pgfresh checkout to measure     [this crate]
+                     (copied to a snapshot first, so edits during the run do not leak in)
+
+The server: DB_URL when set, else a throwaway local cluster (see the example's docs).";
+
+/// The flags as given; `None` for the ones left out.
+#[derive(Debug, Default)]
+pub struct Args {
+    tests: Option<usize>,
+    migrations: Option<usize>,
+    rounds: Option<usize>,
+    scale: Option<String>,
+    scale_tests: Option<usize>,
+    runner: Option<String>,
+    quick: bool,
+    pgfresh: Option<PathBuf>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Args),
+    Help(&'static str),
+}
+
+impl Args {
+    /// Parses `--flag value` and `--flag=value` pairs.
+    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed, String> {
+        let mut args = Self::default();
+        while let Some(arg) = argv.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                None => (arg, None),
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(Parsed::Help(USAGE)),
+                "--quick" => args.quick = true,
+                _ => {
+                    let value = inline
+                        .or_else(|| argv.next())
+                        .ok_or_else(|| format!("{flag} needs a value; see --help"))?;
+                    args.set(&flag, value)?;
+                }
+            }
+        }
+        Ok(Parsed::Run(args))
+    }
+
+    fn set(&mut self, flag: &str, value: String) -> Result<(), String> {
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("{flag} {value}: expected a number"))
+        };
+        match flag {
+            "--tests" => self.tests = Some(number()?),
+            "--migrations" => self.migrations = Some(number()?),
+            "--rounds" => self.rounds = Some(number()?),
+            "--scale-tests" => self.scale_tests = Some(number()?),
+            "--scale" => self.scale = Some(value),
+            "--runner" => self.runner = Some(value),
+            "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown flag {flag}; see --help")),
+        }
+        Ok(())
+    }
+}
+
+/// A test runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runner {
+    /// `cargo test`: one process, tests on threads.
+    Test,
+    /// `cargo nextest run`: one process per test.
+    Nextest,
+}
+
+impl Runner {
+    /// The runner's name as typed on the command line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Test => "cargo test",
+            Self::Nextest => "cargo nextest",
+        }
+    }
+}
+
+/// The resolved settings of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tests: usize,
+    pub migrations: usize,
+    pub rounds: usize,
+    pub scale: Vec<usize>,
+    pub scale_tests: usize,
+    pub runners: Vec<Runner>,
+    pub pgfresh: PathBuf,
+}
+
+impl Args {
+    /// Applies `--quick` and the defaults to the flags that were not given.
+    pub fn resolve(self) -> Result<Settings, String> {
+        let pick = |given: Option<usize>, quick: usize, full: usize| {
+            given.unwrap_or(if self.quick { quick } else { full })
+        };
+        let scale = match &self.scale {
+            Some(list) => parse_list(list)?,
+            None if self.quick => vec![5, 20],
+            None => vec![10, 50, 100, 200],
+        };
+        let settings = Settings {
+            tests: pick(self.tests, 10, 100),
+            migrations: pick(self.migrations, 10, 50),
+            rounds: pick(self.rounds, 1, 3),
+            scale_tests: pick(self.scale_tests, 10, 40),
+            scale,
+            runners: match self.runner.as_deref() {
+                Some("test") => vec![Runner::Test],
+                Some("nextest") => vec![Runner::Nextest],
+                None | Some("both") => vec![Runner::Test, Runner::Nextest],
+                Some(other) => {
+                    return Err(format!("--runner {other}: expected test, nextest or both"));
+                }
+            },
+            pgfresh: self
+                .pgfresh
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+}
+
+impl Settings {
+    fn check(&self) -> Result<(), String> {
+        if self.tests == 0 || self.migrations == 0 || self.rounds == 0 || self.scale_tests == 0 {
+            return Err(
+                "--tests, --migrations, --rounds and --scale-tests must be at least 1".into(),
+            );
+        }
+        if !self.pgfresh.join("Cargo.toml").is_file() {
+            return Err(format!(
+                "--pgfresh {}: no Cargo.toml there; point it at a pgfresh checkout",
+                self.pgfresh.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The flags that reproduce these settings.
+    pub fn flags(&self) -> String {
+        let scale = if self.scale.is_empty() {
+            "none".to_owned()
+        } else {
+            join(&self.scale)
+        };
+        let runner = match self.runners.as_slice() {
+            [Runner::Test] => "test",
+            [Runner::Nextest] => "nextest",
+            _ => "both",
+        };
+        format!(
+            "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner}",
+            self.tests, self.migrations, self.rounds, self.scale_tests
+        )
+    }
+}
+
+/// `10,50,100` as numbers; `none` as an empty list.
+fn parse_list(list: &str) -> Result<Vec<usize>, String> {
+    if list.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    let mut counts = list
+        .split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!(
+                "--scale {list}: expected migration counts like 10,50,100,200 (each at least 1), or none"
+            )),
+            Ok(n) => Ok(n),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    counts.sort_unstable();
+    counts.dedup();
+    Ok(counts)
+}
+
+/// `10,50,100`.
+pub fn join(counts: &[usize]) -> String {
+    counts
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,244 @@
+//! Benchmarks pgfresh against `#[sqlx::test]`: the same tests over the same migrations, on the
+//! same PostgreSQL server, under `cargo test` and `cargo nextest run`.
+//!
+//! ```text
+//! cargo run --release --example bench                # the full run (several minutes)
+//! cargo run --release --example bench -- --quick     # a smoke run
+//! cargo run --release --example bench -- --help      # every flag
+//! ```
+//!
+//! # What it builds
+//!
+//! Under `target/pgfresh-bench/` (never committed) it writes:
+//! - `pgfresh/`: a snapshot of the pgfresh checkout being measured (`--pgfresh`, default this
+//!   crate), so that edits made while the benchmark runs cannot trigger a rebuild mid-run;
+//! - `ws/migrations/mNNNN/`: a synthetic migration set of N migrations, 4 DDL statements each
+//!   (`CREATE TABLE`, `CREATE INDEX`, `ALTER TABLE … ADD COLUMN`, `ADD CONSTRAINT … CHECK`);
+//! - `ws/crates/`: two test crates per migration set, each with the same trivial tests (insert
+//!   one row into one of the tables, read it back): `pgfresh_…` gets its database from
+//!   `static HARNESS: Harness = Harness::new(&MIGRATOR)` and appends each hand-out's latency
+//!   (`Instant` around `HARNESS.test_db().await`) to the file named by `PGFRESH_BENCH_HANDOUTS`;
+//!   `sqlx_…` uses `#[sqlx::test(migrations = "…")]`, with the sqlx version of pgfresh's lock file.
+//!
+//! All crates share one `CARGO_TARGET_DIR` and are compiled once with `--release`, before
+//! anything is timed; a timed run that compiles anything is flagged `(compiled!)`.
+//!
+//! # What it measures
+//!
+//! One server serves every run: `DB_URL` when set, otherwise a throwaway cluster from the newest
+//! `/usr/lib/postgresql/<major>/bin` (on `/dev/shm`, `fsync`, `synchronous_commit` and
+//! `full_page_writes` off, scram password, a free loopback port; run as `postgres` when the
+//! benchmark runs as root), removed at the end. Both suites get the same URL: sqlx as
+//! `DATABASE_URL`, pgfresh as `DB_URL` with `PGFRESH_SERVER=url`.
+//!
+//! 1. Each suite runs once per runner untimed (warm-up: pgfresh builds its template there, which
+//!    later runs reuse, as they would in a developer's edit-test loop).
+//! 2. `--rounds` rounds, each running pgfresh then sqlx under each runner: the wall time of the
+//!    whole `cargo test --release -p …` / `cargo nextest run --release -p …` command. Between runs
+//!    the benchmark waits until no session on the server is active, so background work one
+//!    suite leaves (drops, refills) is not billed to the next.
+//! 3. The medians, the pgfresh/sqlx ratio per runner, and pgfresh's hand-out latency p50/p99,
+//!    split into cold hand-outs (started before the process had its first database: every
+//!    test under nextest) and warm ones.
+//! 4. Scaling: smaller suites (`--scale-tests`, 40) over `--scale` migration counts, under
+//!    `cargo test`: per-test cost (median suite wall / tests) and cost(largest)/cost(smallest).
+
+mod args;
+mod context;
+mod generate;
+mod report;
+mod runner;
+mod server;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use args::{Args, Parsed, Runner, Settings};
+use generate::{Crate, Layout, Suite};
+use report::Sample;
+use runner::Env;
+use server::Server;
+
+fn main() -> ExitCode {
+    let resolved = match Args::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Help(usage)) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(args)) => args.resolve(),
+        Err(e) => Err(e),
+    };
+    let settings = match resolved {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(s: &Settings) -> Result<(), String> {
+    let started = Instant::now();
+    let layout = Layout {
+        root: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pgfresh-bench"),
+    };
+    generate::write_all(&layout, &s.pgfresh, &all_crates(s))
+        .map_err(|e| format!("writing {}: {e}", layout.root.display()))?;
+    let server = Server::start()?;
+    let mut bench = Bench::new(s, layout, &server.url)?;
+    let version = bench.block_on(server::version(&server.url))?;
+    let build = Instant::now();
+    for krate in &all_crates(s) {
+        progress(&format!("building {}", krate.package()));
+        bench.env.build(krate)?;
+    }
+    let build = build.elapsed();
+    bench.warm_up()?;
+    bench.timed_rounds()?;
+    bench.scaling_rounds()?;
+    let server_description = format!("{}; PostgreSQL {version}", server.description);
+    server.stop();
+    context::print_header(s, &server_description, build);
+    report::print_all(s, &bench.samples);
+    context::print_reproduce(s, &bench.env);
+    println!(
+        "\nwhole benchmark: {:.0?} (build included)",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// The two crates of the main comparison, pgfresh first.
+fn main_crates(s: &Settings) -> [Crate; 2] {
+    [Suite::Pgfresh, Suite::Sqlx].map(|suite| Crate {
+        suite,
+        migrations: s.migrations,
+        tests: s.tests,
+    })
+}
+
+/// The scaling crates that are not already main crates, pgfresh then sqlx per count.
+fn scale_crates(s: &Settings) -> Vec<Crate> {
+    let main = main_crates(s);
+    s.scale
+        .iter()
+        .flat_map(|&migrations| {
+            [Suite::Pgfresh, Suite::Sqlx].map(|suite| Crate {
+                suite,
+                migrations,
+                tests: s.scale_tests,
+            })
+        })
+        .filter(|c| !main.contains(c))
+        .collect()
+}
+
+fn all_crates(s: &Settings) -> Vec<Crate> {
+    let mut all = main_crates(s).to_vec();
+    all.extend(scale_crates(s));
+    all
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+/// The runs, in order, and what they recorded.
+struct Bench<'a> {
+    settings: &'a Settings,
+    env: Env,
+    rt: tokio::runtime::Runtime,
+    samples: Vec<Sample>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(settings: &'a Settings, layout: Layout, url: &str) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let env = Env {
+            layout,
+            url: url.to_owned(),
+        };
+        Ok(Self {
+            settings,
+            env,
+            rt,
+            samples: Vec::new(),
+        })
+    }
+
+    fn block_on<T>(&self, probe: impl Future<Output = sqlx::Result<T>>) -> Result<T, String> {
+        self.rt.block_on(probe).map_err(|e| format!("server: {e}"))
+    }
+
+    /// Runs one suite, then waits for the server to be idle; round 0 is the warm-up.
+    fn record(&mut self, krate: Crate, runner: Runner, round: usize) -> Result<(), String> {
+        let tag = match round {
+            0 => "warmup".to_owned(),
+            _ => format!("r{round}"),
+        };
+        progress(&format!("{tag}: {} {}", runner.label(), krate.package()));
+        let outcome = self.env.run(&krate, runner, &tag)?;
+        let after = self.block_on(server::settle(&self.env.url))?;
+        self.samples.push(Sample {
+            krate,
+            runner,
+            round,
+            outcome,
+            after,
+        });
+        Ok(())
+    }
+
+    /// Every suite once per runner it will be timed under, untimed.
+    fn warm_up(&mut self) -> Result<(), String> {
+        for runner in self.settings.runners.clone() {
+            for krate in main_crates(self.settings) {
+                self.record(krate, runner, 0)?;
+            }
+        }
+        for krate in scale_crates(self.settings) {
+            self.record(krate, Runner::Test, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Per round and runner: pgfresh, then sqlx.
+    fn timed_rounds(&mut self) -> Result<(), String> {
+        for round in 1..=self.settings.rounds {
+            for runner in self.settings.runners.clone() {
+                for krate in main_crates(self.settings) {
+                    self.record(krate, runner, round)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per round and migration count: pgfresh, then sqlx, under `cargo test`.
+    fn scaling_rounds(&mut self) -> Result<(), String> {
+        for round in 1..=self.settings.rounds {
+            for &migrations in &self.settings.scale.clone() {
+                for suite in [Suite::Pgfresh, Suite::Sqlx] {
+                    let krate = Crate {
+                        suite,
+                        migrations,
+                        tests: self.settings.scale_tests,
+                    };
+                    self.record(krate, Runner::Test, round)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

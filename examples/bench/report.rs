@@ -1,0 +1,292 @@
+//! Statistics and the printed tables.
+
+use std::time::Duration;
+
+use crate::args::{Runner, Settings};
+use crate::generate::{Crate, Suite};
+use crate::runner::{Handout, Outcome};
+use crate::server::Quiet;
+
+/// One run of one suite, as recorded.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub krate: Crate,
+    pub runner: Runner,
+    /// 0 for the untimed warm-up.
+    pub round: usize,
+    pub outcome: Outcome,
+    pub after: Quiet,
+}
+
+/// A plain-text table with left-aligned columns.
+#[derive(Debug)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn print(&self) {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for (i, row) in self.rows.iter().enumerate() {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            println!("  {}", line.join("  ").trim_end());
+            if i == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                println!("  {}", rule.join("  "));
+            }
+        }
+    }
+}
+
+/// Median of the wall times (mean of the middle two for an even count).
+pub fn median(walls: &[Duration]) -> Option<Duration> {
+    let mut sorted = walls.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// Nearest-rank percentile, `p` in 0..=100.
+pub fn percentile(values: &[Duration], p: usize) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+pub fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn opt(d: Option<Duration>, show: fn(Duration) -> String) -> String {
+    d.map_or_else(|| "-".to_owned(), show)
+}
+
+/// `a / b` as a ratio with two decimals.
+pub fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "-".to_owned(),
+    }
+}
+
+/// Timed wall times of one suite crate under one runner.
+fn walls(samples: &[Sample], krate: &Crate, runner: Runner) -> Vec<Duration> {
+    samples
+        .iter()
+        .filter(|s| s.round > 0 && s.krate == *krate && s.runner == runner)
+        .map(|s| s.outcome.wall)
+        .collect()
+}
+
+/// Hand-outs of timed runs of one suite crate under one runner, cold or warm.
+fn handouts(samples: &[Sample], krate: &Crate, runner: Runner, cold: bool) -> Vec<Duration> {
+    samples
+        .iter()
+        .filter(|s| s.round > 0 && s.krate == *krate && s.runner == runner)
+        .flat_map(|s| s.outcome.handouts.iter())
+        .filter(|h: &&Handout| h.cold == cold)
+        .map(|h| h.took)
+        .collect()
+}
+
+/// The per-run table (warm-up rows marked).
+fn print_runs(samples: &[Sample]) {
+    let mut table = Table::new(&[
+        "round",
+        "runner",
+        "suite",
+        "migr",
+        "tests",
+        "wall",
+        "passed",
+        "settle",
+        "dbs left pgfresh/sqlx",
+    ]);
+    for s in samples {
+        let wall = secs(s.outcome.wall)
+            + if s.outcome.compiled {
+                " (compiled!)"
+            } else {
+                ""
+            };
+        table.row(vec![
+            if s.round == 0 {
+                "warm-up".to_owned()
+            } else {
+                s.round.to_string()
+            },
+            s.runner.label().to_owned(),
+            s.krate.suite.label().to_owned(),
+            s.krate.migrations.to_string(),
+            s.krate.tests.to_string(),
+            wall,
+            s.outcome.passed.to_string(),
+            secs(s.after.waited),
+            format!("{}/{}", s.after.pgfresh_dbs, s.after.sqlx_dbs),
+        ]);
+    }
+    table.print();
+}
+
+/// Medians per runner and the pgfresh/sqlx ratio.
+fn print_summary(samples: &[Sample], main: &[Crate; 2], runners: &[Runner]) {
+    let mut table = Table::new(&[
+        "runner",
+        "pgfresh median",
+        "sqlx median",
+        "pgfresh/sqlx",
+        "runs each",
+    ]);
+    for &runner in runners {
+        let p = walls(samples, &main[0], runner);
+        let s = walls(samples, &main[1], runner);
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(median(&p), secs),
+            opt(median(&s), secs),
+            ratio(median(&p), median(&s)),
+            format!("{}/{}", p.len(), s.len()),
+        ]);
+    }
+    table.print();
+}
+
+/// pgfresh's hand-out latency per runner, cold and warm.
+fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
+    let mut table = Table::new(&["runner", "hand-outs", "n", "p50", "p99", "max"]);
+    for &runner in runners {
+        for cold in [true, false] {
+            let took = handouts(samples, pgfresh, runner, cold);
+            table.row(vec![
+                runner.label().to_owned(),
+                if cold {
+                    "cold (process's first)"
+                } else {
+                    "warm (the rest)"
+                }
+                .to_owned(),
+                took.len().to_string(),
+                opt(percentile(&took, 50), millis),
+                opt(percentile(&took, 99), millis),
+                opt(took.iter().max().copied(), millis),
+            ]);
+        }
+    }
+    table.print();
+}
+
+/// Per-test cost (median suite wall / tests) against the migration count.
+fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
+    let cost = |suite: Suite, m: usize| {
+        let krate = Crate {
+            suite,
+            migrations: m,
+            tests,
+        };
+        median(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
+    };
+    let mut table = Table::new(&[
+        "migrations",
+        "DDL",
+        "pgfresh per test",
+        "sqlx per test",
+        "pgfresh/sqlx",
+        "pgfresh warm hand-out p50",
+    ]);
+    for &m in counts {
+        let krate = Crate {
+            suite: Suite::Pgfresh,
+            migrations: m,
+            tests,
+        };
+        let warm = handouts(samples, &krate, Runner::Test, false);
+        table.row(vec![
+            m.to_string(),
+            (4 * m).to_string(),
+            opt(cost(Suite::Pgfresh, m), millis),
+            opt(cost(Suite::Sqlx, m), millis),
+            ratio(cost(Suite::Pgfresh, m), cost(Suite::Sqlx, m)),
+            opt(percentile(&warm, 50), millis),
+        ]);
+    }
+    if let (Some(&lo), Some(&hi)) = (counts.first(), counts.last()) {
+        table.row(vec![
+            format!("cost({hi})/cost({lo})"),
+            String::new(),
+            ratio(cost(Suite::Pgfresh, hi), cost(Suite::Pgfresh, lo)),
+            ratio(cost(Suite::Sqlx, hi), cost(Suite::Sqlx, lo)),
+        ]);
+    }
+    table.print();
+}
+
+/// Every table, in order.
+pub fn print_all(s: &Settings, samples: &[Sample]) {
+    let main = crate::main_crates(s);
+    println!(
+        "\nruns (warm-up rows are untimed; settle = wait after the run until no session was active)"
+    );
+    print_runs(samples);
+    println!("\nsuite wall time, median over the timed rounds");
+    print_summary(samples, &main, &s.runners);
+    println!("\npgfresh hand-out latency (Instant around HARNESS.test_db().await), timed rounds");
+    print_handouts(samples, &main[0], &s.runners);
+    print_first_handout(samples, &main[0]);
+    if !s.scale.is_empty() {
+        println!(
+            "\nscaling: {} tests under cargo test; per test = median suite wall / tests",
+            s.scale_tests
+        );
+        print_scaling(samples, &s.scale, s.scale_tests);
+    }
+}
+
+/// The very first hand-out of the benchmark's first pgfresh run: server connect, template build
+/// (unless the server already had it) and first clone.
+fn print_first_handout(samples: &[Sample], pgfresh: &Crate) {
+    let first = samples
+        .iter()
+        .find(|s| s.krate == *pgfresh)
+        .and_then(|s| s.outcome.handouts.iter().map(|h| h.took).max());
+    println!(
+        "  first warm-up run ({}), slowest hand-out: {} (connect + template build unless cached + clone)",
+        samples
+            .iter()
+            .find(|s| s.krate == *pgfresh)
+            .map_or("-", |s| s.runner.label()),
+        opt(first, millis)
+    );
+}

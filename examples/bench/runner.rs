@@ -1,0 +1,155 @@
+//! Builds and runs one generated suite under `cargo test` or `cargo nextest run`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::args::Runner;
+use crate::generate::{Crate, Layout, Suite};
+
+/// How both suites reach the server, and where they build.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub layout: Layout,
+    pub url: String,
+}
+
+/// One timed hand-out of a pgfresh suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Handout {
+    /// Started before the process had its first database.
+    pub cold: bool,
+    pub took: Duration,
+}
+
+/// What one run of one suite produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub wall: Duration,
+    pub passed: usize,
+    pub handouts: Vec<Handout>,
+    /// Cargo compiled something inside the timed region (should never happen).
+    pub compiled: bool,
+}
+
+impl Env {
+    /// The `cargo` command of a run (or, with `no_run`, of its build), with the same
+    /// environment for both suites: the server as `DATABASE_URL` (sqlx) and `DB_URL` with
+    /// `PGFRESH_SERVER=url` (pgfresh).
+    fn cargo(&self, krate: &Crate, runner: Runner, no_run: bool) -> Command {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        match runner {
+            Runner::Test => cmd.arg("test"),
+            Runner::Nextest => cmd.args(["nextest", "run"]),
+        };
+        cmd.args(["--release", "-p", &krate.package()]);
+        if no_run {
+            cmd.arg("--no-run");
+        }
+        cmd.current_dir(self.layout.workspace())
+            .env("CARGO_TARGET_DIR", self.layout.target())
+            .env("DATABASE_URL", &self.url)
+            .env("DB_URL", &self.url)
+            .env("PGFRESH_SERVER", "url")
+            .env_remove("PGFRESH_BENCH_HANDOUTS");
+        cmd
+    }
+
+    /// Compiles a suite's test binary (untimed).
+    pub fn build(&self, krate: &Crate) -> Result<Duration, String> {
+        let start = Instant::now();
+        let out = self
+            .cargo(krate, Runner::Test, true)
+            .output()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building {} failed:\n{}",
+                krate.package(),
+                tail(&out.stderr, 40)
+            ));
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Runs a suite once and times the whole `cargo` command.
+    pub fn run(&self, krate: &Crate, runner: Runner, tag: &str) -> Result<Outcome, String> {
+        let handouts = self.handout_file(krate, runner, tag);
+        let _ = fs::remove_file(&handouts);
+        let mut cmd = self.cargo(krate, runner, false);
+        if krate.suite == Suite::Pgfresh {
+            cmd.env("PGFRESH_BENCH_HANDOUTS", &handouts);
+        }
+        let start = Instant::now();
+        let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
+        let wall = start.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!(
+                "{} of {} failed ({}):\n{}\n{}",
+                runner.label(),
+                krate.package(),
+                out.status,
+                tail(&out.stdout, 30),
+                tail(&out.stderr, 30)
+            ));
+        }
+        Ok(Outcome {
+            wall,
+            passed: passed(&stdout) + passed(&stderr),
+            handouts: read_handouts(&handouts)?,
+            compiled: stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with("Compiling ")),
+        })
+    }
+
+    fn handout_file(&self, krate: &Crate, runner: Runner, tag: &str) -> PathBuf {
+        let runner = match runner {
+            Runner::Test => "test",
+            Runner::Nextest => "nextest",
+        };
+        self.layout
+            .handouts()
+            .join(format!("{}-{runner}-{tag}.txt", krate.package()))
+    }
+}
+
+/// Passed tests summed over `test result: ok. N passed` (cargo test) and
+/// `N tests run: M passed` (nextest) lines.
+fn passed(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.contains("test result:") || l.contains(" run: "))
+        .filter_map(|l| {
+            let before = &l[..l.find(" passed")?];
+            before.rsplit([' ', ':']).next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+fn read_handouts(path: &PathBuf) -> Result<Vec<Handout>, String> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .map(|line| {
+            let (kind, micros) = line.split_once(' ').unwrap_or((line, ""));
+            let micros: u64 = micros
+                .parse()
+                .map_err(|_| format!("{}: bad line {line:?}", path.display()))?;
+            Ok(Handout {
+                cold: kind == "cold",
+                took: Duration::from_micros(micros),
+            })
+        })
+        .collect()
+}
+
+fn tail(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,296 @@
+//! The one PostgreSQL server both suites use: `DB_URL` when set, otherwise a tuned throwaway
+//! cluster started from the newest `/usr/lib/postgresql/<major>/bin` (or `PGFRESH_PG_BIN`).
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+
+/// Settings that trade durability for speed, as pgfresh's own sources use them.
+const TUNING: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "max_connections=200",
+];
+
+/// A server URL, and the cluster behind it when this benchmark started it.
+#[derive(Debug)]
+pub struct Server {
+    pub url: String,
+    pub description: String,
+    local: Option<Local>,
+}
+
+#[derive(Debug)]
+struct Local {
+    bin: PathBuf,
+    dir: PathBuf,
+    owner: Option<(u32, u32)>,
+}
+
+impl Server {
+    /// `DB_URL` if set, else a local cluster.
+    pub fn start() -> Result<Self, String> {
+        if let Ok(url) = std::env::var("DB_URL") {
+            return Ok(Self {
+                description: format!("DB_URL={}", redact(&url)),
+                url,
+                local: None,
+            });
+        }
+        let bin = pg_bin()?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match start_local(&bin) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Stops and deletes the cluster this benchmark started; a `DB_URL` server is left alone.
+    pub fn stop(mut self) {
+        if let Some(local) = self.local.take() {
+            local.stop();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(local) = self.local.take() {
+            local.stop();
+        }
+    }
+}
+
+impl Local {
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.owner {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    fn stop(self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `PGFRESH_PG_BIN`, else the newest `/usr/lib/postgresql/<major>/bin`.
+fn pg_bin() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PGFRESH_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let newest = fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| {
+            format!("no DB_URL and no /usr/lib/postgresql ({e}): set DB_URL or PGFRESH_PG_BIN")
+        })?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .ok_or("no /usr/lib/postgresql/<major>: set DB_URL or PGFRESH_PG_BIN")?;
+    Ok(PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin")))
+}
+
+fn start_local(bin: &Path) -> Result<Server, String> {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let port = free_port()?;
+    let dir = base.join(format!("pgfresh-bench-{}-{port}", std::process::id()));
+    let owner = if is_root() {
+        Some(postgres_user()?)
+    } else {
+        None
+    };
+    let local = Local {
+        bin: bin.to_owned(),
+        dir,
+        owner,
+    };
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    prepare_dir(&local, &password).map_err(|e| format!("{}: {e}", local.dir.display()))?;
+    run(local
+        .command("initdb")
+        .arg("-D")
+        .arg(local.dir.join("data"))
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .arg(format!("--pwfile={}", local.dir.join("pw").display())))?;
+    let mut options = format!(
+        "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+        local.dir.display()
+    );
+    for setting in TUNING {
+        options.push_str(&format!(" -c {setting}"));
+    }
+    run(local
+        .command("pg_ctl")
+        .arg("-D")
+        .arg(local.dir.join("data"))
+        .arg("-l")
+        .arg(local.dir.join("log"))
+        .args(["-w", "-t", "30", "-o", &options, "start"]))?;
+    Ok(Server {
+        url: format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres"),
+        description: format!(
+            "local cluster from {}, data in {} ({}), initdb + start {:.1?}; {}",
+            local.bin.display(),
+            local.dir.display(),
+            if local.dir.starts_with("/dev/shm") {
+                "tmpfs"
+            } else {
+                "disk"
+            },
+            started.elapsed(),
+            TUNING.join(", ")
+        ),
+        local: Some(local),
+    })
+}
+
+fn prepare_dir(local: &Local, password: &str) -> std::io::Result<()> {
+    fs::create_dir_all(&local.dir)?;
+    fs::set_permissions(&local.dir, fs::Permissions::from_mode(0o700))?;
+    fs::write(local.dir.join("pw"), password)?;
+    if let Some((uid, gid)) = local.owner {
+        std::os::unix::fs::chown(&local.dir, Some(uid), Some(gid))?;
+        std::os::unix::fs::chown(local.dir.join("pw"), Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// Runs a command, returning its stdout, or its stderr as the error.
+fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{:?} failed ({}): {}{}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A loopback port nobody listens on right now (a start that loses the race is retried).
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// The `postgres` user's uid and gid: PostgreSQL refuses to run as root.
+fn postgres_user() -> Result<(u32, u32), String> {
+    let passwd = fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres"))
+                .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
+        })
+        .ok_or_else(|| {
+            "running as root and there is no `postgres` user to run PostgreSQL as; set DB_URL"
+                .to_owned()
+        })
+}
+
+/// The URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+/// What the server looks like between runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet {
+    /// How long it took until no other session was active.
+    pub waited: Duration,
+    /// Databases whose names start with `pgfresh_`.
+    pub pgfresh_dbs: i64,
+    /// Databases whose names start with `_sqlx_test`.
+    pub sqlx_dbs: i64,
+}
+
+/// Waits (up to 30 s) until no other session is running a statement, so that work one suite
+/// left in the background (drops, refills) is not billed to the next run; then counts the
+/// databases each tool left behind.
+pub async fn settle(url: &str) -> Result<Quiet, sqlx::Error> {
+    let start = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut quiet_checks = 0;
+    while quiet_checks < 3 && start.elapsed() < Duration::from_secs(30) {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+             AND state <> 'idle' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        quiet_checks = if busy == 0 { quiet_checks + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = start.elapsed();
+    let (pgfresh_dbs, sqlx_dbs): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE datname LIKE 'pgfresh\\_%'), \
+         count(*) FILTER (WHERE datname LIKE '\\_sqlx\\_test%') FROM pg_database",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(Quiet {
+        waited,
+        pgfresh_dbs,
+        sqlx_dbs,
+    })
+}
+
+/// `SHOW server_version`.
+pub async fn version(url: &str) -> Result<String, sqlx::Error> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let v: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(v)
+}
