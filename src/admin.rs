@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::error::{Error, Result};
-use crate::marker::Mark;
+use crate::marker::{CREATED_CONNECTION_LIMIT, Mark};
 use crate::migrations;
 use crate::server::Server;
 
@@ -30,14 +30,14 @@ pub(crate) async fn set_mark(conn: &mut PgConnection, name: &str, mark: &Mark) -
     .await
 }
 
-/// Whether `name` exists, is a template, and its marker (`None` for a marker of another
-/// pgfresh version). A database whose comment is not a pgfresh marker is an error.
+/// Whether `name` exists, is a template, and its marker (`None` when it has none yet, or one
+/// of another pgfresh version). A database pgfresh did not create is an error.
 pub(crate) async fn mark_of(
     conn: &mut PgConnection,
     name: &str,
 ) -> Result<Option<(bool, Option<Mark>)>> {
-    let row: Option<(bool, Option<String>)> = sqlx::query_as(
-        "SELECT datistemplate, shobj_description(oid, 'pg_database') \
+    let row: Option<(bool, Option<String>, i32)> = sqlx::query_as(
+        "SELECT datistemplate, shobj_description(oid, 'pg_database'), datconnlimit \
          FROM pg_database WHERE datname = $1",
     )
     .bind(name)
@@ -46,10 +46,14 @@ pub(crate) async fn mark_of(
     .map_err(|e| Error::database(format!("reading the marker of {name}"), e))?;
     match row {
         None => Ok(None),
-        Some((is_template, comment)) if Mark::is_ours(comment.as_deref()) => Ok(Some((
-            is_template,
-            comment.as_deref().and_then(Mark::parse),
-        ))),
+        Some((is_template, comment, limit))
+            if Mark::created_by_pgfresh(name, comment.as_deref(), limit) =>
+        {
+            Ok(Some((
+                is_template,
+                comment.as_deref().and_then(Mark::parse),
+            )))
+        }
         Some(_) => Err(Error::NotOurs { name: name.into() }),
     }
 }
@@ -83,32 +87,32 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
     }
 }
 
-async fn admin_conn(
-    server: &Server,
-    why: &str,
-) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-    server
-        .admin
-        .acquire()
-        .await
-        .map_err(|e| Error::database(format!("connecting to {why}"), e))
-}
-
+/// `CREATE DATABASE`, with the connection limit that marks it as pgfresh's from the start
+/// (see [`crate::marker`]), cloning `template` when there is one.
+///
 /// `FILE_COPY` (PostgreSQL 15+) copies the template's files instead of WAL-logging every block:
 /// measured ~17 ms against ~47 ms for the default `WAL_LOG` on a tuned server.
-fn clone_sql(server: &Server, name: &str, template: &str) -> String {
-    let strategy = if server.version >= 150_000 {
-        " STRATEGY FILE_COPY"
-    } else {
-        ""
-    };
-    format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}"#)
+pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> String {
+    let limit = CREATED_CONNECTION_LIMIT;
+    match template {
+        None => format!(r#"CREATE DATABASE "{name}" CONNECTION LIMIT {limit}"#),
+        Some(template) => {
+            let strategy = if version >= 150_000 {
+                " STRATEGY FILE_COPY"
+            } else {
+                ""
+            };
+            format!(
+                r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy} CONNECTION LIMIT {limit}"#
+            )
+        }
+    }
 }
 
 /// A test database for this process: a ready clone when there is one, else a new clone.
 pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Result<String> {
-    let mut conn = admin_conn(server, "create a test database").await?;
-    let name = migrations::test_db_name(hash);
+    let mut conn = server.admin_conn("create a test database").await?;
+    let name = migrations::test_db_name(hash, server.owner);
     let mine = Mark::Test {
         owner: server.owner,
     };
@@ -116,7 +120,11 @@ pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Res
         set_mark(&mut conn, &name, &mine).await?;
         return Ok(name);
     }
-    execute(&mut conn, &clone_sql(server, &name, template)).await?;
+    execute(
+        &mut conn,
+        &create_sql(server.version, &name, Some(template)),
+    )
+    .await?;
     set_mark(&mut conn, &name, &mine).await?;
     Ok(name)
 }
@@ -160,7 +168,8 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
 ///
 /// Runs on a connection of its own that asks the server to abort a statement once the client
 /// is gone (`client_connection_check_interval`), so that a process exiting in the middle of a
-/// `CREATE DATABASE` leaves no unmarked clone behind.
+/// `CREATE DATABASE` rarely leaves a clone behind; one that exits between the `CREATE` and its
+/// marker leaves a clone the sweep recognises by its connection limit and owner.
 pub(crate) async fn refill_ready(
     server: &Server,
     template: &str,
@@ -175,15 +184,22 @@ pub(crate) async fn refill_ready(
         .connect()
         .await
         .map_err(|e| Error::database("connecting to prepare ready databases", e))?;
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE starts_with(datname::text, $1)")
-            .bind(migrations::ready_prefix(hash))
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| Error::database("counting ready databases", e))?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_database \
+         WHERE starts_with(datname::text, $1) AND shobj_description(oid, 'pg_database') = $2",
+    )
+    .bind(migrations::ready_prefix(hash))
+    .bind(Mark::Ready.to_string())
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| Error::database("counting ready databases", e))?;
     for _ in usize::try_from(count).unwrap_or(target)..target {
-        let name = migrations::ready_db_name(hash);
-        execute(&mut conn, &clone_sql(server, &name, template)).await?;
+        let name = migrations::ready_db_name(hash, server.owner);
+        execute(
+            &mut conn,
+            &create_sql(server.version, &name, Some(template)),
+        )
+        .await?;
         set_mark(&mut conn, &name, &Mark::Ready).await?;
     }
     let _ = conn.close().await;
@@ -193,7 +209,7 @@ pub(crate) async fn refill_ready(
 /// Drops a test database: marked `trash` first, so that a drop cut short (the process exits)
 /// is finished by the next sweep, whoever runs it.
 pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
-    let mut conn = admin_conn(server, &format!("drop {name}")).await?;
+    let mut conn = server.admin_conn(&format!("drop {name}")).await?;
     if mark_of(&mut conn, name).await?.is_none() {
         return Ok(());
     }
@@ -204,7 +220,7 @@ pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
 /// Marks a test database as kept by this run of `suite`: it outlives this process, and the next
 /// run of the same suite drops it.
 pub(crate) async fn keep_test_db(server: &Server, name: &str, suite: &str) -> Result<()> {
-    let mut conn = admin_conn(server, &format!("keep {name}")).await?;
+    let mut conn = server.admin_conn(&format!("keep {name}")).await?;
     mark_of(&mut conn, name).await?;
     let kept = Mark::Kept {
         suite: suite.to_owned(),

@@ -71,7 +71,7 @@ pub enum Error {
 
     /// The server did not accept a connection.
     #[error(
-        "cannot connect to PostgreSQL at {target}: {source}. Check that the server is running \
+        "cannot connect to PostgreSQL at {target}: {cause}. Check that the server is running \
          and that {hint}."
     )]
     Connect {
@@ -79,9 +79,25 @@ pub enum Error {
         target: String,
         /// Where the address came from, e.g. `DB_URL is right`.
         hint: String,
+        /// The driver's error, in words.
+        cause: String,
         /// The driver's error.
         #[source]
         source: Arc<sqlx::Error>,
+    },
+
+    /// The server (or the role) has no connection to spare.
+    #[error(
+        "PostgreSQL at {target} has no connection to spare ({cause}). Raise the server's \
+         max_connections (or the role's CONNECTION LIMIT), give each test's pool fewer \
+         connections (Harness::with_pool_size), or run fewer tests at once \
+         (cargo test -- --test-threads=N, cargo nextest run -j N)."
+    )]
+    TooManyConnections {
+        /// `host:port/database`.
+        target: String,
+        /// The server's message.
+        cause: String,
     },
 
     /// The role pgfresh connects as may not create databases.
@@ -126,10 +142,12 @@ pub enum Error {
     },
 
     /// A database operation on the server failed.
-    #[error("{action} failed: {source}")]
+    #[error("{action} failed: {cause}")]
     Database {
         /// What pgfresh was doing.
         action: String,
+        /// The driver's error, in words.
+        cause: String,
         /// The driver's error.
         #[source]
         source: Arc<sqlx::Error>,
@@ -219,10 +237,48 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failed operation; a connection the server refused for lack of slots becomes
+    /// [`Error::TooManyConnections`].
     pub(crate) fn database(action: impl Into<String>, source: sqlx::Error) -> Self {
+        if let Some(cause) = too_many_connections(&source) {
+            return Self::TooManyConnections {
+                target: "the server".into(),
+                cause,
+            };
+        }
         Self::Database {
             action: action.into(),
+            cause: cause(&source),
             source: Arc::new(source),
         }
     }
+
+    /// A failed connection to `target`; `hint` says what to check besides the server running.
+    pub(crate) fn connect(target: String, hint: impl Into<String>, source: sqlx::Error) -> Self {
+        if let Some(cause) = too_many_connections(&source) {
+            return Self::TooManyConnections { target, cause };
+        }
+        Self::Connect {
+            target,
+            hint: hint.into(),
+            cause: cause(&source),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// The driver's error in words: the server's own message for a database error (the driver's
+/// rendering appends the line of PostgreSQL's C source that raised it), else the driver's.
+fn cause(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(db) => crate::sqlerror::describe(db),
+        None => e.to_string(),
+    }
+}
+
+/// The server's message when it refused a connection for lack of slots (SQLSTATE 53300:
+/// `max_connections` used up, or the role's or database's `CONNECTION LIMIT`).
+fn too_many_connections(e: &sqlx::Error) -> Option<String> {
+    let db = e.as_database_error()?;
+    (db.code().as_deref() == Some("53300")).then(|| db.message().to_owned())
 }

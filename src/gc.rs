@@ -129,11 +129,7 @@ async fn connect(url: &str) -> Result<PgConnection> {
     tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
         .await
         .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
-        .map_err(|e| Error::Connect {
-            target,
-            hint: "the URL is right".into(),
-            source: e.into(),
-        })
+        .map_err(|e| Error::connect(target, "the URL is right", e))
 }
 
 async fn server_version(conn: &mut PgConnection) -> Result<u32> {

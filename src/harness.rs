@@ -153,11 +153,11 @@ impl Harness {
                     admin::drop_test_db(&*state.server().await?, &dropped).await
                 })
                 .await;
-                return Err(Error::Connect {
-                    target: address(&options),
-                    hint: "the server has connections to spare (max_connections)".into(),
-                    source: e.into(),
-                });
+                return Err(Error::connect(
+                    address(&options),
+                    "the server has connections to spare (max_connections)",
+                    e,
+                ));
             }
         };
         Ok(TestDb::new(Parts {

@@ -3,10 +3,17 @@
 //! The marker is the database's comment (`COMMENT ON DATABASE`), stored in the shared catalog
 //! `pg_shdescription` and so visible from any database of the server:
 //! `pgfresh:<kind> key=value …`. A database whose comment does not parse as a marker is not
-//! pgfresh's, whatever its name.
+//! pgfresh's, whatever its name — with one exception, for the moment between `CREATE DATABASE`
+//! and `COMMENT ON DATABASE` (two statements: a process can die between them): pgfresh creates
+//! every database with `CONNECTION LIMIT` [`CREATED_CONNECTION_LIMIT`], set by the `CREATE`
+//! itself. A database with a `pgfresh_` name, that limit and no comment is pgfresh's.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The connection limit pgfresh creates every database with: far above any `max_connections`,
+/// so it limits nothing; the ASCII bytes of "pg" (0x7067).
+pub(crate) const CREATED_CONNECTION_LIMIT: i32 = 0x7067;
 
 /// What a database pgfresh created is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +64,15 @@ impl Mark {
     /// Whether `comment` is any pgfresh marker, including ones this version cannot parse.
     pub fn is_ours(comment: Option<&str>) -> bool {
         comment.is_some_and(|c| c.starts_with("pgfresh:"))
+    }
+
+    /// Whether a database is pgfresh's: its comment is a marker, or it has none yet but was
+    /// created by pgfresh (name and connection limit).
+    pub fn created_by_pgfresh(name: &str, comment: Option<&str>, connection_limit: i32) -> bool {
+        Self::is_ours(comment)
+            || (comment.is_none()
+                && connection_limit == CREATED_CONNECTION_LIMIT
+                && name.starts_with(crate::migrations::PREFIX))
     }
 }
 

@@ -11,6 +11,9 @@
 //! The rules, applied once per process and migration set, in the background:
 //! - `trash` (a drop that was cut short): dropped.
 //! - `test` or `building` of an owner that holds no lock any more: dropped.
+//! - no marker yet (created by pgfresh, see [`crate::marker`], by a process that died before it
+//!   wrote the marker): dropped when the owner its name carries is gone, or for a template when
+//!   nobody holds its build lock.
 //! - `ready` clones of a template that no longer exists: dropped.
 //! - `kept` by an earlier run of the same suite: listed and dropped (a run is one `cargo test`
 //!   process, or one `cargo nextest run`).
@@ -24,8 +27,9 @@ use sqlx::{ConnectOptions, PgConnection};
 use crate::admin::drop_database;
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now, run_id};
-use crate::migrations::PREFIX;
+use crate::migrations::{PREFIX, owner_in_name};
 use crate::server::Server;
+use crate::template::{BUILD_LOCK_CLASS, build_lock_key};
 
 /// Class of the owner locks: the ASCII bytes of "pgfo".
 pub(crate) const OWNER_LOCK_CLASS: i32 = 0x7067_666f;
@@ -69,68 +73,79 @@ pub(crate) struct Swept {
 /// Applies the sweep rules (see the module docs) for `suite`, whose current template is
 /// `current`.
 pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<Swept> {
-    let mut conn = server
-        .admin
-        .acquire()
-        .await
-        .map_err(|e| Error::database("connecting to sweep", e))?;
-    let live: HashSet<i32> = sqlx::query_scalar(
-        "SELECT objid::bigint::int FROM pg_locks \
-         WHERE locktype = 'advisory' AND classid::bigint = $1 AND objsubid = 2 AND granted",
+    let mut conn = server.admin_conn("sweep").await?;
+    let locks: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT classid::bigint, objid::bigint FROM pg_locks \
+         WHERE locktype = 'advisory' AND objsubid = 2 AND granted",
     )
-    .bind(i64::from(OWNER_LOCK_CLASS))
     .fetch_all(&mut *conn)
     .await
-    .map_err(|e| Error::database("reading owner locks", e))?
-    .into_iter()
-    .collect();
-    let databases: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
-         WHERE starts_with(datname::text, $1) ORDER BY datname",
+    .map_err(|e| Error::database("reading owner locks", e))?;
+    let held = |class: i32, key: i64| locks.contains(&(i64::from(class), key));
+    let alive = |owner: i32| held(OWNER_LOCK_CLASS, i64::from(owner));
+    let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
+         FROM pg_database WHERE starts_with(datname::text, $1)",
     )
     .bind(PREFIX)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| Error::database("listing pgfresh databases", e))?;
-    let names: HashSet<&str> = databases.iter().map(|(n, _)| n.as_str()).collect();
+    let names: HashSet<&str> = databases.iter().map(|(n, ..)| n.as_str()).collect();
     let this_run = run_id(server.owner);
 
     let mut doomed = Vec::new();
-    for (name, comment) in &databases {
-        let Some(mark) = comment.as_deref().and_then(Mark::parse) else {
+    for (name, comment, limit) in &databases {
+        if !Mark::created_by_pgfresh(name, comment.as_deref(), *limit) {
             continue;
-        };
-        let drop = match &mark {
-            Mark::Trash => true,
-            Mark::Test { owner } | Mark::Building { owner } => !live.contains(owner),
-            Mark::Ready => name
-                .strip_prefix("pgfresh_r_")
-                .and_then(|rest| rest.split('_').next())
-                .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
-            Mark::Kept { suite: s, run } => {
-                let earlier = s == suite && *run != this_run;
-                if earlier {
-                    eprintln!(
-                        "pgfresh: dropping {name}, kept by an earlier run of this test suite"
-                    );
+        }
+        let owner_alive = owner_in_name(name).map(alive);
+        let drop = match comment.as_deref().map(Mark::parse) {
+            // Created, but its process died before it could write the marker.
+            None => match name.strip_prefix("pgfresh_t_") {
+                Some(hash) => !held(BUILD_LOCK_CLASS, i64::from(build_lock_key(hash))),
+                None => owner_alive == Some(false),
+            },
+            Some(None) => false,
+            Some(Some(mark)) => match mark {
+                Mark::Trash => true,
+                Mark::Test { owner } | Mark::Building { owner } => !alive(owner),
+                // Mid-claim (renamed, not re-marked yet) when the name is a test database's.
+                Mark::Ready => match name.strip_prefix("pgfresh_r_") {
+                    Some(rest) => rest
+                        .split('_')
+                        .next()
+                        .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
+                    None => owner_alive == Some(false),
+                },
+                Mark::Kept { suite: s, run } => s == suite && run != this_run,
+                Mark::Template { suite: s, used } => {
+                    let age = now() - used;
+                    name != current
+                        && ((s == suite && age > STALE_SUITE_TEMPLATE) || age > STALE_TEMPLATE)
                 }
-                earlier
-            }
-            Mark::Template { suite: s, used } => {
-                let age = now() - used;
-                name != current
-                    && ((s == suite && age > STALE_SUITE_TEMPLATE) || age > STALE_TEMPLATE)
-            }
+            },
         };
         if drop {
-            doomed.push(name.clone());
+            doomed.push((name.clone(), comment.clone()));
         }
     }
+    // Processes that start together sweep the same list: each in its own order, they share the
+    // work instead of queueing on the same database.
+    doomed.sort_by_cached_key(|_| uuid::Uuid::new_v4());
 
     let mut swept = Swept::default();
-    for name in doomed {
+    for (name, comment) in doomed {
         match drop_database(server.version, &mut conn, &name).await {
-            Ok(()) => swept.dropped.push(name),
+            Ok(()) => {
+                if comment
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("pgfresh:kept"))
+                {
+                    eprintln!("pgfresh: dropped {name}, kept by an earlier run of this test suite");
+                }
+                swept.dropped.push(name);
+            }
             Err(e) => tracing::debug!(%name, "sweep left it: {e}"),
         }
     }

@@ -18,8 +18,16 @@ use crate::server::Server;
 use crate::sqlerror;
 
 /// Class of the advisory locks that serialise template builds across processes: the ASCII
-/// bytes of "pgfr". The second key is taken from the template's hash.
-const BUILD_LOCK_CLASS: i32 = 0x7067_6672;
+/// bytes of "pgfr". The second key is [`build_lock_key`].
+pub(crate) const BUILD_LOCK_CLASS: i32 = 0x7067_6672;
+
+/// The second key of a template's build lock: the first 32 bits of its hash (as PostgreSQL
+/// shows it in `pg_locks.objid`, an unsigned `oid`).
+pub(crate) fn build_lock_key(hash: &str) -> u32 {
+    hash.get(..8)
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .unwrap_or_default()
+}
 
 /// Makes sure the template for `set` (migrated up to `upto`, or to head) exists, building it
 /// under an advisory lock if no process has yet. Returns the template's name.
@@ -30,12 +38,9 @@ pub(crate) async fn ensure(
 ) -> Result<String> {
     let hash = set.hash(upto);
     let name = migrations::template_name(&hash);
-    let lock_key = i32::from_str_radix(&hash[..8], 16).unwrap_or_default();
-    let mut conn = server
-        .admin
-        .acquire()
-        .await
-        .map_err(|e| Error::database("connecting to build a template", e))?;
+    // The lock function takes a signed int4: the same 32 bits.
+    let lock_key = i32::from_ne_bytes(build_lock_key(&hash).to_ne_bytes());
+    let mut conn = server.admin_conn("build a template").await?;
     sqlx::query("SELECT pg_advisory_lock($1, $2)")
         .bind(BUILD_LOCK_CLASS)
         .bind(lock_key)
@@ -79,7 +84,7 @@ async fn build_locked(
     }
 
     tracing::info!(template = name, origin = %set.origin, "building template");
-    execute(conn, &format!(r#"CREATE DATABASE "{name}""#)).await?;
+    execute(conn, &admin::create_sql(server.version, name, None)).await?;
     set_mark(
         conn,
         name,

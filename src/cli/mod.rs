@@ -212,13 +212,11 @@ async fn connect(url: &str) -> Result<PgConnection> {
     let target = address(&options);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(Error::Connect {
+        Ok(Err(e)) => Err(Error::connect(
             target,
-            hint: "--database-url (or DB_URL) names the right host, port, database, user and \
-                   password"
-                .into(),
-            source: e.into(),
-        }),
+            "--database-url (or DB_URL) names the right host, port, database, user and password",
+            e,
+        )),
         Err(_) => Err(Error::Timeout {
             what: format!("connecting to PostgreSQL at {target}"),
             seconds: CONNECT_TIMEOUT.as_secs(),

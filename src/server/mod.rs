@@ -19,8 +19,9 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 
 use crate::config::{Choice, Config, Source};
 use crate::error::{Error, Result};
@@ -28,6 +29,13 @@ use crate::error::{Error, Result};
 /// pgfresh's own connections per process: this pool, plus the owner lock's connection and one
 /// while refilling ready databases.
 const ADMIN_POOL_SIZE: u32 = 3;
+
+/// How long a task waits for a connection of the administrative pool (each task holds one for
+/// milliseconds, a template build for its migrations).
+const ADMIN_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the direct attempt that diagnoses a failed acquire may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,6 +116,41 @@ impl std::fmt::Debug for Server {
             .field("address", &address(&self.options))
             .field("version", &self.version)
             .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A connection of the administrative pool. When none comes in time, one direct attempt
+    /// tells a server that is gone (stopped, killed) from a pool that is merely busy, so the
+    /// error names the real cause.
+    pub async fn admin_conn(&self, why: &str) -> Result<PoolConnection<Postgres>> {
+        let e = match self.admin.acquire().await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        if !matches!(e, sqlx::Error::PoolTimedOut) {
+            return Err(Error::database(format!("connecting to {why}"), e));
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&self.options)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Err(Error::Timeout {
+                    what: format!("waiting for a free administrative connection to {why}"),
+                    seconds: ADMIN_ACQUIRE_TIMEOUT.as_secs(),
+                    remedy: "The server is up but slow or busy; run fewer tests at once".into(),
+                })
+            }
+            Ok(Err(e)) => Err(Error::connect(
+                address(&self.options),
+                "it was not stopped or killed during the run",
+                e,
+            )),
+            Err(_) => Err(Error::Timeout {
+                what: format!("connecting to PostgreSQL at {}", address(&self.options)),
+                seconds: PROBE_TIMEOUT.as_secs(),
+                remedy: "Check that the server is running and reachable".into(),
+            }),
+        }
     }
 }
 
@@ -199,26 +242,34 @@ async fn connect(started: Started) -> Result<Server> {
         .clone()
         .application_name("pgfresh")
         .log_statements(tracing::log::LevelFilter::Debug);
-    let admin = PgPoolOptions::new()
-        .max_connections(ADMIN_POOL_SIZE)
-        .min_connections(0)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .idle_timeout(Duration::from_secs(30))
-        .connect_with(options.clone())
-        .await
-        .map_err(|e| Error::Connect {
-            target: address(&options),
-            hint: started.hint.clone(),
-            source: e.into(),
-        })?;
-
+    // One direct connection first: it fails with the real cause (refused, unknown host, wrong
+    // password), where a pool would only say that it timed out.
+    let mut first =
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Error::connect(address(&options), started.hint.clone(), e)),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    what: format!("connecting to PostgreSQL at {}", address(&options)),
+                    seconds: CONNECT_TIMEOUT.as_secs(),
+                    remedy: format!("Check that the server is running and that {}", started.hint),
+                });
+            }
+        };
     let (version, may_create): (i32, bool) = sqlx::query_as(
         "SELECT current_setting('server_version_num')::int, \
                 (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user)",
     )
-    .fetch_one(&admin)
+    .fetch_one(&mut first)
     .await
     .map_err(|e| Error::database("checking the server version and role", e))?;
+    let admin = PgPoolOptions::new()
+        .max_connections(ADMIN_POOL_SIZE)
+        .min_connections(0)
+        .acquire_timeout(ADMIN_ACQUIRE_TIMEOUT)
+        .idle_timeout(Duration::from_secs(30))
+        .connect_lazy_with(options.clone());
+    let _ = first.close().await;
     if !may_create {
         return Err(Error::NoCreateDb {
             role: options.get_username().to_owned(),
@@ -246,7 +297,6 @@ async fn connect(started: Started) -> Result<Server> {
 /// `DB_URL` server keeps whatever its owner chose.
 #[cfg(any(feature = "docker", feature = "local"))]
 async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
-    use sqlx::Connection;
     let mut conn = options
         .connect()
         .await
@@ -265,7 +315,6 @@ async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
 /// Whether a server answers `options` within a few seconds (for reusing a recorded server).
 #[cfg(any(feature = "docker", feature = "local"))]
 async fn answers(options: &PgConnectOptions) -> bool {
-    use sqlx::Connection;
     let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect()).await;
     match attempt {
         Ok(Ok(conn)) => {
