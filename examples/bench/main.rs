@@ -188,6 +188,10 @@ impl<'a> Bench<'a> {
             _ => format!("r{round}"),
         };
         progress(&format!("{tag}: {} {}", runner.label(), krate.package()));
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default();
         let outcome = self.env.run(&krate, runner, &tag)?;
         let after = self.block_on(server::settle(&self.env.url))?;
         self.samples.push(Sample {
@@ -196,6 +200,7 @@ impl<'a> Bench<'a> {
             round,
             outcome,
             after,
+            load,
         });
         Ok(())
     }

@@ -16,6 +16,8 @@ pub struct Sample {
     pub round: usize,
     pub outcome: Outcome,
     pub after: Quiet,
+    /// 1-minute load average when the run started (this benchmark alone keeps it near 2).
+    pub load: String,
 }
 
 /// A plain-text table with left-aligned columns.
@@ -134,6 +136,7 @@ fn print_runs(samples: &[Sample]) {
         "passed",
         "settle",
         "dbs left pgfresh/sqlx",
+        "load",
     ]);
     for s in samples {
         let wall = secs(s.outcome.wall)
@@ -156,6 +159,7 @@ fn print_runs(samples: &[Sample]) {
             s.outcome.passed.to_string(),
             secs(s.after.waited),
             format!("{}/{}", s.after.pgfresh_dbs, s.after.sqlx_dbs),
+            s.load.clone(),
         ]);
     }
     table.print();
@@ -256,8 +260,10 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
 /// Every table, in order.
 pub fn print_all(s: &Settings, samples: &[Sample]) {
     let main = crate::main_crates(s);
+    println!("\nruns (warm-up rows are untimed)");
+    println!("  settle: wait after the run until no session on the server was active");
     println!(
-        "\nruns (warm-up rows are untimed; settle = wait after the run until no session was active)"
+        "  load: 1-minute load average when the run started; this benchmark alone keeps it near 2"
     );
     print_runs(samples);
     println!("\nsuite wall time, median over the timed rounds");
