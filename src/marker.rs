@@ -98,13 +98,30 @@ pub(crate) fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// This run's identity for kept databases: nextest's run id when under nextest (one process per
-/// test, one id for the whole run), else this process.
+/// This run's identity for kept databases: nextest's run id under nextest (one process per
+/// test, one id for the run); under `cargo test`, the `cargo` process that runs the test
+/// binaries one after the other (its pid and start time, so that a failing test's database
+/// survives the test binaries that run after it); else this process.
 pub(crate) fn run_id(owner: i32) -> String {
     std::env::var("NEXTEST_RUN_ID")
         .ok()
         .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+        .or_else(parent_process)
         .unwrap_or_else(|| format!("p{owner}"))
+}
+
+/// `c<pid>.<start time>` of the parent process, from `/proc` (Linux).
+fn parent_process() -> Option<String> {
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields = |stat: &str| -> Option<Vec<String>> {
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        Some(rest.split_whitespace().map(str::to_owned).collect())
+    };
+    let own = fields(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let ppid = own.get(1)?;
+    let parent = fields(&std::fs::read_to_string(format!("/proc/{ppid}/stat")).ok()?)?;
+    // Field 22 of stat, the 20th after the command name: start time in clock ticks.
+    Some(format!("c{ppid}.{}", parent.get(19)?))
 }
 
 #[cfg(test)]
@@ -130,6 +147,15 @@ mod tests {
         for mark in marks {
             assert_eq!(Mark::parse(&mark.to_string()), Some(mark));
         }
+    }
+
+    #[test]
+    fn run_is_the_parent_process_under_cargo_test() {
+        let run = run_id(7);
+        if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+            assert!(run.starts_with('c') && run.contains('.'), "{run}");
+        }
+        assert_eq!(run, run_id(8), "the run does not depend on the owner");
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //!   wrote the marker): dropped when the owner its name carries is gone, or for a template when
 //!   nobody holds its build lock.
 //! - `ready` clones of a template that no longer exists: dropped.
-//! - `kept` by an earlier run of the same suite: listed and dropped (a run is one `cargo test`
-//!   process, or one `cargo nextest run`).
+//! - `kept` by an earlier run of the same suite: dropped, and said so (a run is one
+//!   `cargo test` or `cargo nextest run` invocation, see [`crate::marker::run_id`]).
 //! - templates of the same suite other than the current one, unused for an hour (the migrations
 //!   changed), and any template unused for a week: dropped with their ready clones.
 
