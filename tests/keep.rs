@@ -97,3 +97,55 @@ async fn passing_test_drops_its_database_by_default() {
     assert!(out.status.success(), "{}", output(&out));
     assert!(!common::database_exists(&admin, &probe_field(&out, "name")).await);
 }
+
+/// On a server of its own (other tests' runs would sweep, or be swept): a kept database
+/// survives the other processes of its run and goes with the next run, which says so.
+#[test]
+fn kept_database_lives_until_the_next_run() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let mut server = common::OwnServer::new("local", 2);
+    let env = server.env();
+    let run = |run_id: &str, extra: &[(&str, &str)]| {
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("NEXTEST_RUN_ID", run_id));
+        // Long enough for the process's background sweep to finish.
+        env.push(("PGFRESH_TEST_SLEEP", "1500"));
+        env.extend_from_slice(extra);
+        rerun("probe", &env)
+    };
+    let failed = run("run-a", &[("PGFRESH_TEST_PANIC", "1")]);
+    assert!(!failed.status.success(), "{}", output(&failed));
+    let kept = probe_field(&failed, "name");
+    server.hold(std::time::Duration::from_secs(10));
+    let admin_url = server.admin_url();
+    let exists = |name: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let admin = pgfresh::sqlx::PgPool::connect(&admin_url).await.unwrap();
+            common::database_exists(&admin, name).await
+        })
+    };
+
+    let same_run = run("run-a", &[]);
+    assert!(same_run.status.success(), "{}", output(&same_run));
+    assert!(
+        exists(&kept),
+        "a later process of the same run dropped {kept}"
+    );
+
+    let next_run = run("run-b", &[]);
+    assert!(next_run.status.success(), "{}", output(&next_run));
+    assert!(
+        output(&next_run).contains(&format!(
+            "pgfresh: dropped {kept}, kept by an earlier run of this test suite"
+        )),
+        "{}",
+        output(&next_run)
+    );
+    assert!(!exists(&kept));
+}
