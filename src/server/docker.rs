@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgConnectOptions;
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::bollard::models::PortBinding;
 use testcontainers_modules::testcontainers::core::Mount;
@@ -119,11 +118,11 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     })?;
 
     if let Some(state) = dir.state() {
-        if super::answers(&options(&state)).await {
+        if super::answers(&state.options()).await {
             tracing::debug!(id = state.handle, "reusing the running container");
             let lease = lease(&dir)?;
             drop(lock);
-            return Ok(started(name, tag, &state, Box::new(lease)));
+            return Ok(state.started(Source::Docker, hint(name, tag, &state), Box::new(lease)));
         }
         tracing::info!(
             id = state.handle,
@@ -148,7 +147,7 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         .await
         .map_err(|e| start_error(name, tag, &e))?;
     let state = State::new(port, password, container.id().to_owned());
-    super::prefer_md5(&options(&state), &state.password).await?;
+    super::prefer_md5(&state.options(), &state.password).await?;
     dir.write_state(&state).map_err(|e| Error::Docker {
         reason: format!("cannot record the container: {e}"),
         remedy: "Check that the directory is writable".into(),
@@ -181,7 +180,7 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         _lease: if shared { Some(lease(&dir)?) } else { None },
     };
     drop(lock);
-    Ok(started(name, tag, &state, Box::new(running)))
+    Ok(state.started(Source::Docker, hint(name, tag, &state), Box::new(running)))
 }
 
 /// The container, with test-speed settings, data on tmpfs, its port on 127.0.0.1 only, md5
@@ -233,37 +232,11 @@ fn lease(dir: &RunDir) -> Result<std::fs::File> {
     })
 }
 
-fn options(state: &State) -> PgConnectOptions {
-    PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(state.port)
-        .username("postgres")
-        .password(&state.password)
-        .database("postgres")
-}
-
-fn started(
-    name: &str,
-    tag: &str,
-    state: &State,
-    keepalive: Box<dyn std::any::Any + Send + Sync>,
-) -> Started {
-    let url = url::Url::parse(&format!(
-        "postgres://postgres:{}@127.0.0.1:{}/postgres",
-        state.password, state.port
-    ))
-    .expect("a valid URL");
-    Started {
-        source: Source::Docker,
-        options: options(state),
-        url,
-        password_from_user: false,
-        hint: format!(
-            "the container {} from {name}:{tag} is healthy (docker logs)",
-            state.handle
-        ),
-        keepalive,
-    }
+fn hint(name: &str, tag: &str, state: &State) -> String {
+    format!(
+        "the container {} from {name}:{tag} is healthy (docker logs)",
+        state.handle
+    )
 }
 
 fn which_docker() -> Option<String> {

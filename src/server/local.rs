@@ -16,8 +16,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sqlx::postgres::PgConnectOptions;
-
 use super::rundir::{self, RunDir, State};
 use super::{SPEED_SETTINGS, Started, guardian};
 use crate::config::{Config, Source};
@@ -132,14 +130,14 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         .map_err(|e| local_error(format!("cannot lock {}: {e}", dir.path().display())))?;
 
     if let Some(state) = dir.state() {
-        let options = options(&state);
+        let options = state.options();
         if super::answers(&options).await {
             tracing::debug!(port = state.port, "reusing the running local cluster");
             let lease = dir
                 .lease()
                 .map_err(|e| local_error(format!("cannot take the lease: {e}")))?;
             drop(lock);
-            return Ok(started(&state, &dir, Box::new(lease)));
+            return Ok(state.started(Source::Local, hint(&dir), Box::new(lease)));
         }
         tracing::info!(
             port = state.port,
@@ -158,7 +156,7 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         move || init_and_start(&bins, &dir, owner)
     })
     .await?;
-    super::prefer_md5(&options(&state), &state.password).await?;
+    super::prefer_md5(&state.options(), &state.password).await?;
     dir.write_state(&state)
         .map_err(|e| local_error(format!("cannot record the cluster: {e}")))?;
     let keepalive: Box<dyn std::any::Any + Send + Sync> = match private_guardian {
@@ -183,7 +181,7 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         }
     };
     drop(lock);
-    Ok(started(&state, &dir, keepalive))
+    Ok(state.started(Source::Local, hint(&dir), keepalive))
 }
 
 /// Without flock(1): a guardian tied to this process by a pipe stops the cluster and removes
@@ -204,36 +202,11 @@ fn cleanup_guardian(
     .map_err(|e| local_error(format!("cannot start the cleanup guardian (sh): {e}")))
 }
 
-fn options(state: &State) -> PgConnectOptions {
-    PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(state.port)
-        .username("postgres")
-        .password(&state.password)
-        .database("postgres")
-}
-
-fn started(
-    state: &State,
-    dir: &RunDir,
-    keepalive: Box<dyn std::any::Any + Send + Sync>,
-) -> Started {
-    let url = url::Url::parse(&format!(
-        "postgres://postgres:{}@127.0.0.1:{}/postgres",
-        state.password, state.port
-    ))
-    .expect("a valid URL");
-    Started {
-        source: Source::Local,
-        options: options(state),
-        url,
-        password_from_user: false,
-        hint: format!(
-            "the server log {} shows no error",
-            dir.path().join("server.log").display()
-        ),
-        keepalive,
-    }
+fn hint(dir: &RunDir) -> String {
+    format!(
+        "the server log {} shows no error",
+        dir.path().join("server.log").display()
+    )
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

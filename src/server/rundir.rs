@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::config::Config;
+use sqlx::postgres::PgConnectOptions;
+
+use super::Started;
+use crate::config::{Config, Source};
 
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
@@ -48,6 +51,39 @@ impl State {
             password,
             handle,
             generation,
+        }
+    }
+
+    /// The recorded server's superuser `postgres` on 127.0.0.1.
+    pub fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username("postgres")
+            .password(&self.password)
+            .database("postgres")
+    }
+
+    /// What a source hands back for the recorded server (the password is pgfresh's own, so it
+    /// may be shown).
+    pub fn started(
+        &self,
+        source: Source,
+        hint: String,
+        keepalive: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Started {
+        let url = url::Url::parse(&format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        ))
+        .expect("a valid URL");
+        Started {
+            source,
+            options: self.options(),
+            url,
+            password_from_user: false,
+            hint,
+            keepalive,
         }
     }
 
