@@ -86,7 +86,7 @@ fn container_is_shared_then_removed_after_the_last_process() {
     if !common::available(common::docker_answers(), "a Docker daemon") {
         return;
     }
-    let image = std::env::var("PGFRESH_IMAGE").unwrap_or_default();
+    let image = common::docker_image().unwrap_or_default();
     let mut env = vec![("PGFRESH_SERVER", "docker")];
     if !image.is_empty() {
         env.push(("PGFRESH_IMAGE", image.as_str()));
