@@ -155,6 +155,40 @@ fn kind_byte(t: MigrationType) -> u8 {
     }
 }
 
+/// A row of sqlx's migrations table.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Applied {
+    pub version: i64,
+    pub description: String,
+    pub success: bool,
+    pub checksum: Vec<u8>,
+    pub installed_on: chrono::DateTime<chrono::Utc>,
+    /// Nanoseconds; `-1` when the time was not recorded.
+    pub execution_time: i64,
+}
+
+/// The migrations `conn`'s database applied, by version (none when it has no migrations table).
+pub(crate) async fn read_applied(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<Vec<Applied>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("looking for the migrations table", e))?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT version, description, success, checksum, installed_on, execution_time \
+         FROM {table} ORDER BY version"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database(format!("reading {table}"), e))
+}
+
 /// `pgfresh_t_<hash>`: the template of one migration set (16 hex digits: 26 bytes).
 pub(crate) fn template_name(hash: &str) -> String {
     format!("{PREFIX}t_{hash}")

@@ -65,10 +65,10 @@ async fn eight_processes_of_eight_tests_fit() {
     let mut peak = 0;
     let mut max = 0;
     while !waiting.is_finished() {
-        if admin.is_none() {
-            if let Some(url) = server.state().map(|_| server.admin_url()) {
-                admin = sqlx::PgPool::connect(&url).await.ok();
-            }
+        if admin.is_none()
+            && let Some(url) = server.state().map(|_| server.admin_url())
+        {
+            admin = sqlx::PgPool::connect(&url).await.ok();
         }
         if let Some(admin) = &admin {
             let (now, limit): (i64, i64) = sqlx::query_as(

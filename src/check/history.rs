@@ -9,7 +9,7 @@ use sqlx::migrate::{Migration, MigrationType};
 
 use super::problem::Problem;
 use crate::error::Error;
-use crate::migrations::MigrationSet;
+use crate::migrations::{MigrationSet, read_applied};
 
 /// The rules that need only the set.
 pub(crate) fn shape(set: &MigrationSet) -> Vec<Problem> {
@@ -100,22 +100,13 @@ pub(crate) fn ignored_files(dir: &Path) -> Result<Vec<Problem>, Error> {
         .collect())
 }
 
-/// A row of the migrations table.
-#[derive(sqlx::FromRow)]
-struct Applied {
-    version: i64,
-    description: String,
-    success: bool,
-    checksum: Vec<u8>,
-}
-
 /// The rules that need a database: what it applied is still in the set, unchanged, complete,
 /// and nothing older than its newest migration is left unapplied.
 pub(crate) async fn against(
     set: &MigrationSet,
     conn: &mut PgConnection,
 ) -> Result<Vec<Problem>, Error> {
-    let applied = read_applied(set, conn).await?;
+    let applied = read_applied(conn, &set.migrator.table_name).await?;
     let mut problems = Vec::new();
     for a in &applied {
         let (version, description) = (a.version, a.description.clone());
@@ -148,24 +139,6 @@ pub(crate) async fn against(
         );
     }
     Ok(problems)
-}
-
-async fn read_applied(set: &MigrationSet, conn: &mut PgConnection) -> Result<Vec<Applied>, Error> {
-    let table = &set.migrator.table_name;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table.as_ref())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| Error::database("looking for the migrations table", e))?;
-    if !exists {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT version, description, success, checksum FROM {table} ORDER BY version"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| Error::database(format!("reading {table}"), e))
 }
 
 #[cfg(test)]

@@ -4,24 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::migrate::Migration;
 
 use crate::error::{Error, Result};
-use crate::migrations::MigrationSet;
-
-/// A row of the migrations table.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(super) struct Applied {
-    pub version: i64,
-    pub description: String,
-    pub success: bool,
-    pub checksum: Vec<u8>,
-    pub installed_on: DateTime<Utc>,
-    /// Nanoseconds; `-1` when the time was not recorded.
-    pub execution_time: i64,
-}
+use crate::migrations::{Applied, MigrationSet, read_applied};
 
 /// The folder's migrations and the database's record of them.
 #[derive(Debug)]
@@ -55,23 +42,7 @@ impl Status {
 impl<'s> State<'s> {
     /// Reads the migrations table (a database without one has applied nothing).
     pub async fn read(conn: &mut PgConnection, set: &'s MigrationSet) -> Result<Self> {
-        let table = &set.migrator.table_name;
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(table.as_ref())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| Error::database("looking for the migrations table", e))?;
-        let rows: Vec<Applied> = if exists {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT version, description, success, checksum, installed_on, execution_time \
-                 FROM {table}"
-            )))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| Error::database(format!("reading {table}"), e))?
-        } else {
-            Vec::new()
-        };
+        let rows = read_applied(conn, &set.migrator.table_name).await?;
         Ok(Self {
             set,
             applied: rows.into_iter().map(|row| (row.version, row)).collect(),

@@ -222,7 +222,7 @@ mod tests {
     use sqlx::migrate::{MigrationType, Migrator};
 
     use super::*;
-    use crate::cli::history::Applied;
+    use crate::migrations::Applied;
     use crate::migrations::MigrationSet;
 
     fn set(reversible: &[i64], simple: &[i64]) -> MigrationSet {
