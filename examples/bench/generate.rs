@@ -68,9 +68,9 @@ impl Layout {
     pub fn target(&self) -> PathBuf {
         self.root.join("target")
     }
-    /// Where the pgfresh suites append their hand-out latencies.
-    pub fn handouts(&self) -> PathBuf {
-        self.root.join("handouts")
+    /// Where the pgfresh suites append their hand-out and drop latencies.
+    pub fn timings(&self) -> PathBuf {
+        self.root.join("timings")
     }
     fn migrations(&self, count: usize) -> PathBuf {
         self.workspace()
@@ -98,7 +98,7 @@ pub fn write_all(layout: &Layout, pgfresh: &Path, crates: &[Crate]) -> io::Resul
         // Start from pgfresh's own lock file: the suites get exactly its sqlx and tokio.
         fs::copy(pgfresh.join("Cargo.lock"), lock)?;
     }
-    fs::create_dir_all(layout.handouts())
+    fs::create_dir_all(layout.timings())
 }
 
 /// The sqlx version pgfresh's `Cargo.lock` pins.
@@ -230,13 +230,14 @@ const ROUNDTRIP: &str = r#"async fn roundtrip(pool: &sqlx::PgPool, insert: &'sta
 }
 "#;
 
-/// The pgfresh fixture, timing each hand-out. A hand-out is `cold` when it started before this
-/// process had received its first database (server connect, template check, first clone),
-/// `warm` otherwise; under nextest every test is its own process, so every hand-out is cold.
+/// The pgfresh fixture, timing each hand-out and each drop. A hand-out is `cold` when it started
+/// before this process had received its first database (server connect, template check, first
+/// clone), `warm` otherwise; under nextest every test is its own process, so every hand-out is
+/// cold. `drop` is the time the test spends dropping its `TestDb` at the end.
 const PGFRESH_SETUP: &str = r#"
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pgfresh::{Harness, TestDb};
 
@@ -244,22 +245,43 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("{migrations}");
 static HARNESS: Harness = Harness::new(&MIGRATOR);
 static WARM: AtomicBool = AtomicBool::new(false);
 
-async fn db() -> TestDb {
+async fn db() -> Db {
     let cold = !WARM.load(Ordering::SeqCst);
     let start = Instant::now();
     let db = HARNESS.test_db().await.unwrap_or_else(|e| panic!("{e}"));
-    let took = start.elapsed();
+    record(if cold { "cold" } else { "warm" }, start.elapsed());
     WARM.store(true, Ordering::SeqCst);
-    if let Ok(path) = std::env::var("PGFRESH_BENCH_HANDOUTS") {
-        let line = format!("{} {}\n", if cold { "cold" } else { "warm" }, took.as_micros());
+    Db(Some(db))
+}
+
+/// The test's database; its drop is timed.
+struct Db(Option<TestDb>);
+
+impl std::ops::Deref for Db {
+    type Target = TestDb;
+    fn deref(&self) -> &TestDb {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        drop(self.0.take());
+        record("drop", start.elapsed());
+    }
+}
+
+fn record(kind: &str, took: Duration) {
+    if let Ok(path) = std::env::var("PGFRESH_BENCH_TIMINGS") {
+        let line = format!("{kind} {}\n", took.as_micros());
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(line.as_bytes()))
-            .expect("append to PGFRESH_BENCH_HANDOUTS");
+            .expect("append to PGFRESH_BENCH_TIMINGS");
     }
-    db
 }
 "#;
 

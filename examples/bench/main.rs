@@ -17,7 +17,8 @@
 //! - `ws/crates/`: two test crates per migration set, each with the same trivial tests (insert
 //!   one row into one of the tables, read it back): `pgfresh_…` gets its database from
 //!   `static HARNESS: Harness = Harness::new(&MIGRATOR)` and appends each hand-out's latency
-//!   (`Instant` around `HARNESS.test_db().await`) to the file named by `PGFRESH_BENCH_HANDOUTS`;
+//!   (`Instant` around `HARNESS.test_db().await`), and how long dropping the `TestDb` took at
+//!   the end of the test, to the file named by `PGFRESH_BENCH_TIMINGS`;
 //!   `sqlx_…` uses `#[sqlx::test(migrations = "…")]`, with the sqlx version of pgfresh's lock file.
 //!
 //! All crates share one `CARGO_TARGET_DIR` and are compiled once with `--release`, before
@@ -39,7 +40,7 @@
 //!    suite leaves (drops, refills) is not billed to the next.
 //! 3. The medians, the pgfresh/sqlx ratio per runner, and pgfresh's hand-out latency p50/p99,
 //!    split into cold hand-outs (started before the process had its first database: every
-//!    test under nextest) and warm ones.
+//!    test under nextest) and warm ones, and how long the test spent dropping its `TestDb`.
 //! 4. Scaling: smaller suites (`--scale-tests`, 40) over `--scale` migration counts, under
 //!    `cargo test`: per-test cost (median suite wall / tests) and cost(largest)/cost(smallest).
 

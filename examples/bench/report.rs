@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::args::{Runner, Settings};
 use crate::generate::{Crate, Suite};
-use crate::runner::{Handout, Outcome};
+use crate::runner::{Kind, Outcome};
 use crate::server::Quiet;
 
 /// One run of one suite, as recorded.
@@ -113,13 +113,13 @@ fn walls(samples: &[Sample], krate: &Crate, runner: Runner) -> Vec<Duration> {
         .collect()
 }
 
-/// Hand-outs of timed runs of one suite crate under one runner, cold or warm.
-fn handouts(samples: &[Sample], krate: &Crate, runner: Runner, cold: bool) -> Vec<Duration> {
+/// Timings of one kind from the timed runs of one suite crate under one runner.
+fn timings(samples: &[Sample], krate: &Crate, runner: Runner, kind: Kind) -> Vec<Duration> {
     samples
         .iter()
         .filter(|s| s.round > 0 && s.krate == *krate && s.runner == runner)
-        .flat_map(|s| s.outcome.handouts.iter())
-        .filter(|h: &&Handout| h.cold == cold)
+        .flat_map(|s| s.outcome.timings.iter())
+        .filter(|t| t.kind == kind)
         .map(|h| h.took)
         .collect()
 }
@@ -188,20 +188,20 @@ fn print_summary(samples: &[Sample], main: &[Crate; 2], runners: &[Runner]) {
     table.print();
 }
 
-/// pgfresh's hand-out latency per runner, cold and warm.
+/// pgfresh's hand-out latency per runner, cold and warm, and its drop time.
 fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
-    let mut table = Table::new(&["runner", "hand-outs", "n", "p50", "p99", "max"]);
+    let mut table = Table::new(&["runner", "what", "n", "p50", "p99", "max"]);
+    let kinds = [
+        (Kind::Cold, "hand-out, cold (process's first)"),
+        (Kind::Warm, "hand-out, warm (the rest)"),
+        (Kind::Drop, "drop of the TestDb at test end"),
+    ];
     for &runner in runners {
-        for cold in [true, false] {
-            let took = handouts(samples, pgfresh, runner, cold);
+        for (kind, what) in kinds {
+            let took = timings(samples, pgfresh, runner, kind);
             table.row(vec![
                 runner.label().to_owned(),
-                if cold {
-                    "cold (process's first)"
-                } else {
-                    "warm (the rest)"
-                }
-                .to_owned(),
+                what.to_owned(),
                 took.len().to_string(),
                 opt(percentile(&took, 50), millis),
                 opt(percentile(&took, 99), millis),
@@ -236,7 +236,7 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
             migrations: m,
             tests,
         };
-        let warm = handouts(samples, &krate, Runner::Test, false);
+        let warm = timings(samples, &krate, Runner::Test, Kind::Warm);
         table.row(vec![
             m.to_string(),
             (4 * m).to_string(),
@@ -268,7 +268,9 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
     print_runs(samples);
     println!("\nsuite wall time, median over the timed rounds");
     print_summary(samples, &main, &s.runners);
-    println!("\npgfresh hand-out latency (Instant around HARNESS.test_db().await), timed rounds");
+    println!(
+        "\npgfresh latency inside the tests, timed rounds (hand-out: Instant around HARNESS.test_db().await)"
+    );
     print_handouts(samples, &main[0], &s.runners);
     print_first_handout(samples, &main[0]);
     if !s.scale.is_empty() {
@@ -283,10 +285,10 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
 /// The very first hand-out of the benchmark's first pgfresh run: server connect, template build
 /// (unless the server already had it) and first clone.
 fn print_first_handout(samples: &[Sample], pgfresh: &Crate) {
-    let first = samples
-        .iter()
-        .find(|s| s.krate == *pgfresh)
-        .and_then(|s| s.outcome.handouts.iter().map(|h| h.took).max());
+    let first = samples.iter().find(|s| s.krate == *pgfresh).and_then(|s| {
+        let handouts = s.outcome.timings.iter().filter(|t| t.kind != Kind::Drop);
+        handouts.map(|t| t.took).max()
+    });
     println!(
         "  first warm-up run ({}), slowest hand-out: {} (connect + template build unless cached + clone)",
         samples

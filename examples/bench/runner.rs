@@ -15,11 +15,21 @@ pub struct Env {
     pub url: String,
 }
 
-/// One timed hand-out of a pgfresh suite.
+/// What a pgfresh suite timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A hand-out that started before the process had its first database.
+    Cold,
+    /// Any later hand-out.
+    Warm,
+    /// Dropping the `TestDb` at the end of a test.
+    Drop,
+}
+
+/// One timing recorded by a pgfresh suite.
 #[derive(Debug, Clone, Copy)]
-pub struct Handout {
-    /// Started before the process had its first database.
-    pub cold: bool,
+pub struct Timing {
+    pub kind: Kind,
     pub took: Duration,
 }
 
@@ -28,7 +38,8 @@ pub struct Handout {
 pub struct Outcome {
     pub wall: Duration,
     pub passed: usize,
-    pub handouts: Vec<Handout>,
+    /// Hand-outs and drops (pgfresh suites only).
+    pub timings: Vec<Timing>,
     /// Cargo compiled something inside the timed region (should never happen).
     pub compiled: bool,
 }
@@ -52,7 +63,7 @@ impl Env {
             .env("DATABASE_URL", &self.url)
             .env("DB_URL", &self.url)
             .env("PGFRESH_SERVER", "url")
-            .env_remove("PGFRESH_BENCH_HANDOUTS");
+            .env_remove("PGFRESH_BENCH_TIMINGS");
         cmd
     }
 
@@ -75,11 +86,11 @@ impl Env {
 
     /// Runs a suite once and times the whole `cargo` command.
     pub fn run(&self, krate: &Crate, runner: Runner, tag: &str) -> Result<Outcome, String> {
-        let handouts = self.handout_file(krate, runner, tag);
-        let _ = fs::remove_file(&handouts);
+        let timings = self.timings_file(krate, runner, tag);
+        let _ = fs::remove_file(&timings);
         let mut cmd = self.cargo(krate, runner, false);
         if krate.suite == Suite::Pgfresh {
-            cmd.env("PGFRESH_BENCH_HANDOUTS", &handouts);
+            cmd.env("PGFRESH_BENCH_TIMINGS", &timings);
         }
         let start = Instant::now();
         let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
@@ -99,20 +110,20 @@ impl Env {
         Ok(Outcome {
             wall,
             passed: passed(&stdout) + passed(&stderr),
-            handouts: read_handouts(&handouts)?,
+            timings: read_timings(&timings)?,
             compiled: stderr
                 .lines()
                 .any(|l| l.trim_start().starts_with("Compiling ")),
         })
     }
 
-    fn handout_file(&self, krate: &Crate, runner: Runner, tag: &str) -> PathBuf {
+    fn timings_file(&self, krate: &Crate, runner: Runner, tag: &str) -> PathBuf {
         let runner = match runner {
             Runner::Test => "test",
             Runner::Nextest => "nextest",
         };
         self.layout
-            .handouts()
+            .timings()
             .join(format!("{}-{runner}-{tag}.txt", krate.package()))
     }
 }
@@ -130,22 +141,30 @@ fn passed(output: &str) -> usize {
         .sum()
 }
 
-fn read_handouts(path: &PathBuf) -> Result<Vec<Handout>, String> {
+fn read_timings(path: &PathBuf) -> Result<Vec<Timing>, String> {
     let Ok(text) = fs::read_to_string(path) else {
         return Ok(Vec::new());
     };
     text.lines()
         .map(|line| {
-            let (kind, micros) = line.split_once(' ').unwrap_or((line, ""));
-            let micros: u64 = micros
-                .parse()
-                .map_err(|_| format!("{}: bad line {line:?}", path.display()))?;
-            Ok(Handout {
-                cold: kind == "cold",
-                took: Duration::from_micros(micros),
-            })
+            parse_timing(line).ok_or_else(|| format!("{}: bad line {line:?}", path.display()))
         })
         .collect()
+}
+
+/// `warm 1234`: a kind and microseconds.
+fn parse_timing(line: &str) -> Option<Timing> {
+    let (kind, micros) = line.split_once(' ')?;
+    let kind = match kind {
+        "cold" => Kind::Cold,
+        "warm" => Kind::Warm,
+        "drop" => Kind::Drop,
+        _ => return None,
+    };
+    Some(Timing {
+        kind,
+        took: Duration::from_micros(micros.parse().ok()?),
+    })
 }
 
 fn tail(bytes: &[u8], lines: usize) -> String {
