@@ -134,11 +134,12 @@ pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Res
 async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<bool> {
     let candidates: Vec<String> = sqlx::query_scalar(
         "SELECT datname::text FROM pg_database \
-         WHERE starts_with(datname::text, $1) AND shobj_description(oid, 'pg_database') = $2 \
+         WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
+           AND shobj_description(oid, 'pg_database') IS NULL \
          ORDER BY oid LIMIT 8",
     )
     .bind(migrations::ready_prefix(hash))
-    .bind(Mark::Ready.to_string())
+    .bind(CREATED_CONNECTION_LIMIT)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| Error::database("looking for ready databases", e))?;
@@ -168,8 +169,7 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
 ///
 /// Runs on a connection of its own that asks the server to abort a statement once the client
 /// is gone (`client_connection_check_interval`), so that a process exiting in the middle of a
-/// `CREATE DATABASE` rarely leaves a clone behind; one that exits between the `CREATE` and its
-/// marker leaves a clone the sweep recognises by its connection limit and owner.
+/// `CREATE DATABASE` does not leave the server copying a clone nobody waits for.
 pub(crate) async fn refill_ready(
     server: &Server,
     template: &str,
@@ -186,21 +186,23 @@ pub(crate) async fn refill_ready(
         .map_err(|e| Error::database("connecting to prepare ready databases", e))?;
     let count: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_database \
-         WHERE starts_with(datname::text, $1) AND shobj_description(oid, 'pg_database') = $2",
+         WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
+           AND shobj_description(oid, 'pg_database') IS NULL",
     )
     .bind(migrations::ready_prefix(hash))
-    .bind(Mark::Ready.to_string())
+    .bind(CREATED_CONNECTION_LIMIT)
     .fetch_one(&mut conn)
     .await
     .map_err(|e| Error::database("counting ready databases", e))?;
     for _ in usize::try_from(count).unwrap_or(target)..target {
+        // One statement: a ready clone's marker is its name and the connection limit the
+        // CREATE gives it, so there is no moment at which it exists unmarked.
         let name = migrations::ready_db_name(hash, server.owner);
         execute(
             &mut conn,
             &create_sql(server.version, &name, Some(template)),
         )
         .await?;
-        set_mark(&mut conn, &name, &Mark::Ready).await?;
     }
     let _ = conn.close().await;
     Ok(())

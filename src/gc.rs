@@ -143,22 +143,26 @@ async fn server_version(conn: &mut PgConnection) -> Result<u32> {
 /// The marked databases, test databases first and templates last (so that clones go before the
 /// template they came from).
 async fn databases(conn: &mut PgConnection) -> Result<Vec<Leftover>> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database ORDER BY datname",
+    let rows: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
+         FROM pg_database ORDER BY datname",
     )
     .fetch_all(conn)
     .await
     .map_err(|e| Error::database("listing databases", e))?;
     let mut found: Vec<Leftover> = rows
         .into_iter()
-        .filter(|(_, comment)| Mark::is_ours(comment.as_deref()))
-        .map(|(name, comment)| {
-            let kind = comment
-                .as_deref()
-                .and_then(|c| c.strip_prefix("pgfresh:"))
-                .and_then(|c| c.split_whitespace().next())
-                .unwrap_or_default()
-                .to_owned();
+        .filter(|(name, comment, limit)| Mark::created_by_pgfresh(name, comment.as_deref(), *limit))
+        .map(|(name, comment, _)| {
+            let kind = match comment.as_deref() {
+                Some(c) => c
+                    .strip_prefix("pgfresh:")
+                    .and_then(|c| c.split_whitespace().next())
+                    .unwrap_or_default(),
+                None if name.starts_with("pgfresh_r_") => "ready",
+                None => "unmarked",
+            }
+            .to_owned();
             Leftover::Database { name, kind }
         })
         .collect();

@@ -6,7 +6,9 @@
 //! pgfresh's, whatever its name — with one exception, for the moment between `CREATE DATABASE`
 //! and `COMMENT ON DATABASE` (two statements: a process can die between them): pgfresh creates
 //! every database with `CONNECTION LIMIT` [`CREATED_CONNECTION_LIMIT`], set by the `CREATE`
-//! itself. A database with a `pgfresh_` name, that limit and no comment is pgfresh's.
+//! itself. A database with a `pgfresh_` name, that limit and no comment is pgfresh's. Ready
+//! clones (`pgfresh_r_…`) carry no comment at all: name and limit are their whole marker, given
+//! in one statement.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,8 +24,6 @@ pub(crate) enum Mark {
     Building { owner: i32 },
     /// A complete template of the suite `suite`, last handed out from at `used` (Unix time).
     Template { suite: String, used: i64 },
-    /// A clone of a template, waiting to be claimed by a test.
-    Ready,
     /// A test's database, owned by the live process holding the owner lock `owner`.
     Test { owner: i32 },
     /// A failed test's database, kept on purpose by run `run` of suite `suite`.
@@ -48,7 +48,6 @@ impl Mark {
                 suite: get("suite")?.to_owned(),
                 used: get("used")?.parse().ok()?,
             },
-            "ready" => Self::Ready,
             "test" => Self::Test {
                 owner: get("owner")?.parse().ok()?,
             },
@@ -83,7 +82,6 @@ impl fmt::Display for Mark {
             Self::Template { suite, used } => {
                 write!(f, "pgfresh:template suite={suite} used={used}")
             }
-            Self::Ready => f.write_str("pgfresh:ready"),
             Self::Test { owner } => write!(f, "pgfresh:test owner={owner}"),
             Self::Kept { suite, run } => write!(f, "pgfresh:kept suite={suite} run={run}"),
             Self::Trash => f.write_str("pgfresh:trash"),
@@ -136,7 +134,6 @@ mod tests {
                 suite: "ab12cd34".into(),
                 used: 1_700_000_000,
             },
-            Mark::Ready,
             Mark::Test { owner: 42 },
             Mark::Kept {
                 suite: "ab12cd34".into(),

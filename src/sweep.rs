@@ -11,10 +11,11 @@
 //! The rules, applied once per process and migration set, in the background:
 //! - `trash` (a drop that was cut short): dropped.
 //! - `test` or `building` of an owner that holds no lock any more: dropped.
-//! - no marker yet (created by pgfresh, see [`crate::marker`], by a process that died before it
+//! - no comment yet on a test database or template (created by a process that died before it
 //!   wrote the marker): dropped when the owner its name carries is gone, or for a template when
 //!   nobody holds its build lock.
-//! - `ready` clones of a template that no longer exists: dropped.
+//! - ready clones (no comment, see [`crate::marker`]) of a template that no longer exists:
+//!   dropped.
 //! - `kept` by an earlier run of the same suite: dropped, and said so (a run is one
 //!   `cargo test` or `cargo nextest run` invocation, see [`crate::marker::run_id`]).
 //! - templates of the same suite other than the current one, unused for an hour (the migrations
@@ -99,25 +100,25 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
         if !Mark::created_by_pgfresh(name, comment.as_deref(), *limit) {
             continue;
         }
-        let owner_alive = owner_in_name(name).map(alive);
         let drop = match comment.as_deref().map(Mark::parse) {
-            // Created, but its process died before it could write the marker.
-            None => match name.strip_prefix("pgfresh_t_") {
-                Some(hash) => !held(BUILD_LOCK_CLASS, i64::from(build_lock_key(hash))),
-                None => owner_alive == Some(false),
+            None => match (
+                name.strip_prefix("pgfresh_t_"),
+                name.strip_prefix("pgfresh_r_"),
+            ) {
+                // A template whose builder died before it could write the marker.
+                (Some(hash), _) => !held(BUILD_LOCK_CLASS, i64::from(build_lock_key(hash))),
+                // A ready clone: goes with its template.
+                (_, Some(rest)) => rest
+                    .split('_')
+                    .next()
+                    .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
+                // A claimed clone not re-marked yet: goes when its claimer is gone.
+                _ => owner_in_name(name).is_some_and(|owner| !alive(owner)),
             },
             Some(None) => false,
             Some(Some(mark)) => match mark {
                 Mark::Trash => true,
                 Mark::Test { owner } | Mark::Building { owner } => !alive(owner),
-                // Mid-claim (renamed, not re-marked yet) when the name is a test database's.
-                Mark::Ready => match name.strip_prefix("pgfresh_r_") {
-                    Some(rest) => rest
-                        .split('_')
-                        .next()
-                        .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
-                    None => owner_alive == Some(false),
-                },
                 Mark::Kept { suite: s, run } => s == suite && run != this_run,
                 Mark::Template { suite: s, used } => {
                     let age = now() - used;

@@ -524,7 +524,12 @@ pub async fn pgfresh_databases(admin: &PgPool) -> Vec<(String, String, Option<St
                 .as_deref()
                 .and_then(|c| c.strip_prefix("pgfresh:"))
                 .and_then(|c| c.split_whitespace().next())
-                .unwrap_or("unmarked")
+                // Ready clones carry no comment: name and connection limit are their marker.
+                .unwrap_or(if name.starts_with("pgfresh_r_") {
+                    "ready"
+                } else {
+                    "unmarked"
+                })
                 .to_owned();
             (name, kind, comment)
         })
