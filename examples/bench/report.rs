@@ -16,7 +16,7 @@ pub struct Sample {
     pub round: usize,
     pub outcome: Outcome,
     pub after: Quiet,
-    /// 1-minute load average when the run started (this benchmark alone keeps it near 2).
+    /// 1-minute load average when the run started.
     pub load: String,
 }
 
@@ -263,7 +263,8 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
     println!("\nruns (warm-up rows are untimed)");
     println!("  settle: wait after the run until no session on the server was active");
     println!(
-        "  load: 1-minute load average when the run started; this benchmark alone keeps it near 2"
+        "  load: 1-minute load average when the run started; it lags and the runs themselves raise it,\n  \
+         so compare rows: a jump points at work outside the benchmark"
     );
     print_runs(samples);
     println!("\nsuite wall time, median over the timed rounds");
