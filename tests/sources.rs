@@ -98,25 +98,10 @@ fn container_is_shared_then_removed_after_the_last_process() {
         first, second,
         "the second process started its own container"
     );
-    let key = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .find_map(|d| {
-            d.file_name()
-                .to_string_lossy()
-                .rsplit('-')
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap();
     let containers_gone = || {
         std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=dev.pgfresh.key={key}"),
-            ])
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=dev.pgfresh.rundir={}", dir.path().display()))
             .output()
             .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
     };

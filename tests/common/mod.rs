@@ -432,18 +432,17 @@ impl OwnServer {
         let files_gone = self
             .run_dir()
             .is_none_or(|d| !d.join("data").exists() && !d.join("state").exists());
+        // By run directory, not by key: the key is the image's, shared with the container of
+        // the process running the tests when that uses the same image.
         let containers_gone = self.kind != "docker"
-            || self.key().is_none_or(|key| {
-                Command::new("docker")
-                    .args([
-                        "ps",
-                        "-aq",
-                        "--filter",
-                        &format!("label=dev.pgfresh.key={key}"),
-                    ])
-                    .output()
-                    .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
-            });
+            || Command::new("docker")
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!(
+                    "label=dev.pgfresh.rundir={}",
+                    self.dir.path().display()
+                ))
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout.is_empty());
         port_closed && files_gone && containers_gone && self.processes().is_empty()
     }
 
