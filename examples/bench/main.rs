@@ -46,6 +46,7 @@
 
 mod args;
 mod context;
+mod cpu;
 mod generate;
 mod report;
 mod runner;
@@ -94,7 +95,7 @@ fn bench(s: &Settings) -> Result<(), String> {
     generate::write_all(&layout, &s.pgfresh, &all_crates(s))
         .map_err(|e| format!("writing {}: {e}", layout.root.display()))?;
     let server = Server::start()?;
-    let mut bench = Bench::new(s, layout, &server.url)?;
+    let mut bench = Bench::new(s, layout, &server)?;
     let version = bench.block_on(server::version(&server.url))?;
     let build = Instant::now();
     for krate in &all_crates(s) {
@@ -161,14 +162,15 @@ struct Bench<'a> {
 }
 
 impl<'a> Bench<'a> {
-    fn new(settings: &'a Settings, layout: Layout, url: &str) -> Result<Self, String> {
+    fn new(settings: &'a Settings, layout: Layout, server: &Server) -> Result<Self, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
         let env = Env {
             layout,
-            url: url.to_owned(),
+            url: server.url.clone(),
+            server_pid: server.pid(),
         };
         Ok(Self {
             settings,
@@ -189,10 +191,6 @@ impl<'a> Bench<'a> {
             _ => format!("r{round}"),
         };
         progress(&format!("{tag}: {} {}", runner.label(), krate.package()));
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_default();
         let outcome = self.env.run(&krate, runner, &tag)?;
         let after = self.block_on(server::settle(&self.env.url))?;
         self.samples.push(Sample {
@@ -201,7 +199,6 @@ impl<'a> Bench<'a> {
             round,
             outcome,
             after,
-            load,
         });
         Ok(())
     }

@@ -16,8 +16,6 @@ pub struct Sample {
     pub round: usize,
     pub outcome: Outcome,
     pub after: Quiet,
-    /// 1-minute load average when the run started.
-    pub load: String,
 }
 
 /// A plain-text table with left-aligned columns.
@@ -75,6 +73,14 @@ pub fn median(walls: &[Duration]) -> Option<Duration> {
         _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
     }
 }
+
+/// The smallest wall time: the run least disturbed by anything else on the machine.
+pub fn minimum(walls: &[Duration]) -> Option<Duration> {
+    walls.iter().min().copied()
+}
+
+/// A statistic over wall times: [`median`] or [`minimum`].
+type Stat = fn(&[Duration]) -> Option<Duration>;
 
 /// Nearest-rank percentile, `p` in 0..=100.
 pub fn percentile(values: &[Duration], p: usize) -> Option<Duration> {
@@ -136,7 +142,7 @@ fn print_runs(samples: &[Sample]) {
         "passed",
         "settle",
         "dbs left pgfresh/sqlx",
-        "load",
+        "other CPU",
     ]);
     for s in samples {
         let wall = secs(s.outcome.wall)
@@ -159,7 +165,9 @@ fn print_runs(samples: &[Sample]) {
             s.outcome.passed.to_string(),
             secs(s.after.waited),
             format!("{}/{}", s.after.pgfresh_dbs, s.after.sqlx_dbs),
-            s.load.clone(),
+            s.outcome
+                .other_cpu
+                .map_or_else(|| "-".to_owned(), |share| format!("{:.0} %", share * 100.0)),
         ]);
     }
     table.print();
@@ -172,6 +180,9 @@ fn print_summary(samples: &[Sample], main: &[Crate; 2], runners: &[Runner]) {
         "pgfresh median",
         "sqlx median",
         "pgfresh/sqlx",
+        "pgfresh min",
+        "sqlx min",
+        "pgfresh/sqlx (min)",
         "runs each",
     ]);
     for &runner in runners {
@@ -182,6 +193,9 @@ fn print_summary(samples: &[Sample], main: &[Crate; 2], runners: &[Runner]) {
             opt(median(&p), secs),
             opt(median(&s), secs),
             ratio(median(&p), median(&s)),
+            opt(minimum(&p), secs),
+            opt(minimum(&s), secs),
+            ratio(minimum(&p), minimum(&s)),
             format!("{}/{}", p.len(), s.len()),
         ]);
     }
@@ -214,14 +228,15 @@ fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
 
 /// Per-test cost (median suite wall / tests) against the migration count.
 fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
-    let cost = |suite: Suite, m: usize| {
+    let cost = |stat: Stat, suite: Suite, migrations: usize| {
         let krate = Crate {
             suite,
-            migrations: m,
+            migrations,
             tests,
         };
-        median(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
+        stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
     };
+    let both = |show: &dyn Fn(Stat) -> String| format!("{} ({})", show(median), show(minimum));
     let mut table = Table::new(&[
         "migrations",
         "DDL",
@@ -240,18 +255,19 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
         table.row(vec![
             m.to_string(),
             (4 * m).to_string(),
-            opt(cost(Suite::Pgfresh, m), millis),
-            opt(cost(Suite::Sqlx, m), millis),
-            ratio(cost(Suite::Pgfresh, m), cost(Suite::Sqlx, m)),
+            both(&|stat| opt(cost(stat, Suite::Pgfresh, m), millis)),
+            both(&|stat| opt(cost(stat, Suite::Sqlx, m), millis)),
+            both(&|stat| ratio(cost(stat, Suite::Pgfresh, m), cost(stat, Suite::Sqlx, m))),
             opt(percentile(&warm, 50), millis),
         ]);
     }
     if let (Some(&lo), Some(&hi)) = (counts.first(), counts.last()) {
+        let growth = |suite| both(&|stat| ratio(cost(stat, suite, hi), cost(stat, suite, lo)));
         table.row(vec![
             format!("cost({hi})/cost({lo})"),
             String::new(),
-            ratio(cost(Suite::Pgfresh, hi), cost(Suite::Pgfresh, lo)),
-            ratio(cost(Suite::Sqlx, hi), cost(Suite::Sqlx, lo)),
+            growth(Suite::Pgfresh),
+            growth(Suite::Sqlx),
         ]);
     }
     table.print();
@@ -263,11 +279,11 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
     println!("\nruns (warm-up rows are untimed)");
     println!("  settle: wait after the run until no session on the server was active");
     println!(
-        "  load: 1-minute load average when the run started; it lags and the runs themselves raise it,\n  \
-         so compare rows: a jump points at work outside the benchmark"
+        "  other CPU: share of the machine's CPU time that went to processes other than the run\n  \
+         and the server (other builds, other tests, hypervisor steal); above a few % the run was disturbed"
     );
     print_runs(samples);
-    println!("\nsuite wall time, median over the timed rounds");
+    println!("\nsuite wall time over the timed rounds");
     print_summary(samples, &main, &s.runners);
     println!(
         "\npgfresh latency inside the tests, timed rounds (hand-out: Instant around HARNESS.test_db().await)"
@@ -276,7 +292,7 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
     print_first_handout(samples, &main[0]);
     if !s.scale.is_empty() {
         println!(
-            "\nscaling: {} tests under cargo test; per test = median suite wall / tests",
+            "\nscaling: {} tests under cargo test; per test = suite wall / tests, median (min) over the rounds",
             s.scale_tests
         );
         print_scaling(samples, &s.scale, s.scale_tests);

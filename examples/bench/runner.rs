@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::args::Runner;
+use crate::cpu::Meter;
 use crate::generate::{Crate, Layout, Suite};
 
 /// How both suites reach the server, and where they build.
@@ -13,6 +14,8 @@ use crate::generate::{Crate, Layout, Suite};
 pub struct Env {
     pub layout: Layout,
     pub url: String,
+    /// The postmaster's pid, when the benchmark runs the server (for CPU accounting).
+    pub server_pid: Option<u32>,
 }
 
 /// What a pgfresh suite timed.
@@ -42,6 +45,8 @@ pub struct Outcome {
     pub timings: Vec<Timing>,
     /// Cargo compiled something inside the timed region (should never happen).
     pub compiled: bool,
+    /// Share of the machine's CPU time used by other processes during the run.
+    pub other_cpu: Option<f64>,
 }
 
 impl Env {
@@ -92,9 +97,11 @@ impl Env {
         if krate.suite == Suite::Pgfresh {
             cmd.env("PGFRESH_BENCH_TIMINGS", &timings);
         }
+        let meter = Meter::start(self.server_pid);
         let start = Instant::now();
         let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
         let wall = start.elapsed();
+        let other_cpu = meter.and_then(|m| m.other_share(wall));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
@@ -114,6 +121,7 @@ impl Env {
             compiled: stderr
                 .lines()
                 .any(|l| l.trim_start().starts_with("Compiling ")),
+            other_cpu,
         })
     }
 

@@ -55,6 +55,13 @@ impl Server {
         Err(last)
     }
 
+    /// The postmaster's pid, when this benchmark runs the server.
+    pub fn pid(&self) -> Option<u32> {
+        let local = self.local.as_ref()?;
+        let pidfile = fs::read_to_string(local.dir.join("data/postmaster.pid")).ok()?;
+        pidfile.lines().next()?.trim().parse().ok()
+    }
+
     /// Stops and deletes the cluster this benchmark started; a `DB_URL` server is left alone.
     pub fn stop(mut self) {
         if let Some(local) = self.local.take() {
