@@ -29,15 +29,19 @@ impl std::fmt::Debug for Run {
 /// `pgfresh check <args>` in `dir`, without `DB_URL`/`DATABASE_URL`, so the history check
 /// compares with a database only when `--database-url` says so. The checks' own databases
 /// come from the server `PGFRESH_SERVER` names, as for the tests.
+///
+/// Under the url source the server's URL is passed on as `DATABASE_URL`: pgfresh's server
+/// configuration reads it, the command's `--database-url` (`DB_URL`) does not.
 fn check(dir: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_pgfresh"))
-        .current_dir(dir)
+    let server = std::env::var("DB_URL").or_else(|_| std::env::var("DATABASE_URL"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgfresh"));
+    cmd.current_dir(dir)
         .env_remove("DB_URL")
-        .env_remove("DATABASE_URL")
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
+        .env_remove("DATABASE_URL");
+    if let Ok(url) = server {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out: Output = cmd.arg("check").args(args).output().unwrap();
     Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
