@@ -70,7 +70,13 @@ pub async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
         found.extend(databases(&mut conn).await?);
         let _ = conn.close().await;
     }
-    let config = Config::from_env()?;
+    // Only PGFRESH_RUN_DIR matters here: a server choice that needs DB_URL, say, must not stop
+    // a clean-up.
+    let config = Config::from_lookup(|var| {
+        (var == "PGFRESH_RUN_DIR")
+            .then(|| std::env::var(var).ok())
+            .flatten()
+    })?;
     found.extend(run_dirs(&config).into_iter().flat_map(|(dir, kind)| {
         match kind {
             RunKind::Local => vec![Leftover::Cluster { dir }],
