@@ -162,8 +162,10 @@ pub(crate) struct Applied {
     pub description: String,
     pub success: bool,
     pub checksum: Vec<u8>,
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub installed_on: chrono::DateTime<chrono::Utc>,
     /// Nanoseconds; `-1` when the time was not recorded.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub execution_time: i64,
 }
 
