@@ -71,6 +71,7 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
         )
         .await?;
     }
+    disconnect(conn, name).await?;
     if version >= 130_000 {
         execute(
             conn,
@@ -78,14 +79,48 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
         )
         .await
     } else {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| Error::database(format!("disconnecting from {name}"), e))?;
         execute(conn, &format!(r#"DROP DATABASE IF EXISTS "{name}""#)).await
     }
 }
+
+/// Ends the sessions still connected to `name` and waits until they are gone.
+///
+/// `DROP DATABASE … WITH (FORCE)` and `pg_terminate_backend(pid, timeout)` would do it on
+/// their own, but both look for the ended backends again only after 100 ms: a test's pool that
+/// closed a moment before costs a whole step. A backend that was told to end is gone within a
+/// millisecond or two, so poll for that here instead (for at most [`DISCONNECT_WAIT`]).
+async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
+    let err = |e| Error::database(format!("disconnecting from {name}"), e);
+    let started = std::time::Instant::now();
+    let mut ended = false;
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+        if left == 0 || started.elapsed() > DISCONNECT_WAIT {
+            return Ok(());
+        }
+        if !ended {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+            ended = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// How long [`disconnect`] waits for the sessions it ended.
+const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `CREATE DATABASE`, with the connection limit that marks it as pgfresh's from the start
 /// (see [`crate::marker`]), cloning `template` when there is one.
