@@ -13,14 +13,17 @@ use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
 use crate::worker;
 
-/// How long `Drop` waits for the worker to drop the database before going on without it.
-const DROP_WAIT: Duration = Duration::from_secs(10);
+/// How long marking a database kept may take before the test goes on without it.
+const KEEP_WAIT: Duration = Duration::from_secs(10);
 
 /// A fresh database for one test, migrated and ready, with a pool connected to it.
 ///
 /// The database is dropped when the guard is dropped, unless `PGFRESH_KEEP` says to keep it
 /// (by default a database is kept when its test panicked, and pgfresh prints how to connect).
-/// Use [`TestDb::close`] to drop it and see any error, or [`TestDb::keep`] to keep it.
+/// The drop runs in the background: the test does not wait for it, and the process waits for
+/// the drops still under way when it exits (at most 10 s; a test binary always ends through
+/// `exit`). Use [`TestDb::close`] to drop it now and see any error, or [`TestDb::keep`] to keep
+/// it.
 ///
 /// # Resource leaking
 ///
@@ -197,11 +200,18 @@ impl TestDb {
         }
     }
 
-    /// Drops the database on the worker, waiting for it (bounded).
-    fn drop_now(&self) -> Result<()> {
+    /// Drops the database in the background: the test goes on at once, and the process waits
+    /// for the drop when it exits (see [`worker::submit_before_exit`]).
+    fn drop_later(&self) -> Result<()> {
         let name = self.name.clone();
-        self.on_worker("dropping", move |server| async move {
-            admin::drop_test_db(&server, &name).await
+        worker::submit_before_exit(move |state| async move {
+            let dropped = match state.server().await {
+                Ok(server) => admin::drop_test_db(&server, &name).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = dropped {
+                eprintln!("pgfresh: could not drop test database {name}: {e}");
+            }
         })
     }
 
@@ -214,7 +224,7 @@ impl TestDb {
         })
     }
 
-    /// Runs `job` on the worker and waits at most [`DROP_WAIT`] for it, from synchronous code.
+    /// Runs `job` on the worker and waits at most [`KEEP_WAIT`] for it, from synchronous code.
     fn on_worker<F, Fut>(&self, what: &str, job: F) -> Result<()>
     where
         F: FnOnce(Arc<crate::server::Server>) -> Fut + Send + 'static,
@@ -231,7 +241,7 @@ impl TestDb {
         // Waiting blocks this thread. On a multi-thread runtime, hand this worker's other tasks
         // to the rest of the runtime first, or they (say, another test's pool handshake) stall
         // until the wait ends.
-        let wait = || rx.recv_timeout(DROP_WAIT);
+        let wait = || rx.recv_timeout(KEEP_WAIT);
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(wait)
@@ -241,7 +251,7 @@ impl TestDb {
         answer.unwrap_or_else(|_| {
             Err(Error::Timeout {
                 what: format!("{what} test database {}", self.name),
-                seconds: DROP_WAIT.as_secs(),
+                seconds: KEEP_WAIT.as_secs(),
                 remedy: "A later run sweeps it; `pgfresh gc` removes it at once".into(),
             })
         })
@@ -278,7 +288,7 @@ impl Drop for TestDb {
             );
             return;
         }
-        if let Err(e) = self.drop_now() {
+        if let Err(e) = self.drop_later() {
             eprintln!("pgfresh: could not drop test database {}: {e}", self.name);
         }
     }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
@@ -69,10 +70,12 @@ impl State {
             .get_or_init(|| async {
                 let name = template::ensure(&server, &set, upto).await?;
                 let (server, suite, current) = (server.clone(), set.suite.clone(), name.clone());
+                let unfinished = Unfinished::start();
                 tokio::spawn(async move {
                     if let Err(e) = sweep::sweep(&server, &suite, &current).await {
                         tracing::warn!("sweeping left-behind databases failed: {e}");
                     }
+                    drop(unfinished);
                 });
                 Ok(name)
             })
@@ -139,6 +142,85 @@ where
         .jobs
         .send(Box::new(move |state| Box::pin(job(state))))
         .map_err(|_| Error::Worker("it is not running".into()))
+}
+
+/// Runs `job` on the worker without waiting for it, but makes the process wait for it when it
+/// exits: a test's database is dropped after the test, off the test's critical path, and still
+/// not left behind when that test was the process's last.
+///
+/// The wait happens in an `atexit` handler, so it covers the ways a test binary ends: returning
+/// from `main` and `std::process::exit` (the test harness uses both). It is bounded by
+/// [`EXIT_WAIT`]; what is still unfinished then is swept by a later process.
+pub(crate) fn submit_before_exit<F, Fut>(job: F) -> Result<()>
+where
+    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let unfinished = Unfinished::start();
+    // When the job cannot be submitted, it is dropped here, and `unfinished` with it.
+    submit(move |state| async move {
+        job(state).await;
+        drop(unfinished);
+    })
+}
+
+/// How long a process waits at exit for its unfinished background work.
+pub(crate) const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Background work the process waits for at exit: one count per job, released when the job
+/// ends or is dropped (a job that panics is dropped by the runtime, so it cannot hang the exit).
+struct Unfinished;
+
+static UNFINISHED: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+impl Unfinished {
+    fn start() -> Self {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            // SAFETY: `wait_at_exit` is an `extern "C"` function without arguments that never
+            // unwinds (it only locks, waits and writes to stderr, ignoring every failure), which
+            // is all `atexit` asks of its handler.
+            #[allow(unsafe_code)]
+            let refused = unsafe { libc::atexit(wait_at_exit) } != 0;
+            if refused {
+                tracing::warn!("pgfresh cannot wait for its background work at exit");
+            }
+        });
+        *UNFINISHED.0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Self
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut count = UNFINISHED.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        UNFINISHED.1.notify_all();
+    }
+}
+
+/// The `atexit` handler: waits, at most [`EXIT_WAIT`], until no background work is unfinished.
+extern "C" fn wait_at_exit() {
+    let deadline = Instant::now() + EXIT_WAIT;
+    let mut count = UNFINISHED.0.lock().unwrap_or_else(PoisonError::into_inner);
+    while *count > 0 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "pgfresh: exiting with {} background job(s) unfinished after {} s; \
+                 a later run sweeps what they leave",
+                *count,
+                EXIT_WAIT.as_secs()
+            );
+            return;
+        };
+        count = UNFINISHED
+            .1
+            .wait_timeout(count, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
 }
 
 /// Runs `job` on the worker and waits for its result, from any runtime.

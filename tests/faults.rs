@@ -43,18 +43,6 @@ async fn marker(admin: &PgPool, name: &str) -> Option<String> {
     .flatten()
 }
 
-/// Polls until `name` is gone from the server, for up to `limit`.
-async fn dropped_within(admin: &PgPool, name: &str, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if !exists(admin, name).await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    !exists(admin, name).await
-}
-
 /// Whether the owner lock `owner` (see `src/sweep.rs`: class "pgfo") is still held.
 async fn owner_lock_held(admin: &PgPool, owner: i64) -> bool {
     sqlx::query_scalar(
@@ -118,7 +106,7 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
     // seconds so that the sweep is not cut short by its exit.
     let next = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
     assert!(
-        dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
         "the next process did not sweep {name} (marker {:?})",
         marker(&admin, &name).await
     );
@@ -153,7 +141,7 @@ async fn sweep_never_drops_a_live_processs_database() {
 
     let sweeper = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
     assert!(
-        dropped_within(&admin, &dead_name, Duration::from_secs(10)).await,
+        common::dropped_within(&admin, &dead_name, Duration::from_secs(10)).await,
         "no sweep dropped the killed process's {dead_name}"
     );
     let (status, text) = sweeper.finish(Duration::from_secs(60));

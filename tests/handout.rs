@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{MIGRATOR, Source};
 
@@ -149,7 +151,7 @@ async fn close_and_drop_remove_the_database() {
     let dropped = pgfresh::test_db().await;
     let name = dropped.name().to_owned();
     drop(dropped);
-    assert!(!common::database_exists(&admin, &name).await);
+    assert!(common::dropped_within(&admin, &name, Duration::from_secs(10)).await);
 
     let kept = pgfresh::test_db().await;
     let name = kept.keep().unwrap();

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use pgfresh::sqlx;
 use pgfresh::{TestDb, db};
 use rstest::rstest;
@@ -99,6 +101,6 @@ fn drop_outside_any_runtime() {
         .unwrap();
     rt.block_on(async {
         let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-        assert!(!common::database_exists(&admin, &name).await);
+        assert!(common::dropped_within(&admin, &name, Duration::from_secs(10)).await);
     });
 }

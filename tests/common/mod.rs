@@ -136,6 +136,19 @@ pub async fn database_exists(admin: &PgPool, name: &str) -> bool {
         .unwrap()
 }
 
+/// Polls until `name` is gone from the server, for up to `limit`: a dropped `TestDb`'s
+/// database goes in the background, a moment after the guard.
+pub async fn dropped_within(admin: &PgPool, name: &str, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if !database_exists(admin, name).await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    !database_exists(admin, name).await
+}
+
 /// Drops a database a test kept on purpose.
 pub async fn drop_kept(admin: &PgPool, name: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
