@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 
-use sqlx::{ConnectOptions, PgConnection};
+use sqlx::PgConnection;
 
 use crate::admin::drop_database;
 use crate::error::{Error, Result};
@@ -41,26 +41,19 @@ const STALE_SUITE_TEMPLATE: i64 = 3600;
 /// Any template is stale this long after its last use.
 const STALE_TEMPLATE: i64 = 7 * 24 * 3600;
 
-/// Takes an owner lock on a connection of its own and returns the lock's key and connection.
-pub(crate) async fn take_owner_lock(
-    options: &sqlx::postgres::PgConnectOptions,
-) -> Result<(i32, PgConnection)> {
-    let mut conn = options
-        .clone()
-        .application_name("pgfresh-owner")
-        .connect()
-        .await
-        .map_err(|e| Error::database("connecting to take the owner lock", e))?;
+/// Takes an owner lock on `conn`, which must then stay open for the life of the process, and
+/// returns the lock's key.
+pub(crate) async fn take_owner_lock(conn: &mut PgConnection) -> Result<i32> {
     loop {
         let key = i32::try_from(uuid::Uuid::new_v4().as_u128() % (i32::MAX as u128)).unwrap_or(1);
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(OWNER_LOCK_CLASS)
             .bind(key)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| Error::database("taking the owner lock", e))?;
         if taken {
-            return Ok((key, conn));
+            return Ok(key);
         }
     }
 }

@@ -29,6 +29,11 @@ pub(crate) fn build_lock_key(hash: &str) -> u32 {
         .unwrap_or_default()
 }
 
+/// A template's last use is written down at most this often (seconds): often enough for the
+/// sweep's staleness rules (an hour at the least), rarely enough to keep processes that start
+/// together from writing the same catalog row.
+const USE_RECORDED_EVERY: i64 = 300;
+
 /// Makes sure the template for `set` (migrated up to `upto`, or to head) exists, building it
 /// under an advisory lock if no process has yet. Returns the template's name.
 pub(crate) async fn ensure(
@@ -41,6 +46,13 @@ pub(crate) async fn ensure(
     // The lock function takes a signed int4: the same 32 bits.
     let lock_key = i32::from_ne_bytes(build_lock_key(&hash).to_ne_bytes());
     let mut conn = server.admin_conn("build a template").await?;
+    // The common case, a template built by an earlier run and recently used, needs no lock.
+    if let Some((true, Some(Mark::Template { used, .. }))) =
+        admin::mark_of(&mut conn, &name).await?
+        && now() - used < USE_RECORDED_EVERY
+    {
+        return Ok(name);
+    }
     sqlx::query("SELECT pg_advisory_lock($1, $2)")
         .bind(BUILD_LOCK_CLASS)
         .bind(lock_key)

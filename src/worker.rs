@@ -37,6 +37,8 @@ struct Template {
     name: OnceCell<Result<String>>,
     /// A refill of the ready clones is under way.
     refilling: AtomicBool,
+    /// This process swept the leftovers of the template's suite (once is enough).
+    swept: AtomicBool,
 }
 
 impl State {
@@ -52,8 +54,8 @@ impl State {
     }
 
     /// A new test database for `set` at `upto` (head when `None`): the template is built on
-    /// first use (and this suite's leftovers swept in the background), a ready clone is claimed
-    /// when there is one, and the ready clones are topped up in the background.
+    /// first use, a ready clone is claimed when there is one, and then, in the background, the
+    /// ready clones are topped up and (once per process) the suite's leftovers swept.
     pub async fn hand_out(
         &self,
         set: Arc<MigrationSet>,
@@ -67,21 +69,22 @@ impl State {
         };
         let template = entry
             .name
-            .get_or_init(|| async {
-                let name = template::ensure(&server, &set, upto).await?;
-                let (server, suite, current) = (server.clone(), set.suite.clone(), name.clone());
-                let unfinished = Unfinished::start();
-                tokio::spawn(async move {
-                    if let Err(e) = sweep::sweep(&server, &suite, &current).await {
-                        tracing::warn!("sweeping left-behind databases failed: {e}");
-                    }
-                    drop(unfinished);
-                });
-                Ok(name)
-            })
+            .get_or_init(|| template::ensure(&server, &set, upto))
             .await
             .clone()?;
         let name = admin::hand_out(&server, &template, &hash).await?;
+
+        // Only now, so that the sweep's connection does not delay the first hand-out.
+        if !entry.swept.swap(true, Ordering::AcqRel) {
+            let (server, suite, current) = (server.clone(), set.suite.clone(), template.clone());
+            let unfinished = Unfinished::start();
+            tokio::spawn(async move {
+                if let Err(e) = sweep::sweep(&server, &suite, &current).await {
+                    tracing::warn!("sweeping left-behind databases failed: {e}");
+                }
+                drop(unfinished);
+            });
+        }
 
         let target = Config::global()?.ready;
         if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {

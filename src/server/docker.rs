@@ -118,11 +118,14 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
     })?;
 
     if let Some(state) = dir.state() {
-        if super::answers(&state.options()).await {
+        if let Some(conn) = super::answers(&state.options()).await {
             tracing::debug!(id = state.handle, "reusing the running container");
             let lease = lease(&dir)?;
             drop(lock);
-            return Ok(state.started(Source::Docker, hint(name, tag, &state), Box::new(lease)));
+            let mut started =
+                state.started(Source::Docker, hint(name, tag, &state), Box::new(lease));
+            started.connection = Some(conn);
+            return Ok(started);
         }
         tracing::info!(
             id = state.handle,

@@ -131,13 +131,15 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 
     if let Some(state) = dir.state() {
         let options = state.options();
-        if super::answers(&options).await {
+        if let Some(conn) = super::answers(&options).await {
             tracing::debug!(port = state.port, "reusing the running local cluster");
             let lease = dir
                 .lease()
                 .map_err(|e| local_error(format!("cannot take the lease: {e}")))?;
             drop(lock);
-            return Ok(state.started(Source::Local, hint(&dir), Box::new(lease)));
+            let mut started = state.started(Source::Local, hint(&dir), Box::new(lease));
+            started.connection = Some(conn);
+            return Ok(started);
         }
         tracing::info!(
             port = state.port,

@@ -91,6 +91,9 @@ pub(crate) struct Started {
     pub hint: String,
     /// Keeps the container or cluster alive while the process runs.
     pub keepalive: Box<dyn Any + Send + Sync>,
+    /// A connection already open to the server (the one that found a recorded server
+    /// answering), made with [`admin_options`].
+    pub connection: Option<PgConnection>,
 }
 
 /// A running server and the administrative pool pgfresh uses on it.
@@ -236,26 +239,34 @@ pub(crate) fn address(o: &PgConnectOptions) -> String {
     )
 }
 
-async fn connect(started: Started) -> Result<Server> {
-    let options = started
-        .options
+/// The options of pgfresh's own connections to a server.
+fn admin_options(options: &PgConnectOptions) -> PgConnectOptions {
+    options
         .clone()
         .application_name("pgfresh")
-        .log_statements(tracing::log::LevelFilter::Debug);
-    // One direct connection first: it fails with the real cause (refused, unknown host, wrong
-    // password), where a pool would only say that it timed out.
-    let mut first =
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(Error::connect(address(&options), started.hint.clone(), e)),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    what: format!("connecting to PostgreSQL at {}", address(&options)),
-                    seconds: CONNECT_TIMEOUT.as_secs(),
-                    remedy: format!("Check that the server is running and that {}", started.hint),
-                });
-            }
-        };
+        .log_statements(tracing::log::LevelFilter::Debug)
+}
+
+/// One direct connection: it fails with the real cause (refused, unknown host, wrong password),
+/// where a pool would only say that it timed out.
+async fn connect_direct(options: &PgConnectOptions, hint: &str) -> Result<PgConnection> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(Error::connect(address(options), hint, e)),
+        Err(_) => Err(Error::Timeout {
+            what: format!("connecting to PostgreSQL at {}", address(options)),
+            seconds: CONNECT_TIMEOUT.as_secs(),
+            remedy: format!("Check that the server is running and that {hint}"),
+        }),
+    }
+}
+
+async fn connect(started: Started) -> Result<Server> {
+    let options = admin_options(&started.options);
+    let mut first = match started.connection {
+        Some(conn) => conn,
+        None => connect_direct(&options, &started.hint).await?,
+    };
     let (version, may_create): (i32, bool) = sqlx::query_as(
         "SELECT current_setting('server_version_num')::int, \
                 (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user)",
@@ -263,19 +274,22 @@ async fn connect(started: Started) -> Result<Server> {
     .fetch_one(&mut first)
     .await
     .map_err(|e| Error::database("checking the server version and role", e))?;
+    if !may_create {
+        let _ = first.close().await;
+        return Err(Error::NoCreateDb {
+            role: options.get_username().to_owned(),
+        });
+    }
     let admin = PgPoolOptions::new()
         .max_connections(ADMIN_POOL_SIZE)
         .min_connections(0)
         .acquire_timeout(ADMIN_ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(30))
         .connect_lazy_with(options.clone());
-    let _ = first.close().await;
-    if !may_create {
-        return Err(Error::NoCreateDb {
-            role: options.get_username().to_owned(),
-        });
-    }
-    let (owner, owner_lock) = crate::sweep::take_owner_lock(&options).await?;
+    // The first connection stays open for the life of the process, holding the owner lock: a
+    // process opens one connection fewer before its first database.
+    let owner = crate::sweep::take_owner_lock(&mut first).await?;
+    let owner_lock = first;
     tracing::info!(source = %started.source, address = %address(&options), version, owner, "server ready");
     Ok(Server {
         source: started.source,
@@ -312,15 +326,11 @@ async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether a server answers `options` within a few seconds (for reusing a recorded server).
+/// A connection to the server at `options` when it answers within a few seconds (for reusing
+/// a recorded server); it becomes the process's first connection (see [`Started`]).
 #[cfg(any(feature = "docker", feature = "local"))]
-async fn answers(options: &PgConnectOptions) -> bool {
-    let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect()).await;
-    match attempt {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            true
-        }
-        _ => false,
-    }
+async fn answers(options: &PgConnectOptions) -> Option<PgConnection> {
+    let options = admin_options(options);
+    let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect());
+    attempt.await.ok()?.ok()
 }

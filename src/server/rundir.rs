@@ -84,6 +84,7 @@ impl State {
             password_from_user: false,
             hint,
             keepalive,
+            connection: None,
         }
     }
 

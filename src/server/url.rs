@@ -33,6 +33,7 @@ pub(super) fn start(config: &Config) -> Result<Started> {
         password_from_user: true,
         hint: format!("{} is right", setting.var),
         keepalive: Box::new(()),
+        connection: None,
     })
 }
 
