@@ -37,6 +37,8 @@ struct Template {
     name: OnceCell<Result<String>>,
     /// A refill of the ready clones is under way.
     refilling: AtomicBool,
+    /// The refill's connection, kept from one refill to the next.
+    refill_conn: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
     /// This process swept the leftovers of the template's suite (once is enough).
     swept: AtomicBool,
 }
@@ -90,7 +92,9 @@ impl State {
         if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
             let server = server.clone();
             tokio::spawn(async move {
-                if let Err(e) = admin::refill_ready(&server, &template, &hash, target).await {
+                let mut conn = entry.refill_conn.lock().await;
+                let refilled = admin::refill_ready(&server, &mut conn, &template, &hash, target);
+                if let Err(e) = refilled.await {
                     tracing::debug!("refilling ready databases failed: {e}");
                 }
                 entry.refilling.store(false, Ordering::Release);
