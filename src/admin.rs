@@ -202,9 +202,9 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
 
 /// Tops the ready clones of `hash` up to `target`.
 ///
-/// Runs on a connection of its own (`conn`, opened on first use and kept for the next
-/// refill) that asks the server to abort a statement once the client
-/// is gone (`client_connection_check_interval`), so that a process exiting in the middle of a
+/// Runs on a connection of its own (`conn`, opened on first use and kept for the next refill)
+/// that asks the server to abort a statement once the client is gone
+/// (`client_connection_check_interval`), so that a process exiting in the middle of a
 /// `CREATE DATABASE` does not leave the server copying a clone nobody waits for.
 pub(crate) async fn refill_ready(
     server: &Server,

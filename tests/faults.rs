@@ -102,9 +102,9 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The next process sweeps in the background once its template is ready; it stays a few
-    // seconds so that the sweep is not cut short by its exit.
-    let next = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
+    // The next process sweeps in the background after its first hand-out, and waits for the
+    // sweep when it exits.
+    let next = Running::spawn("probe", &env_with(&base, &[]));
     assert!(
         common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
         "the next process did not sweep {name} (marker {:?})",
@@ -112,6 +112,56 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
     );
     let (status, text) = next.finish(Duration::from_secs(60));
     assert!(status.success(), "{text}");
+
+    let (port, _) = server.state().unwrap();
+    admin.close().await;
+    assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
+}
+
+/// A drop that cannot finish holds the exit of its process for at most 10 s, and the process
+/// says what it left unfinished: here the test database's marker row is locked by another
+/// session's open transaction, so the drop's first step (marking it `trash`) waits.
+#[tokio::test]
+async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 5);
+    let base = server.env();
+    let child = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "2000")]));
+    let mut child = child;
+    let name = field(&child.probe_line(), "name");
+    let admin = PgPool::connect(&server.admin_url()).await.unwrap();
+    let mark = marker(&admin, &name).await.expect("the database is marked");
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
+    )))
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+
+    let start = Instant::now();
+    let (status, text) = child.finish(Duration::from_secs(60));
+    let took = start.elapsed();
+    println!(
+        "the child exited {took:?} after its test began to end:
+{text}"
+    );
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains(
+            "pgfresh: exiting with 1 background job(s) unfinished after 10 s; \
+             a later run sweeps what they leave"
+        ),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(20), "the exit took {took:?}");
+    blocker.rollback().await.unwrap();
+    assert!(
+        exists(&admin, &name).await,
+        "the drop was cut short, yet the database is gone"
+    );
 
     let (port, _) = server.state().unwrap();
     admin.close().await;
