@@ -68,6 +68,17 @@ pub(crate) struct Swept {
 /// `current`.
 pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<Swept> {
     let mut conn = server.admin_conn("sweep").await?;
+    let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
+         FROM pg_database WHERE starts_with(datname::text, $1)",
+    )
+    .bind(PREFIX)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database("listing pgfresh databases", e))?;
+    // The locks only now, after the list: every database on the list was created by a process
+    // that already held its owner lock, so an owner that is alive still holds it here. Read
+    // the other way round, a process that started in between would look dead.
     let locks: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT classid::bigint, objid::bigint FROM pg_locks \
          WHERE locktype = 'advisory' AND objsubid = 2 AND granted",
@@ -77,14 +88,6 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     .map_err(|e| Error::database("reading owner locks", e))?;
     let held = |class: i32, key: i64| locks.contains(&(i64::from(class), key));
     let alive = |owner: i32| held(OWNER_LOCK_CLASS, i64::from(owner));
-    let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
-        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
-         FROM pg_database WHERE starts_with(datname::text, $1)",
-    )
-    .bind(PREFIX)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| Error::database("listing pgfresh databases", e))?;
     let names: HashSet<&str> = databases.iter().map(|(n, ..)| n.as_str()).collect();
     let this_run = run_id(server.owner);
 
