@@ -202,33 +202,18 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
 
 /// Tops the ready clones of `hash` up to `target`.
 ///
-/// Runs on a connection of its own (`conn`, opened on first use and kept for the next refill)
+/// Runs on a connection of its own (`slot`, opened on first use and kept for the next refill)
 /// that asks the server to abort a statement once the client is gone
 /// (`client_connection_check_interval`), so that a process exiting in the middle of a
 /// `CREATE DATABASE` does not leave the server copying a clone nobody waits for.
 pub(crate) async fn refill_ready(
     server: &Server,
-    conn: &mut Option<PgConnection>,
+    slot: &mut Option<PgConnection>,
     template: &str,
     hash: &str,
     target: usize,
 ) -> Result<()> {
-    let result = top_up(server, conn, template, hash, target).await;
-    if result.is_err() {
-        // A statement that failed (or was cut short) may have left the connection unusable.
-        *conn = None;
-    }
-    result
-}
-
-async fn top_up(
-    server: &Server,
-    conn: &mut Option<PgConnection>,
-    template: &str,
-    hash: &str,
-    target: usize,
-) -> Result<()> {
-    let conn = match conn {
+    let conn = match slot {
         Some(conn) => conn,
         None => {
             let mut options: PgConnectOptions = server.options.clone();
@@ -239,26 +224,34 @@ async fn top_up(
                 .connect()
                 .await
                 .map_err(|e| Error::database("connecting to prepare ready databases", e))?;
-            conn.insert(opened)
+            slot.insert(opened)
         }
     };
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_database \
-         WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
-           AND shobj_description(oid, 'pg_database') IS NULL",
-    )
-    .bind(migrations::ready_prefix(hash))
-    .bind(CREATED_CONNECTION_LIMIT)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| Error::database("counting ready databases", e))?;
-    for _ in usize::try_from(count).unwrap_or(target)..target {
-        // One statement: a ready clone's marker is its name and the connection limit the
-        // CREATE gives it, so there is no moment at which it exists unmarked.
-        let name = migrations::ready_db_name(hash, server.owner);
-        execute(conn, &create_sql(server.version, &name, Some(template))).await?;
+    let result = async {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_database \
+             WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
+               AND shobj_description(oid, 'pg_database') IS NULL",
+        )
+        .bind(migrations::ready_prefix(hash))
+        .bind(CREATED_CONNECTION_LIMIT)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database("counting ready databases", e))?;
+        for _ in usize::try_from(count).unwrap_or(target)..target {
+            // One statement: a ready clone's marker is its name and the connection limit the
+            // CREATE gives it, so there is no moment at which it exists unmarked.
+            let name = migrations::ready_db_name(hash, server.owner);
+            execute(conn, &create_sql(server.version, &name, Some(template))).await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    if result.is_err() {
+        // A statement that failed (or was cut short) may have left the connection unusable.
+        *slot = None;
+    }
+    result
 }
 
 /// Drops a test database: marked `trash` first, so that a drop cut short (the process exits)
