@@ -4,13 +4,12 @@
 //! without reading its marker first, so a database that merely has a `pgfresh_` name is never
 //! touched.
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, PgConnection};
+use sqlx::PgConnection;
 
 use crate::error::{Error, Result};
 use crate::marker::{CREATED_CONNECTION_LIMIT, Mark};
 use crate::migrations;
-use crate::server::Server;
+use crate::server::{Server, Urgency};
 
 /// Runs one statement built from names pgfresh generated (hex digits and underscores only).
 pub(crate) async fn execute(conn: &mut PgConnection, sql: &str) -> Result<()> {
@@ -146,7 +145,9 @@ pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> St
 
 /// A test database for this process: a ready clone when there is one, else a new clone.
 pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Result<String> {
-    let mut conn = server.admin_conn("create a test database").await?;
+    let mut conn = server
+        .admin_conn(Urgency::Now, "create a test database")
+        .await?;
     let name = migrations::test_db_name(hash, server.owner);
     let mine = Mark::Test {
         owner: server.owner,
@@ -164,15 +165,18 @@ pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Res
     Ok(name)
 }
 
+/// The ready clones of a template (`$1`: [`migrations::ready_prefix`], `$2`:
+/// [`CREATED_CONNECTION_LIMIT`]) that this role may claim: a rename needs the owner, and roles
+/// that share a server and a migration set each keep their own.
+const READY: &str = "starts_with(datname::text, $1) AND datconnlimit = $2 \
+     AND shobj_description(oid, 'pg_database') IS NULL AND pg_has_role(datdba, 'MEMBER')";
+
 /// Claims a ready clone of `hash` by renaming it to `name`. A rename is atomic: when two
 /// processes race for the same clone, one wins and the other moves on to the next.
 async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<bool> {
-    let candidates: Vec<String> = sqlx::query_scalar(
-        "SELECT datname::text FROM pg_database \
-         WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
-           AND shobj_description(oid, 'pg_database') IS NULL \
-         ORDER BY oid LIMIT 8",
-    )
+    let candidates: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT datname::text FROM pg_database WHERE {READY} ORDER BY oid LIMIT 8"
+    )))
     .bind(migrations::ready_prefix(hash))
     .bind(CREATED_CONNECTION_LIMIT)
     .fetch_all(&mut *conn)
@@ -200,64 +204,42 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
     Ok(false)
 }
 
-/// Tops the ready clones of `hash` up to `target`.
-///
-/// Runs on a connection of its own (`slot`, opened on first use and kept for the next refill)
-/// that asks the server to abort a statement once the client is gone
-/// (`client_connection_check_interval`), so that a process exiting in the middle of a
-/// `CREATE DATABASE` does not leave the server copying a clone nobody waits for.
+/// Tops the ready clones of `hash` up to `target`, on a connection of the administrative pool
+/// that does not have to be a new one.
 pub(crate) async fn refill_ready(
     server: &Server,
-    slot: &mut Option<PgConnection>,
     template: &str,
     hash: &str,
     target: usize,
 ) -> Result<()> {
-    let conn = match slot {
-        Some(conn) => conn,
-        None => {
-            let mut options: PgConnectOptions = server.options.clone();
-            if server.version >= 140_000 {
-                options = options.options([("client_connection_check_interval", "100")]);
-            }
-            let opened = options
-                .connect()
-                .await
-                .map_err(|e| Error::database("connecting to prepare ready databases", e))?;
-            slot.insert(opened)
-        }
-    };
-    let result = async {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_database \
-             WHERE starts_with(datname::text, $1) AND datconnlimit = $2 \
-               AND shobj_description(oid, 'pg_database') IS NULL",
+    let mut conn = server
+        .admin_conn(Urgency::CanWait, "prepare ready databases")
+        .await?;
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_database WHERE {READY}"
+    )))
+    .bind(migrations::ready_prefix(hash))
+    .bind(CREATED_CONNECTION_LIMIT)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| Error::database("counting ready databases", e))?;
+    for _ in usize::try_from(count).unwrap_or(target)..target {
+        // One statement: a ready clone's marker is its name and the connection limit the
+        // CREATE gives it, so there is no moment at which it exists unmarked.
+        let name = migrations::ready_db_name(hash, server.owner);
+        execute(
+            &mut conn,
+            &create_sql(server.version, &name, Some(template)),
         )
-        .bind(migrations::ready_prefix(hash))
-        .bind(CREATED_CONNECTION_LIMIT)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| Error::database("counting ready databases", e))?;
-        for _ in usize::try_from(count).unwrap_or(target)..target {
-            // One statement: a ready clone's marker is its name and the connection limit the
-            // CREATE gives it, so there is no moment at which it exists unmarked.
-            let name = migrations::ready_db_name(hash, server.owner);
-            execute(conn, &create_sql(server.version, &name, Some(template))).await?;
-        }
-        Ok(())
+        .await?;
     }
-    .await;
-    if result.is_err() {
-        // A statement that failed (or was cut short) may have left the connection unusable.
-        *slot = None;
-    }
-    result
+    Ok(())
 }
 
 /// Drops a test database: marked `trash` first, so that a drop cut short (the process exits)
 /// is finished by the next sweep, whoever runs it.
-pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
-    let mut conn = server.admin_conn(&format!("drop {name}")).await?;
+pub(crate) async fn drop_test_db(server: &Server, urgency: Urgency, name: &str) -> Result<()> {
+    let mut conn = server.admin_conn(urgency, &format!("drop {name}")).await?;
     if mark_of(&mut conn, name).await?.is_none() {
         return Ok(());
     }
@@ -268,7 +250,9 @@ pub(crate) async fn drop_test_db(server: &Server, name: &str) -> Result<()> {
 /// Marks a test database as kept by this run of `suite`: it outlives this process, and the next
 /// run of the same suite drops it.
 pub(crate) async fn keep_test_db(server: &Server, name: &str, suite: &str) -> Result<()> {
-    let mut conn = server.admin_conn(&format!("keep {name}")).await?;
+    let mut conn = server
+        .admin_conn(Urgency::Now, &format!("keep {name}"))
+        .await?;
     mark_of(&mut conn, name).await?;
     let kept = Mark::Kept {
         suite: suite.to_owned(),

@@ -2,16 +2,18 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
-use crate::server::{CONNECT_TIMEOUT, address};
+use crate::server::{CONNECT_TIMEOUT, Urgency, address};
 use crate::testdb::{Parts, TestDb};
 use crate::worker;
 
@@ -148,9 +150,27 @@ impl Harness {
         let pool = match pool {
             Ok(pool) => pool,
             Err(e) => {
+                // A pool that timed out says nothing of why; one direct attempt names the
+                // cause in the server's words (say, too many connections for the role).
+                let e = match e {
+                    sqlx::Error::PoolTimedOut => match tokio::time::timeout(
+                        Duration::from_secs(3),
+                        PgConnection::connect_with(&options),
+                    )
+                    .await
+                    {
+                        Ok(Err(cause)) => cause,
+                        Ok(Ok(conn)) => {
+                            let _ = conn.close().await;
+                            e
+                        }
+                        Err(_) => e,
+                    },
+                    e => e,
+                };
                 let dropped = name.clone();
                 let _ = worker::call(move |state| async move {
-                    admin::drop_test_db(&*state.server().await?, &dropped).await
+                    admin::drop_test_db(&*state.server().await?, Urgency::Now, &dropped).await
                 })
                 .await;
                 return Err(Error::connect(

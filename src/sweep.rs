@@ -29,7 +29,7 @@ use crate::admin::drop_database;
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now, run_id};
 use crate::migrations::{PREFIX, owner_in_name};
-use crate::server::Server;
+use crate::server::{Server, Urgency};
 use crate::template::{BUILD_LOCK_CLASS, build_lock_key};
 
 /// Class of the owner locks: the ASCII bytes of "pgfo".
@@ -67,7 +67,7 @@ pub(crate) struct Swept {
 /// Applies the sweep rules (see the module docs) for `suite`, whose current template is
 /// `current`.
 pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<Swept> {
-    let mut conn = server.admin_conn("sweep").await?;
+    let mut conn = server.admin_conn(Urgency::CanWait, "sweep").await?;
     let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
         "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
          FROM pg_database WHERE starts_with(datname::text, $1)",

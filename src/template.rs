@@ -6,15 +6,15 @@
 //! migration succeeded, so a build that died half-way (marker `building`) is dropped and
 //! rebuilt.
 
-use sqlx::PgConnection;
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::PgConnection;
 
 use crate::admin::{self, execute, set_mark};
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
 use crate::migrations::{self, MigrationSet};
-use crate::server::Server;
+use crate::server::{Server, Urgency};
 use crate::sqlerror;
 
 /// Class of the advisory locks that serialise template builds across processes: the ASCII
@@ -45,7 +45,7 @@ pub(crate) async fn ensure(
     let name = migrations::template_name(&hash);
     // The lock function takes a signed int4: the same 32 bits.
     let lock_key = i32::from_ne_bytes(build_lock_key(&hash).to_ne_bytes());
-    let mut conn = server.admin_conn("build a template").await?;
+    let mut conn = server.admin_conn(Urgency::Now, "build a template").await?;
     // The common case, a template built by an earlier run and recently used, needs no lock.
     if let Some((true, Some(Mark::Template { used, .. }))) =
         admin::mark_of(&mut conn, &name).await?
@@ -67,7 +67,7 @@ pub(crate) async fn ensure(
         .await;
     if unlocked.is_err() {
         // The session lock dies with the connection; make sure the pool does not reuse it.
-        conn.detach();
+        conn.discard();
     }
     built.map(|()| name)
 }

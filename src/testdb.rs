@@ -11,6 +11,7 @@ use crate::admin;
 use crate::config::{KeepPolicy, Source, redact_url};
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
+use crate::server::Urgency;
 use crate::worker;
 
 /// How long marking a database kept may take before the test goes on without it.
@@ -170,7 +171,7 @@ impl TestDb {
         let name = std::mem::take(&mut self.name);
         worker::call(move |state| async move {
             let server = state.server().await?;
-            admin::drop_test_db(&server, &name).await
+            admin::drop_test_db(&server, Urgency::Now, &name).await
         })
         .await
     }
@@ -206,7 +207,7 @@ impl TestDb {
         let name = self.name.clone();
         worker::submit_before_exit(move |state| async move {
             let dropped = match state.server().await {
-                Ok(server) => admin::drop_test_db(&server, &name).await,
+                Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, &name).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = dropped {

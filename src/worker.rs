@@ -37,8 +37,6 @@ struct Template {
     name: OnceCell<Result<String>>,
     /// A refill of the ready clones is under way.
     refilling: AtomicBool,
-    /// The refill's connection, kept from one refill to the next.
-    refill_conn: tokio::sync::Mutex<Option<sqlx::PgConnection>>,
     /// This process swept the leftovers of the template's suite (once is enough).
     swept: AtomicBool,
 }
@@ -81,7 +79,8 @@ impl State {
             let (server, suite, current) = (server.clone(), set.suite.clone(), template.clone());
             let unfinished = Unfinished::start();
             tokio::spawn(async move {
-                if let Err(e) = sweep::sweep(&server, &suite, &current).await {
+                let r = sweep::sweep(&server, &suite, &current).await;
+                if let Err(e) = r {
                     tracing::warn!("sweeping left-behind databases failed: {e}");
                 }
                 drop(unfinished);
@@ -92,8 +91,7 @@ impl State {
         if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
             let server = server.clone();
             tokio::spawn(async move {
-                let mut conn = entry.refill_conn.lock().await;
-                let refilled = admin::refill_ready(&server, &mut conn, &template, &hash, target);
+                let refilled = admin::refill_ready(&server, &template, &hash, target);
                 if let Err(e) = refilled.await {
                     tracing::debug!("refilling ready databases failed: {e}");
                 }

@@ -243,6 +243,31 @@ async fn exhausted_connections_name_the_cause_and_the_remedy() {
     assert!(!text.contains("role-pw-88"), "{text}");
 }
 
+/// A second role on the same server, with the same migrations, is not refused the ready clones
+/// the first role made ("must be owner of database"): it makes and claims its own.
+#[tokio::test]
+async fn another_role_on_the_same_server_gets_its_own_ready_databases() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let role = unique("pgfresh_second");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-77' CREATEDB"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("role-pw-77")).unwrap();
+    let env = [("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
+    // Twice: the second run finds the first one's ready clones.
+    let outs = [rerun("probe", &env), rerun("probe", &env)];
+    drop_role(&admin, &role).await;
+    for out in outs {
+        assert!(out.status.success(), "{}", output(&out));
+    }
+}
+
 /// Drops `role` and any database it came to own.
 async fn drop_role(admin: &sqlx::PgPool, role: &str) {
     let owned: Vec<String> = sqlx::query_scalar(
@@ -254,12 +279,17 @@ async fn drop_role(admin: &sqlx::PgPool, role: &str) {
     .await
     .unwrap();
     for name in owned {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false; DROP DATABASE "{name}" WITH (FORCE)"#
-        )))
-        .execute(admin)
-        .await
-        .unwrap();
+        // Two statements, two calls: several in one string run as one transaction, which
+        // DROP DATABASE refuses.
+        for sql in [
+            format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#),
+            format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(admin)
+                .await
+                .unwrap();
+        }
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
         .execute(admin)

@@ -188,13 +188,33 @@ async fn sweep_never_drops_a_live_processs_database() {
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
     let live_mark = marker(&admin, &live_name).await;
     dead.kill();
+    // The server notices the death when the session holding its owner lock ends, which can
+    // take as long as the statement that session was running (a background CREATE DATABASE,
+    // cut short within 100 ms by client_connection_check_interval).
+    let dead_owner: i64 = marker(&admin, &dead_name)
+        .await
+        .and_then(|m| m.rsplit('=').next()?.parse().ok())
+        .expect("the killed process's database carries its owner");
+    let mut lock_gone = false;
+    for _ in 0..100 {
+        if !owner_lock_held(&admin, dead_owner).await {
+            lock_gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        lock_gone,
+        "the killed process's owner lock outlived it by 5 s"
+    );
 
     let sweeper = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
-    assert!(
-        common::dropped_within(&admin, &dead_name, Duration::from_secs(10)).await,
-        "no sweep dropped the killed process's {dead_name}"
-    );
+    let dropped = common::dropped_within(&admin, &dead_name, Duration::from_secs(10)).await;
     let (status, text) = sweeper.finish(Duration::from_secs(60));
+    assert!(
+        dropped,
+        "no sweep dropped the killed process's {dead_name}:\n{text}"
+    );
     assert!(status.success(), "{text}");
     assert!(
         exists(&admin, &live_name).await,

@@ -5,6 +5,7 @@
 //! [`start`] picks the source (`PGFRESH_SERVER`), starts it, and checks that the role may
 //! create databases.
 
+mod admin_pool;
 #[cfg(feature = "docker")]
 mod docker;
 #[cfg(any(feature = "docker", feature = "local"))]
@@ -19,23 +20,14 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::config::{Choice, Config, Source};
 use crate::error::{Error, Result};
 
-/// pgfresh's own connections per process: this pool, plus the owner lock's connection and one
-/// while refilling ready databases.
-const ADMIN_POOL_SIZE: u32 = 3;
-
-/// How long a task waits for a connection of the administrative pool (each task holds one for
-/// milliseconds, a template build for its migrations).
-const ADMIN_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the direct attempt that diagnoses a failed acquire may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+use admin_pool::AdminPool;
+pub(crate) use admin_pool::{AdminConn, Urgency};
 
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,19 +88,18 @@ pub(crate) struct Started {
     pub connection: Option<PgConnection>,
 }
 
-/// A running server and the administrative pool pgfresh uses on it.
+/// A running server and pgfresh's own connections to it.
 pub(crate) struct Server {
     pub source: Source,
     pub options: PgConnectOptions,
     pub url: ::url::Url,
     pub password_from_user: bool,
-    pub admin: PgPool,
+    admin: AdminPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
-    /// The key of this process's owner lock (see [`crate::sweep`]).
+    /// The key of this process's owner lock (see [`crate::sweep`]), held by the first
+    /// connection of the administrative pool.
     pub owner: i32,
-    /// The connection holding the owner lock, open for the life of the process.
-    _owner_lock: std::sync::Mutex<sqlx::PgConnection>,
     _keepalive: Box<dyn Any + Send + Sync>,
 }
 
@@ -123,37 +114,9 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A connection of the administrative pool. When none comes in time, one direct attempt
-    /// tells a server that is gone (stopped, killed) from a pool that is merely busy, so the
-    /// error names the real cause.
-    pub async fn admin_conn(&self, why: &str) -> Result<PoolConnection<Postgres>> {
-        let e = match self.admin.acquire().await {
-            Ok(conn) => return Ok(conn),
-            Err(e) => e,
-        };
-        if !matches!(e, sqlx::Error::PoolTimedOut) {
-            return Err(Error::database(format!("connecting to {why}"), e));
-        }
-        match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&self.options)).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                Err(Error::Timeout {
-                    what: format!("waiting for a free administrative connection to {why}"),
-                    seconds: ADMIN_ACQUIRE_TIMEOUT.as_secs(),
-                    remedy: "The server is up but slow or busy; run fewer tests at once".into(),
-                })
-            }
-            Ok(Err(e)) => Err(Error::connect(
-                address(&self.options),
-                "it was not stopped or killed during the run",
-                e,
-            )),
-            Err(_) => Err(Error::Timeout {
-                what: format!("connecting to PostgreSQL at {}", address(&self.options)),
-                seconds: PROBE_TIMEOUT.as_secs(),
-                remedy: "Check that the server is running and reachable".into(),
-            }),
-        }
+    /// A connection of the administrative pool, to do `why` (for error messages).
+    pub async fn admin_conn(&self, urgency: Urgency, why: &str) -> Result<AdminConn<'_>> {
+        self.admin.acquire(urgency, why).await
     }
 }
 
@@ -280,16 +243,22 @@ async fn connect(started: Started) -> Result<Server> {
             role: options.get_username().to_owned(),
         });
     }
-    let admin = PgPoolOptions::new()
-        .max_connections(ADMIN_POOL_SIZE)
-        .min_connections(0)
-        .acquire_timeout(ADMIN_ACQUIRE_TIMEOUT)
-        .idle_timeout(Duration::from_secs(30))
-        .connect_lazy_with(options.clone());
-    // The first connection stays open for the life of the process, holding the owner lock: a
-    // process opens one connection fewer before its first database.
+    // The first connection holds the owner lock for the life of the process and is the
+    // first of the administrative pool: most processes (one per test under nextest) need no
+    // other.
     let owner = crate::sweep::take_owner_lock(&mut first).await?;
-    let owner_lock = first;
+    let mut pool_options = options.clone();
+    if version >= 140_000 {
+        // A statement whose client is gone (the process exited or was killed in the middle of
+        // a `CREATE DATABASE`) is cancelled within 100 ms instead of running to its end for
+        // nobody, and the owner lock goes with it: other processes see the death sooner.
+        pool_options = pool_options.options([("client_connection_check_interval", "100")]);
+        sqlx::raw_sql("SET client_connection_check_interval = 100")
+            .execute(&mut first)
+            .await
+            .map_err(|e| Error::database("setting client_connection_check_interval", e))?;
+    }
+    let admin = AdminPool::new(pool_options, first);
     tracing::info!(source = %started.source, address = %address(&options), version, owner, "server ready");
     Ok(Server {
         source: started.source,
@@ -299,7 +268,6 @@ async fn connect(started: Started) -> Result<Server> {
         admin,
         version: u32::try_from(version).unwrap_or_default(),
         owner,
-        _owner_lock: std::sync::Mutex::new(owner_lock),
         _keepalive: started.keepalive,
     })
 }
