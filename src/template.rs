@@ -8,7 +8,7 @@
 
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::admin::{self, execute, set_mark};
 use crate::error::{Error, Result};
@@ -132,7 +132,27 @@ async fn migrate(server: &Server, set: &MigrationSet, upto: Option<i64>, name: &
         None => set.migrator.run(&db).await,
     };
     db.close().await;
-    result.map_err(|e| migration_error(set, name, e))
+    result.map_err(|e| migration_error(set, name, e))?;
+    write_relcache_init_file(server, name).await
+}
+
+/// Connects to the finished template once more, so that it carries a relation cache init file
+/// (`pg_internal.init`) for its clones.
+///
+/// A backend's first connection to a database without that file reads the system catalogs to
+/// build its relation cache and writes the file for the next one; an `ANALYZE` or `VACUUM`
+/// of the catalogs removes it (a migration's, or autovacuum's while the template is built:
+/// the benchmark's 50-migration templates had none). `CREATE DATABASE … STRATEGY FILE_COPY`
+/// copies the template's directory, file included, so with it every clone's first connection
+/// (a test's first query) starts from the cache instead: ~2 ms less server CPU per test
+/// (7.9 → 5.9 ms per first connection, PostgreSQL 15, 80 clones).
+async fn write_relcache_init_file(server: &Server, name: &str) -> Result<()> {
+    let conn = PgConnection::connect_with(&server.options.clone().database(name))
+        .await
+        .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
+    conn.close()
+        .await
+        .map_err(|e| Error::database(format!("disconnecting from template {name}"), e))
 }
 
 fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error {

@@ -212,3 +212,59 @@ async fn databases_carry_the_pgfresh_marker() {
     let mark = templates[0].1.as_deref().unwrap();
     assert!(mark.starts_with("pgfresh:template suite="), "{mark}");
 }
+
+/// A freshly built template carries the relation cache init file (`pg_internal.init`) its
+/// clones copy, so a test's first connection does not rebuild the cache from the catalogs.
+/// `FILE_COPY` clones (PostgreSQL 15+) copy it; older servers clone otherwise, and only the
+/// template is checked there.
+#[tokio::test]
+async fn templates_carry_the_relation_cache_init_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(
+        dir.path().join("1_init.sql"),
+        // ANALYZE (here, or autovacuum's while the template is built) removes the file.
+        format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY); COMMENT ON TABLE t IS '{unique}'; ANALYZE;"
+        ),
+    )
+    .unwrap();
+    let db = pgfresh::Harness::from_dir(dir.path())
+        .test_db()
+        .await
+        .unwrap();
+    let admin = common::admin(&db).await;
+    let hash8 = &db.name()["pgfresh_".len().."pgfresh_".len() + 8];
+    // The init file's size in the first database named like `pattern`, `None` without one.
+    let init_file = async |pattern: String| -> Option<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size \
+             FROM pg_database WHERE datname LIKE $1 ORDER BY oid LIMIT 1",
+        )
+        .bind(pattern)
+        .fetch_optional(&admin)
+        .await
+        .unwrap()
+    };
+    let template = init_file(format!("pgfresh_t_{hash8}%")).await.flatten();
+    assert!(template.is_some_and(|s| s > 0), "{template:?}");
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    if version >= 150_000 {
+        // A ready clone (made in the background after the hand-out) is an untouched copy.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ready = loop {
+            match init_file(format!("pgfresh_r_{hash8}%")).await {
+                Some(size) => break size,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                None => panic!("no ready clone appeared within 20 s"),
+            }
+        };
+        assert!(ready.is_some_and(|s| s > 0), "{ready:?}");
+    }
+    db.close().await.unwrap();
+}
