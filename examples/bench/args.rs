@@ -16,6 +16,9 @@ usage: cargo run --release --example bench -- [flags]
                                                          [10,50,100,200; --quick: 5,20]
   --scale-tests N    tests per scaling suite (cargo test) [40; --quick: 10]
   --runner R         test, nextest or both               [both]
+  --work MS          the warm-set suite: pgfresh's main suite again, each test body
+                     also spending MS ms (so the ready clones can keep up), under
+                     cargo test, for the warm hand-out latency; 0 skips it [20]
   --quick            small numbers for a smoke run; explicit flags still win
   --pgfresh DIR      the pgfresh checkout to measure     [this crate]
                      (copied to a snapshot first, so edits during the run do not leak in)
@@ -31,6 +34,7 @@ pub struct Args {
     scale: Option<String>,
     scale_tests: Option<usize>,
     runner: Option<String>,
+    work: Option<usize>,
     quick: bool,
     pgfresh: Option<PathBuf>,
 }
@@ -78,6 +82,7 @@ impl Args {
             "--scale-tests" => self.scale_tests = Some(number()?),
             "--scale" => self.scale = Some(value),
             "--runner" => self.runner = Some(value),
+            "--work" => self.work = Some(number()?),
             "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}; see --help")),
         }
@@ -113,6 +118,8 @@ pub struct Settings {
     pub scale: Vec<usize>,
     pub scale_tests: usize,
     pub runners: Vec<Runner>,
+    /// Milliseconds each test of the warm-set suite spends in its body; 0: no such suite.
+    pub work: usize,
     pub pgfresh: PathBuf,
 }
 
@@ -141,6 +148,7 @@ impl Args {
                     return Err(format!("--runner {other}: expected test, nextest or both"));
                 }
             },
+            work: pick(self.work, 20, 20),
             pgfresh: self
                 .pgfresh
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
@@ -179,8 +187,8 @@ impl Settings {
             _ => "both",
         };
         format!(
-            "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner}",
-            self.tests, self.migrations, self.rounds, self.scale_tests
+            "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {}",
+            self.tests, self.migrations, self.rounds, self.scale_tests, self.work
         )
     }
 }

@@ -35,13 +35,19 @@ pub struct Crate {
     pub suite: Suite,
     pub migrations: usize,
     pub tests: usize,
+    /// Milliseconds each test spends in its body after the round trip (`--work`), else 0.
+    pub work: usize,
 }
 
 impl Crate {
-    /// The package name, e.g. `pgfresh_m0050_t0100`.
+    /// The package name, e.g. `pgfresh_m0050_t0100`, or `pgfresh_m0050_t0100_w020` with work.
     pub fn package(&self) -> String {
+        let work = match self.work {
+            0 => String::new(),
+            ms => format!("_w{ms:03}"),
+        };
         format!(
-            "{}_m{:04}_t{:04}",
+            "{}_m{:04}_t{:04}{work}",
             self.suite.label(),
             self.migrations,
             self.tests
@@ -195,7 +201,15 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
         let table = format!("bench_{:04}", i % krate.migrations + 1);
         let insert = format!("INSERT INTO {table} (name, amount) VALUES ($1, $2) RETURNING id");
         let select = format!("SELECT name, amount FROM {table} WHERE id = $1");
-        let call = format!("roundtrip({{pool}}, {insert:?}, {select:?}, {i}).await;");
+        let mut call = format!("roundtrip({{pool}}, {insert:?}, {select:?}, {i}).await;");
+        if krate.work > 0 {
+            // Blocking on purpose: the test's thread is busy, as with real work.
+            let _ = write!(
+                call,
+                "\n    std::thread::sleep(std::time::Duration::from_millis({}));",
+                krate.work
+            );
+        }
         let _ = match krate.suite {
             Suite::Pgfresh => writeln!(
                 src,

@@ -124,6 +124,17 @@ fn main_crates(s: &Settings) -> [Crate; 2] {
         suite,
         migrations: s.migrations,
         tests: s.tests,
+        work: 0,
+    })
+}
+
+/// pgfresh's main suite with `--work` ms in every test body, when asked for.
+fn work_crate(s: &Settings) -> Option<Crate> {
+    (s.work > 0).then_some(Crate {
+        suite: Suite::Pgfresh,
+        migrations: s.migrations,
+        tests: s.tests,
+        work: s.work,
     })
 }
 
@@ -137,6 +148,7 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
                 suite,
                 migrations,
                 tests: s.scale_tests,
+                work: 0,
             })
         })
         .filter(|c| !main.contains(c))
@@ -145,6 +157,7 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
 
 fn all_crates(s: &Settings) -> Vec<Crate> {
     let mut all = main_crates(s).to_vec();
+    all.extend(work_crate(s));
     all.extend(scale_crates(s));
     all
 }
@@ -210,19 +223,25 @@ impl<'a> Bench<'a> {
                 self.record(krate, runner, 0)?;
             }
         }
-        for krate in scale_crates(self.settings) {
+        for krate in work_crate(self.settings)
+            .into_iter()
+            .chain(scale_crates(self.settings))
+        {
             self.record(krate, Runner::Test, 0)?;
         }
         Ok(())
     }
 
-    /// Per round and runner: pgfresh, then sqlx.
+    /// Per round and runner: pgfresh, then sqlx; then the warm-set suite under `cargo test`.
     fn timed_rounds(&mut self) -> Result<(), String> {
         for round in 1..=self.settings.rounds {
             for runner in self.settings.runners.clone() {
                 for krate in main_crates(self.settings) {
                     self.record(krate, runner, round)?;
                 }
+            }
+            if let Some(krate) = work_crate(self.settings) {
+                self.record(krate, Runner::Test, round)?;
             }
         }
         Ok(())
@@ -237,6 +256,7 @@ impl<'a> Bench<'a> {
                         suite,
                         migrations,
                         tests: self.settings.scale_tests,
+                        work: 0,
                     };
                     self.record(krate, Runner::Test, round)?;
                 }

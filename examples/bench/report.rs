@@ -226,6 +226,27 @@ fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
     table.print();
 }
 
+/// The warm-set suite: its wall time and hand-out latency.
+fn print_work(samples: &[Sample], krate: &Crate) {
+    let walls = walls(samples, krate, Runner::Test);
+    let mut table = Table::new(&["what", "n", "p50", "p99", "max", "suite wall (median)"]);
+    for (kind, what) in [
+        (Kind::Cold, "hand-out, cold (process's first)"),
+        (Kind::Warm, "hand-out, warm (the rest)"),
+    ] {
+        let took = timings(samples, krate, Runner::Test, kind);
+        table.row(vec![
+            what.to_owned(),
+            took.len().to_string(),
+            opt(percentile(&took, 50), millis),
+            opt(percentile(&took, 99), millis),
+            opt(took.iter().max().copied(), millis),
+            opt(median(&walls), secs),
+        ]);
+    }
+    table.print();
+}
+
 /// Per-test cost (median suite wall / tests) against the migration count.
 fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
     let cost = |stat: Stat, suite: Suite, migrations: usize| {
@@ -233,6 +254,7 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
             suite,
             migrations,
             tests,
+            work: 0,
         };
         stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
     };
@@ -250,6 +272,7 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
             suite: Suite::Pgfresh,
             migrations: m,
             tests,
+            work: 0,
         };
         let warm = timings(samples, &krate, Runner::Test, Kind::Warm);
         table.row(vec![
@@ -290,6 +313,14 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
     );
     print_handouts(samples, &main[0], &s.runners);
     print_first_handout(samples, &main[0]);
+    if let Some(krate) = crate::work_crate(s) {
+        println!(
+            "\nwarm ready set: pgfresh's suite again, each test also spending {} ms in its body (cargo test);\n  \
+             the trivial suite above uses databases faster than this machine can clone them",
+            krate.work
+        );
+        print_work(samples, &krate);
+    }
     if !s.scale.is_empty() {
         println!(
             "\nscaling: {} tests under cargo test; per test = suite wall / tests, median (min) over the rounds",
