@@ -63,6 +63,16 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
     let Some((is_template, _)) = mark_of(conn, name).await? else {
         return Ok(());
     };
+    drop_marked(version, conn, name, is_template).await
+}
+
+/// Drops `name`, whose marker the caller has read.
+async fn drop_marked(
+    version: u32,
+    conn: &mut PgConnection,
+    name: &str,
+    is_template: bool,
+) -> Result<()> {
     if is_template {
         execute(
             conn,
@@ -91,31 +101,26 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
 async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
     let err = |e| Error::database(format!("disconnecting from {name}"), e);
     let started = std::time::Instant::now();
-    let mut ended = false;
-    loop {
-        let left: i64 = sqlx::query_scalar(
+    // One statement ends them and says how many there were: none, most of the time.
+    let mut left: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(err)?;
+    while left > 0 && started.elapsed() < DISCONNECT_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        left = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
         )
         .bind(name)
         .fetch_one(&mut *conn)
         .await
         .map_err(err)?;
-        if left == 0 || started.elapsed() > DISCONNECT_WAIT {
-            return Ok(());
-        }
-        if !ended {
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-            )
-            .bind(name)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-            ended = true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+    Ok(())
 }
 
 /// How long [`disconnect`] waits for the sessions it ended.
@@ -240,11 +245,11 @@ pub(crate) async fn refill_ready(
 /// is finished by the next sweep, whoever runs it.
 pub(crate) async fn drop_test_db(server: &Server, urgency: Urgency, name: &str) -> Result<()> {
     let mut conn = server.admin_conn(urgency, &format!("drop {name}")).await?;
-    if mark_of(&mut conn, name).await?.is_none() {
+    let Some((is_template, _)) = mark_of(&mut conn, name).await? else {
         return Ok(());
-    }
+    };
     set_mark(&mut conn, name, &Mark::Trash).await?;
-    drop_database(server.version, &mut conn, name).await
+    drop_marked(server.version, &mut conn, name, is_template).await
 }
 
 /// Marks a test database as kept by this run of `suite`: it outlives this process, and the next
