@@ -50,6 +50,8 @@ pub(crate) enum Urgency {
 /// The pool. See the module docs.
 pub(crate) struct AdminPool {
     options: PgConnectOptions,
+    /// The server's `server_version_num`.
+    version: u32,
     state: Mutex<State>,
     released: Notify,
 }
@@ -69,11 +71,12 @@ pub(crate) struct AdminConn<'a> {
 }
 
 impl AdminPool {
-    /// A pool that opens connections with `options` and starts with `first` (the connection
-    /// holding the owner lock).
-    pub(crate) fn new(options: PgConnectOptions, first: PgConnection) -> Self {
+    /// A pool that opens connections with `options` to a server of `version` and starts with
+    /// `first` (the connection holding the owner lock, already [`prepare`]d).
+    pub(crate) fn new(options: PgConnectOptions, version: u32, first: PgConnection) -> Self {
         Self {
             options,
+            version,
             state: Mutex::new(State {
                 idle: vec![(first, Instant::now())],
                 open: 1,
@@ -117,13 +120,15 @@ impl AdminPool {
             if may_open {
                 // Gives the slot back if connecting fails or the caller stops waiting.
                 let mut opening = Opening(Some(self));
-                let conn = connect_direct(&self.options, HINT).await?;
+                let mut conn = connect_direct(&self.options, HINT).await?;
+                prepare(&mut conn, self.version).await?;
                 opening.0 = None;
                 return Ok(self.guard(conn));
             }
-            let left = ACQUIRE_TIMEOUT.saturating_sub(started.elapsed());
-            let wait = if urgency == Urgency::CanWait && started.elapsed() < PATIENCE {
-                PATIENCE - started.elapsed()
+            let elapsed = started.elapsed();
+            let left = ACQUIRE_TIMEOUT.saturating_sub(elapsed);
+            let wait = if urgency == Urgency::CanWait && elapsed < PATIENCE {
+                PATIENCE - elapsed
             } else {
                 left
             };
@@ -154,6 +159,23 @@ impl AdminPool {
         drop(state);
         self.released.notify_one();
     }
+}
+
+/// Session settings of every administrative connection, `version` being the server's.
+///
+/// On PostgreSQL 14+ a statement whose client is gone (the process exited or was killed in the
+/// middle of a `CREATE DATABASE`) is cancelled within 100 ms instead of running to its end for
+/// nobody, and the owner lock goes with its session: other processes see the death sooner. Set
+/// with `SET` rather than a startup option, which connection poolers refuse.
+pub(crate) async fn prepare(conn: &mut PgConnection, version: u32) -> Result<()> {
+    if version < 140_000 {
+        return Ok(());
+    }
+    sqlx::raw_sql("SET client_connection_check_interval = 100")
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(|e| Error::database("setting client_connection_check_interval", e))
 }
 
 /// A slot taken for a connection being opened.

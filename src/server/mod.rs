@@ -247,18 +247,9 @@ async fn connect(started: Started) -> Result<Server> {
     // first of the administrative pool: most processes (one per test under nextest) need no
     // other.
     let owner = crate::sweep::take_owner_lock(&mut first).await?;
-    let mut pool_options = options.clone();
-    if version >= 140_000 {
-        // A statement whose client is gone (the process exited or was killed in the middle of
-        // a `CREATE DATABASE`) is cancelled within 100 ms instead of running to its end for
-        // nobody, and the owner lock goes with it: other processes see the death sooner.
-        pool_options = pool_options.options([("client_connection_check_interval", "100")]);
-        sqlx::raw_sql("SET client_connection_check_interval = 100")
-            .execute(&mut first)
-            .await
-            .map_err(|e| Error::database("setting client_connection_check_interval", e))?;
-    }
-    let admin = AdminPool::new(pool_options, first);
+    let version = u32::try_from(version).unwrap_or_default();
+    admin_pool::prepare(&mut first, version).await?;
+    let admin = AdminPool::new(options.clone(), version, first);
     tracing::info!(source = %started.source, address = %address(&options), version, owner, "server ready");
     Ok(Server {
         source: started.source,
@@ -266,7 +257,7 @@ async fn connect(started: Started) -> Result<Server> {
         url: started.url,
         password_from_user: started.password_from_user,
         admin,
-        version: u32::try_from(version).unwrap_or_default(),
+        version,
         owner,
         _keepalive: started.keepalive,
     })
