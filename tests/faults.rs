@@ -168,6 +168,58 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
 }
 
+/// Every administrative connection of a process stuck (four drops waiting for marker rows
+/// another session holds locked) makes its next request for a database fail after 5 s, saying
+/// what it waited for and what to do, instead of hanging; once the locks go, the drops finish
+/// and the process exits normally.
+#[tokio::test]
+async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 5);
+    let base = server.env();
+    let mut child = Running::spawn(
+        "probe",
+        &env_with(&base, &[("PGFRESH_TEST_BUSY", "4"), ("PGFRESH_READY", "0")]),
+    );
+    let names = field(&child.line("BUSY ", Duration::from_secs(60)), "names");
+    let admin = PgPool::connect(&server.admin_url()).await.unwrap();
+    let mut blocker = admin.begin().await.unwrap();
+    for name in names.split(',') {
+        let mark = marker(&admin, name).await.expect("the database is marked");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
+        )))
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    let line = child.line("BUSY", Duration::from_secs(30));
+    let took = started.elapsed();
+    blocker.rollback().await.unwrap();
+    let (status, text) = child.finish(Duration::from_secs(60));
+    assert!(status.success(), "{text}");
+    assert!(line.starts_with("BUSYERR"), "{line}\n{text}");
+    assert!(
+        line.contains("waiting for a free administrative connection to create a test database"),
+        "{line}"
+    );
+    assert!(line.contains("run fewer tests at once"), "{line}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the request took {took:?} to fail"
+    );
+    for name in names.split(',') {
+        assert!(!exists(&admin, name).await, "{name} was not dropped");
+    }
+
+    let (port, _) = server.state().unwrap();
+    admin.close().await;
+    assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
+}
+
 /// A sweep never drops the database of a process that is alive, even one sitting idle in the
 /// middle of its test, while it does drop the database of a process killed next to it (which
 /// proves that the sweep ran).

@@ -19,6 +19,7 @@ const VARS: &[&str] = &[
     "PGFRESH_TEST_MIGRATIONS",
     "PGFRESH_TEST_SLEEP",
     "PGFRESH_TEST_AGAIN",
+    "PGFRESH_TEST_BUSY",
 ];
 
 /// Runs the test `name` of this binary in a child process with `env` as pgfresh's environment.
@@ -64,7 +65,10 @@ pub fn probe_field(out: &Output, key: &str) -> String {
 ///
 /// `PGFRESH_TEST_SLEEP=<ms>` makes it hold its database that long after reporting it (for a
 /// parent to kill it, or the server, meanwhile), and `PGFRESH_TEST_AGAIN` makes it then ask for
-/// a second database, reported on a `PROBE2` line.
+/// a second database, reported on a `PROBE2` line. `PGFRESH_TEST_BUSY=<n>` makes it then take
+/// `n` more, report them on a `BUSY` line, give the parent 2 s (to lock their markers), drop
+/// them, and after 1 s more ask for one more database, reporting the outcome on a `BUSYERR` or
+/// `BUSYOK` line.
 pub async fn probe() {
     let db = probe_db().await;
     let one: i32 = sqlx::query_scalar("SELECT 1")
@@ -90,8 +94,33 @@ pub async fn probe() {
         let again = probe_db().await;
         println!("PROBE2 name={}", again.name());
     }
+    if let Some(n) = std::env::var("PGFRESH_TEST_BUSY")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        busy(n).await;
+    }
     if std::env::var_os("PGFRESH_TEST_PANIC").is_some() {
         panic!("the probe fails on purpose");
+    }
+}
+
+/// See `PGFRESH_TEST_BUSY` at [`probe`].
+async fn busy(n: usize) {
+    use std::time::Duration;
+    let harness = pgfresh::Harness::new(&pgfresh::MIGRATOR);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(harness.test_db().await.unwrap());
+    }
+    let names: Vec<&str> = held.iter().map(TestDb::name).collect();
+    println!("BUSY names={}", names.join(","));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match harness.test_db().await {
+        Ok(db) => println!("BUSYOK name={}", db.name()),
+        Err(e) => println!("BUSYERR {e}"),
     }
 }
 
