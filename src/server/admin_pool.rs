@@ -1,9 +1,9 @@
 //! pgfresh's own connections to a server: a small pool whose first connection holds the
 //! process's owner lock.
 //!
-//! Every connection costs the server a backend start and the client a password exchange: ~6 ms
-//! of server CPU per connection with SCRAM on the benchmark's 2-core machine, where the server
-//! is the bottleneck. Under `cargo nextest run` every test is a process, so the connections a
+//! Every connection costs the server a backend start and the client a password exchange: 5.4 ms
+//! of server CPU per connection with SCRAM (3.7 ms with `trust`) on the benchmark's 2-core
+//! machine, where the server is the bottleneck. Under `cargo nextest run` every test is a process, so the connections a
 //! process opens are paid per test. sqlx's `PgPool` opened three where one was enough: it gives
 //! a connection back from a task it spawns, after a ping, and an `acquire` made in between opens
 //! a new connection. Here a connection goes back to the pool when its guard drops, at once, and
@@ -22,7 +22,7 @@ use super::{address, connect_direct};
 use crate::error::{Error, Result};
 
 /// At most this many connections per process, the owner lock's included.
-pub(crate) const ADMIN_POOL_SIZE: usize = 4;
+const ADMIN_POOL_SIZE: usize = 4;
 
 /// How long a task waits for a connection when all of them are busy.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
