@@ -179,9 +179,15 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
     }
     let mut server = OwnServer::new("local", 5);
     let base = server.env();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let spec = format!("4:{}", go.display());
     let mut child = Running::spawn(
         "probe",
-        &env_with(&base, &[("PGFRESH_TEST_BUSY", "4"), ("PGFRESH_READY", "0")]),
+        &env_with(
+            &base,
+            &[("PGFRESH_TEST_BUSY", &spec), ("PGFRESH_READY", "0")],
+        ),
     );
     let names = field(&child.line("BUSY ", Duration::from_secs(60)), "names");
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
@@ -195,6 +201,7 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
         .await
         .unwrap();
     }
+    std::fs::write(&go, "").unwrap();
     let started = Instant::now();
     let line = child.line("BUSY", Duration::from_secs(30));
     let took = started.elapsed();

@@ -65,10 +65,10 @@ pub fn probe_field(out: &Output, key: &str) -> String {
 ///
 /// `PGFRESH_TEST_SLEEP=<ms>` makes it hold its database that long after reporting it (for a
 /// parent to kill it, or the server, meanwhile), and `PGFRESH_TEST_AGAIN` makes it then ask for
-/// a second database, reported on a `PROBE2` line. `PGFRESH_TEST_BUSY=<n>` makes it then take
-/// `n` more, report them on a `BUSY` line, give the parent 2 s (to lock their markers), drop
-/// them, and after 1 s more ask for one more database, reporting the outcome on a `BUSYERR` or
-/// `BUSYOK` line.
+/// a second database, reported on a `PROBE2` line. `PGFRESH_TEST_BUSY=<n>:<file>` makes it then
+/// take `n` more, report them on a `BUSY` line, wait (at most 60 s) until the parent creates
+/// `<file>` (once it has locked their markers), drop them, and after 1 s more ask for one more
+/// database, reporting the outcome on a `BUSYERR` or `BUSYOK` line.
 pub async fn probe() {
     let db = probe_db().await;
     let one: i32 = sqlx::query_scalar("SELECT 1")
@@ -94,11 +94,11 @@ pub async fn probe() {
         let again = probe_db().await;
         println!("PROBE2 name={}", again.name());
     }
-    if let Some(n) = std::env::var("PGFRESH_TEST_BUSY")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        busy(n).await;
+    if let Ok(busy_spec) = std::env::var("PGFRESH_TEST_BUSY") {
+        let (n, go) = busy_spec
+            .split_once(':')
+            .expect("PGFRESH_TEST_BUSY=<n>:<file>");
+        busy(n.parse().expect("a number of databases"), go).await;
     }
     if std::env::var_os("PGFRESH_TEST_PANIC").is_some() {
         panic!("the probe fails on purpose");
@@ -106,7 +106,7 @@ pub async fn probe() {
 }
 
 /// See `PGFRESH_TEST_BUSY` at [`probe`].
-async fn busy(n: usize) {
+async fn busy(n: usize, go: &str) {
     use std::time::Duration;
     let harness = pgfresh::Harness::new(&pgfresh::MIGRATOR);
     let mut held = Vec::new();
@@ -115,7 +115,12 @@ async fn busy(n: usize) {
     }
     let names: Vec<&str> = held.iter().map(TestDb::name).collect();
     println!("BUSY names={}", names.join(","));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..600 {
+        if std::path::Path::new(go).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(held);
     tokio::time::sleep(Duration::from_secs(1)).await;
     match harness.test_db().await {
