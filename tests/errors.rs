@@ -109,19 +109,14 @@ async fn wrong_password_is_never_shown() {
 async fn role_without_createdb_is_told_what_to_grant() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
-    let role = format!(
-        "pgfresh_nocreatedb_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-77' NOCREATEDB"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
-    url.set_username(&role).unwrap();
-    url.set_password(Some("role-pw-77")).unwrap();
+    let (role, url) = login_role(
+        &db,
+        &admin,
+        "pgfresh_nocreatedb",
+        "role-pw-77",
+        "NOCREATEDB",
+    )
+    .await;
     let text = fails_with(&[("DB_URL", url.as_str())]);
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
         .execute(&admin)
@@ -197,16 +192,14 @@ fn unique(prefix: &str) -> String {
 async fn exhausted_connections_name_the_cause_and_the_remedy() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
-    let role = unique("pgfresh_onecon");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-88' CREATEDB CONNECTION LIMIT 1"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
-    url.set_username(&role).unwrap();
-    url.set_password(Some("role-pw-88")).unwrap();
+    let (role, url) = login_role(
+        &db,
+        &admin,
+        "pgfresh_onecon",
+        "role-pw-88",
+        "CREATEDB CONNECTION LIMIT 1",
+    )
+    .await;
 
     let started = Instant::now();
     let out = rerun(
@@ -249,16 +242,7 @@ async fn exhausted_connections_name_the_cause_and_the_remedy() {
 async fn another_role_on_the_same_server_gets_its_own_ready_databases() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
-    let role = unique("pgfresh_second");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-77' CREATEDB"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let mut url = url::Url::parse(&common::server_url(&db)).unwrap();
-    url.set_username(&role).unwrap();
-    url.set_password(Some("role-pw-77")).unwrap();
+    let (role, url) = login_role(&db, &admin, "pgfresh_second", "role-pw-77", "CREATEDB").await;
     let env = [("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
     // Twice: the second run finds the first one's ready clones.
     let outs = [rerun("probe", &env), rerun("probe", &env)];
@@ -266,6 +250,28 @@ async fn another_role_on_the_same_server_gets_its_own_ready_databases() {
     for out in outs {
         assert!(out.status.success(), "{}", output(&out));
     }
+}
+
+/// A new login role named `<prefix>_<8 hex digits>` with `password` and `attributes` (say
+/// `CREATEDB`), and the URL of `db`'s server as that role.
+async fn login_role(
+    db: &pgfresh::TestDb,
+    admin: &sqlx::PgPool,
+    prefix: &str,
+    password: &str,
+    attributes: &str,
+) -> (String, url::Url) {
+    let role = unique(prefix);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{password}' {attributes}"
+    )))
+    .execute(admin)
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&common::server_url(db)).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some(password)).unwrap();
+    (role, url)
 }
 
 /// Drops `role` and any database it came to own.

@@ -43,6 +43,18 @@ async fn marker(admin: &PgPool, name: &str) -> Option<String> {
     .flatten()
 }
 
+/// Locks the marker of `name` (its `pg_shdescription` row) in `blocker`'s open transaction by
+/// writing the same marker again, so that pgfresh's next write of it (a drop's `trash`) waits.
+async fn lock_marker(admin: &PgPool, blocker: &mut sqlx::PgConnection, name: &str) {
+    let mark = marker(admin, name).await.expect("the database is marked");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
+    )))
+    .execute(blocker)
+    .await
+    .unwrap();
+}
+
 /// Whether the owner lock `owner` (see `src/sweep.rs`: class "pgfo") is still held.
 async fn owner_lock_held(admin: &PgPool, owner: i64) -> bool {
     sqlx::query_scalar(
@@ -132,14 +144,8 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     let mut child = child;
     let name = field(&child.probe_line(), "name");
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
-    let mark = marker(&admin, &name).await.expect("the database is marked");
     let mut blocker = admin.begin().await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
-    )))
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
+    lock_marker(&admin, &mut blocker, &name).await;
 
     let start = Instant::now();
     let (status, text) = child.finish(Duration::from_secs(60));
@@ -193,13 +199,7 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
     let mut blocker = admin.begin().await.unwrap();
     for name in names.split(',') {
-        let mark = marker(&admin, name).await.expect("the database is marked");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
-        )))
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+        lock_marker(&admin, &mut blocker, name).await;
     }
     std::fs::write(&go, "").unwrap();
     let started = Instant::now();
