@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
@@ -13,7 +14,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
-use crate::server::{CONNECT_TIMEOUT, Urgency, address};
+use crate::server::{CONNECT_TIMEOUT, Server, Urgency, address};
 use crate::testdb::{Parts, TestDb};
 use crate::worker;
 
@@ -126,14 +127,11 @@ impl Harness {
             set.check_version(version)?;
         }
         let migrations = set.clone();
-        let (server, name) =
-            worker::call(move |state| async move { state.hand_out(set, upto).await }).await?;
+        let size = self.pool_size;
+        let (server, name, prefetched) =
+            worker::call(move |state| async move { state.test_db(set, upto, size).await }).await?;
 
-        let options = server
-            .options
-            .clone()
-            .database(&name)
-            .application_name("pgfresh-test");
+        let options = test_options(&server, &name);
         let mut url = server.url.clone();
         url.set_path(&name);
         let source = server.source;
@@ -142,43 +140,23 @@ impl Harness {
         // worker's runtime.
         drop(server);
 
-        let pool = PgPoolOptions::new()
-            .max_connections(self.pool_size)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options.clone())
-            .await;
-        let pool = match pool {
-            Ok(pool) => pool,
-            Err(e) => {
-                // A pool that timed out says nothing of why; one direct attempt names the
-                // cause in the server's words (say, too many connections for the role).
-                let e = match e {
-                    sqlx::Error::PoolTimedOut => match tokio::time::timeout(
-                        Duration::from_secs(3),
-                        PgConnection::connect_with(&options),
-                    )
-                    .await
-                    {
-                        Ok(Err(cause)) => cause,
-                        Ok(Ok(conn)) => {
-                            let _ = conn.close().await;
-                            e
-                        }
-                        Err(_) => e,
-                    },
-                    e => e,
-                };
-                let dropped = name.clone();
-                let _ = worker::call(move |state| async move {
-                    admin::drop_test_db(&*state.server().await?, Urgency::Now, &dropped).await
-                })
-                .await;
-                return Err(Error::connect(
-                    address(&options),
-                    "the server has connections to spare (max_connections)",
-                    e,
-                ));
-            }
+        let pool = match prefetched {
+            Some(pool) => pool,
+            None => match connect_pool(&options, size).await {
+                Ok(pool) => pool,
+                Err(e) => {
+                    let dropped = name.clone();
+                    let _ = worker::call(move |state| async move {
+                        admin::drop_test_db(&*state.server().await?, Urgency::Now, &dropped).await
+                    })
+                    .await;
+                    return Err(Error::connect(
+                        address(&options),
+                        "the server has connections to spare (max_connections)",
+                        e,
+                    ));
+                }
+            },
         };
         Ok(TestDb::new(Parts {
             pool,
@@ -190,5 +168,44 @@ impl Harness {
             password_from_user,
             migrations,
         }))
+    }
+}
+
+/// How a test connects to its database `name`.
+pub(crate) fn test_options(server: &Server, name: &str) -> PgConnectOptions {
+    server
+        .options
+        .clone()
+        .database(name)
+        .application_name("pgfresh-test")
+}
+
+/// A test's pool of at most `size` connections, with its first connection open: a server that
+/// refuses the test fails here, not in the test's first query.
+pub(crate) async fn connect_pool(
+    options: &PgConnectOptions,
+    size: u32,
+) -> std::result::Result<PgPool, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options.clone())
+        .await;
+    match pool {
+        // A pool that timed out says nothing of why; one direct attempt names the cause in
+        // the server's words (say, too many connections for the role).
+        Err(sqlx::Error::PoolTimedOut) => Err(
+            match tokio::time::timeout(Duration::from_secs(3), PgConnection::connect_with(options))
+                .await
+            {
+                Ok(Err(cause)) => cause,
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    sqlx::Error::PoolTimedOut
+                }
+                Err(_) => sqlx::Error::PoolTimedOut,
+            },
+        ),
+        pool => pool,
     }
 }

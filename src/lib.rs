@@ -16,6 +16,7 @@ pub mod gc;
 mod harness;
 mod marker;
 mod migrations;
+mod prefetch;
 mod seed;
 mod server;
 mod sqlerror;

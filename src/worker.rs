@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use sqlx::PgPool;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
-use crate::server::{self, Server};
-use crate::{admin, sweep, template};
+use crate::prefetch::{Key, Prefetch, Prefetched, Taken};
+use crate::server::{self, Server, Urgency};
+use crate::{admin, harness, sweep, template};
 
 type Job = Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -29,6 +31,8 @@ pub(crate) struct State {
     server: OnceCell<Result<Arc<Server>>>,
     /// Per (migration-set hash, target): the template, built at most once per process.
     templates: Mutex<HashMap<String, Arc<Template>>>,
+    /// Databases claimed and connected for the next tests of this process.
+    prefetch: Prefetch,
 }
 
 /// One template's state in this process.
@@ -51,6 +55,87 @@ impl State {
             })
             .await
             .clone()
+    }
+
+    /// A test database for `set` at `upto` (head when `None`) and, when it was prefetched (see
+    /// [`crate::prefetch`]), its pool of `size` connections, connected already. Either way the
+    /// next one is prefetched when this process runs many tests.
+    pub async fn test_db(
+        self: Arc<Self>,
+        set: Arc<MigrationSet>,
+        upto: Option<i64>,
+        size: u32,
+    ) -> Result<(Arc<Server>, String, Option<PgPool>)> {
+        let key = Key {
+            hash: set.hash(upto),
+            size,
+        };
+        let ready = loop {
+            match self.prefetch.take(&key) {
+                Taken::Ready(ready) => break Some(ready),
+                Taken::Coming(done) => {
+                    let _ = done.await;
+                }
+                Taken::Nothing => break None,
+            }
+        };
+        let answer = match ready {
+            Some(ready) => (self.server().await?, ready.name, Some(ready.pool)),
+            None => {
+                let (server, name) = self.hand_out(set.clone(), upto).await?;
+                (server, name, None)
+            }
+        };
+        if self.prefetch.handed_out(&key) {
+            let unfinished = Unfinished::start();
+            tokio::spawn(async move {
+                match self.prefetch_one(&key, set, upto).await {
+                    Ok(ready) => {
+                        if let Some(unused) = self.prefetch.put(&key, ready) {
+                            self.discard(unused).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!("prefetching a test database failed: {e}");
+                        self.prefetch.failed(&key);
+                    }
+                }
+                drop(unfinished);
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Claims a database for the next test and connects its pool.
+    async fn prefetch_one(
+        &self,
+        key: &Key,
+        set: Arc<MigrationSet>,
+        upto: Option<i64>,
+    ) -> Result<Prefetched> {
+        let (server, name) = self.hand_out(set, upto).await?;
+        match harness::connect_pool(&harness::test_options(&server, &name), key.size).await {
+            Ok(pool) => Ok(Prefetched { name, pool }),
+            Err(e) => {
+                let dropped = admin::drop_test_db(&server, Urgency::CanWait, &name).await;
+                if let Err(d) = dropped {
+                    tracing::debug!("dropping the prefetched {name} failed: {d}");
+                }
+                Err(Error::database(format!("connecting to {name}"), e))
+            }
+        }
+    }
+
+    /// Drops a prefetched database that no test took.
+    async fn discard(&self, unused: Prefetched) {
+        unused.pool.close().await;
+        let dropped = match self.server().await {
+            Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, &unused.name).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = dropped {
+            eprintln!("pgfresh: could not drop test database {}: {e}", unused.name);
+        }
     }
 
     /// A new test database for `set` at `upto` (head when `None`): the template is built on
@@ -183,8 +268,8 @@ impl Unfinished {
         static HOOK: Once = Once::new();
         HOOK.call_once(|| {
             // SAFETY: `wait_at_exit` is an `extern "C"` function without arguments that never
-            // unwinds (it only locks, waits and writes to stderr, ignoring every failure), which
-            // is all `atexit` asks of its handler.
+            // unwinds (it only sends the worker one job, locks, waits and writes to stderr,
+            // ignoring every failure), which is all `atexit` asks of its handler.
             #[allow(unsafe_code)]
             let refused = unsafe { libc::atexit(wait_at_exit) } != 0;
             if refused {
@@ -204,8 +289,15 @@ impl Drop for Unfinished {
     }
 }
 
-/// The `atexit` handler: waits, at most [`EXIT_WAIT`], until no background work is unfinished.
+/// The `atexit` handler: drops the prefetched databases no test took, and waits, at most
+/// [`EXIT_WAIT`], until no background work is unfinished.
 extern "C" fn wait_at_exit() {
+    // The databases prefetched for tests that never came go now, and no more are kept.
+    let _ = submit_before_exit(|state| async move {
+        for unused in state.prefetch.close() {
+            state.discard(unused).await;
+        }
+    });
     let deadline = Instant::now() + EXIT_WAIT;
     let mut count = UNFINISHED.0.lock().unwrap_or_else(PoisonError::into_inner);
     while *count > 0 {

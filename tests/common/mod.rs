@@ -20,6 +20,8 @@ const VARS: &[&str] = &[
     "PGFRESH_TEST_SLEEP",
     "PGFRESH_TEST_AGAIN",
     "PGFRESH_TEST_BUSY",
+    // nextest's, which turns prefetching off: a child runs the same way under either runner.
+    "NEXTEST_EXECUTION_MODE",
 ];
 
 /// Runs the test `name` of this binary in a child process with `env` as pgfresh's environment.
