@@ -66,7 +66,7 @@ const SPEED_SETTINGS: &[&str] = &[
     "full_page_writes=off",
     "autovacuum=off",
     // Room for 8 processes x 8 test threads x the default pool of 5, plus pgfresh's own
-    // connections (at most 5 per process): 8 x (40 + 5) = 360.
+    // connections (at most 5 per process, and a prefetched pool's first): 8 x (40 + 5 + 1) = 368.
     "max_connections=400",
 ];
 
