@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use sqlx::PgPool;
-use tokio::sync::oneshot;
 
 use crate::config::Config;
 
@@ -52,29 +51,7 @@ struct Slot {
     handed_out: usize,
     /// A prefetch is under way.
     filling: bool,
-    /// Hand-outs waiting for the prefetch under way.
-    waiting: Vec<oneshot::Sender<()>>,
     ready: Option<Prefetched>,
-}
-
-impl Slot {
-    /// The prefetch under way ended, one way or the other.
-    fn filled(&mut self) {
-        self.filling = false;
-        for waiter in self.waiting.drain(..) {
-            let _ = waiter.send(());
-        }
-    }
-}
-
-/// What a hand-out finds.
-pub(crate) enum Taken {
-    /// A database prefetched for it.
-    Ready(Prefetched),
-    /// A prefetch under way, sooner done than a claim and a connection of its own: wait for the
-    /// answer, then look again.
-    Coming(oneshot::Receiver<()>),
-    Nothing,
 }
 
 impl Prefetch {
@@ -82,21 +59,11 @@ impl Prefetch {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The database prefetched for `key`, or the prefetch under way.
-    pub fn take(&self, key: &Key) -> Taken {
-        let mut inner = self.inner();
-        let Some(slot) = inner.slots.get_mut(key) else {
-            return Taken::Nothing;
-        };
-        if let Some(ready) = slot.ready.take() {
-            return Taken::Ready(ready);
-        }
-        if !slot.filling {
-            return Taken::Nothing;
-        }
-        let (tx, rx) = oneshot::channel();
-        slot.waiting.push(tx);
-        Taken::Coming(rx)
+    /// The database prefetched for `key`, if it is ready. A prefetch still under way is not
+    /// waited for: when tests ask faster than databases are made, each makes its own, as
+    /// many at a time as the server serves.
+    pub fn take(&self, key: &Key) -> Option<Prefetched> {
+        self.inner().slots.get_mut(key)?.ready.take()
     }
 
     /// Counts a hand-out for `key` and says whether to prefetch the next one now; when it says
@@ -118,12 +85,11 @@ impl Prefetch {
         let mut inner = self.inner();
         let closed = inner.closed;
         let slot = inner.slots.entry(key.clone()).or_default();
+        slot.filling = false;
         if closed {
-            slot.filled();
             return Some(ready);
         }
         slot.ready = Some(ready);
-        slot.filled();
         None
     }
 
@@ -132,7 +98,7 @@ impl Prefetch {
     pub fn failed(&self, key: &Key) {
         let mut inner = self.inner();
         let slot = inner.slots.entry(key.clone()).or_default();
-        slot.filled();
+        slot.filling = false;
         slot.handed_out = 0;
     }
 

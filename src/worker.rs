@@ -19,7 +19,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
-use crate::prefetch::{Key, Prefetch, Prefetched, Taken};
+use crate::prefetch::{Key, Prefetch, Prefetched};
 use crate::server::{self, Server, Urgency};
 use crate::{admin, harness, sweep, template};
 
@@ -70,16 +70,7 @@ impl State {
             hash: set.hash(upto),
             size,
         };
-        let ready = loop {
-            match self.prefetch.take(&key) {
-                Taken::Ready(ready) => break Some(ready),
-                Taken::Coming(done) => {
-                    let _ = done.await;
-                }
-                Taken::Nothing => break None,
-            }
-        };
-        let answer = match ready {
+        let answer = match self.prefetch.take(&key) {
             Some(ready) => (self.server().await?, ready.name, Some(ready.pool)),
             None => {
                 let (server, name) = self.hand_out(set.clone(), upto).await?;
