@@ -81,7 +81,8 @@ impl Harness {
         self
     }
 
-    /// A new database migrated to head, with a pool on the caller's runtime.
+    /// A new database migrated to head, with a pool whose first connection is open (see
+    /// [`TestDb::pool`]).
     ///
     /// # Errors
     ///

@@ -71,7 +71,9 @@ impl TestDb {
         }
     }
 
-    /// The pool connected to this test's database, created on the caller's runtime.
+    /// The pool connected to this test's database. It works on any runtime: the connections
+    /// the test opens belong to the test's runtime, and a prefetched pool's first connection to
+    /// pgfresh's worker, which lives as long as the process.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
