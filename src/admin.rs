@@ -66,6 +66,24 @@ pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &
     drop_marked(version, conn, name, is_template).await
 }
 
+/// Drops `name` if its marker is still `listed`, the one a listing read a moment ago: a
+/// database re-marked since then (say, kept by its test's process just before that process
+/// exited) is left alone. Says whether it dropped it.
+pub(crate) async fn drop_if_still(
+    version: u32,
+    conn: &mut PgConnection,
+    name: &str,
+    listed: Option<&Mark>,
+) -> Result<bool> {
+    match mark_of(conn, name).await? {
+        Some((is_template, mark)) if mark.as_ref() == listed => {
+            drop_marked(version, conn, name, is_template).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Drops `name`, whose marker the caller has read.
 async fn drop_marked(
     version: u32,

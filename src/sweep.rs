@@ -25,7 +25,7 @@ use std::collections::HashSet;
 
 use sqlx::PgConnection;
 
-use crate::admin::drop_database;
+use crate::admin::drop_if_still;
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now, run_id};
 use crate::migrations::{PREFIX, owner_in_name};
@@ -78,7 +78,9 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     .map_err(|e| Error::database("listing pgfresh databases", e))?;
     // The locks only now, after the list: every database on the list was created by a process
     // that already held its owner lock, so an owner that is alive still holds it here. Read
-    // the other way round, a process that started in between would look dead.
+    // the other way round, a process that started in between would look dead. An owner that
+    // is gone here may still have re-marked its database after the list was read (kept it,
+    // then exited): each drop reads the marker again and leaves a changed one alone.
     let locks: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT classid::bigint, objid::bigint FROM pg_locks \
          WHERE locktype = 'advisory' AND objsubid = 2 AND granted",
@@ -133,8 +135,10 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
 
     let mut swept = Swept::default();
     for (name, comment) in doomed {
-        match drop_database(server.version, &mut conn, &name).await {
-            Ok(()) => {
+        let listed = comment.as_deref().and_then(Mark::parse);
+        match drop_if_still(server.version, &mut conn, &name, listed.as_ref()).await {
+            Ok(false) => {}
+            Ok(true) => {
                 if comment
                     .as_deref()
                     .is_some_and(|c| c.starts_with("pgfresh:kept"))
