@@ -9,12 +9,16 @@ use std::time::{Duration, Instant};
 use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{Harness, TestDb};
 
-/// A migration set of this file's own, so that the process's other tests (one process under
-/// `cargo test`) neither take its prefetched databases nor add to them.
+/// A migration set of this process's own (a new template each time), so that the process's
+/// other tests (one process under `cargo test`) and the other processes of this file neither
+/// take its prefetched databases nor add to them.
 fn harness(dir: &tempfile::TempDir) -> Harness {
     std::fs::write(
         dir.path().join("1_prefetch_probe.sql"),
-        "CREATE TABLE prefetch_probe (id int);\n",
+        format!(
+            "-- {}\nCREATE TABLE prefetch_probe (id int);\n",
+            uuid::Uuid::new_v4()
+        ),
     )
     .unwrap();
     Harness::from_dir(dir.path())
