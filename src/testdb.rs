@@ -207,15 +207,7 @@ impl TestDb {
     /// for the drop when it exits (see [`worker::submit_before_exit`]).
     fn drop_later(&self) -> Result<()> {
         let name = self.name.clone();
-        worker::submit_before_exit(move |state| async move {
-            let dropped = match state.server().await {
-                Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, &name).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = dropped {
-                eprintln!("pgfresh: could not drop test database {name}: {e}");
-            }
-        })
+        worker::submit_before_exit(move |state| async move { state.drop_test_db(&name).await })
     }
 
     /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for

@@ -73,7 +73,7 @@ impl State {
         let answer = match self.prefetch.take(&key) {
             Some(ready) => (self.server().await?, ready.name, Some(ready.pool)),
             None => {
-                let (server, name) = self.hand_out(set.clone(), upto).await?;
+                let (server, name) = self.hand_out(set.clone(), upto, key.hash.clone()).await?;
                 (server, name, None)
             }
         };
@@ -104,7 +104,7 @@ impl State {
         set: Arc<MigrationSet>,
         upto: Option<i64>,
     ) -> Result<Prefetched> {
-        let (server, name) = self.hand_out(set, upto).await?;
+        let (server, name) = self.hand_out(set, upto, key.hash.clone()).await?;
         match harness::connect_pool(&harness::test_options(&server, &name), key.size).await {
             Ok(pool) => Ok(Prefetched { name, pool }),
             Err(e) => {
@@ -120,25 +120,32 @@ impl State {
     /// Drops a prefetched database that no test took.
     async fn discard(&self, unused: Prefetched) {
         unused.pool.close().await;
+        self.drop_test_db(&unused.name).await;
+    }
+
+    /// Drops a test database in the background (nobody waits for the answer), saying so on
+    /// stderr when it fails.
+    pub async fn drop_test_db(&self, name: &str) {
         let dropped = match self.server().await {
-            Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, &unused.name).await,
+            Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, name).await,
             Err(e) => Err(e),
         };
         if let Err(e) = dropped {
-            eprintln!("pgfresh: could not drop test database {}: {e}", unused.name);
+            eprintln!("pgfresh: could not drop test database {name}: {e}");
         }
     }
 
-    /// A new test database for `set` at `upto` (head when `None`): the template is built on
-    /// first use, a ready clone is claimed when there is one, and then, in the background, the
-    /// ready clones are topped up and (once per process) the suite's leftovers swept.
-    pub async fn hand_out(
+    /// A new test database for `set` at `upto` (head when `None`; `hash` is `set.hash(upto)`):
+    /// the template is built on first use, a ready clone is claimed when there is one, and
+    /// then, in the background, the ready clones are topped up and (once per process) the
+    /// suite's leftovers swept.
+    async fn hand_out(
         &self,
         set: Arc<MigrationSet>,
         upto: Option<i64>,
+        hash: String,
     ) -> Result<(Arc<Server>, String)> {
         let server = self.server().await?;
-        let hash = set.hash(upto);
         let entry = {
             let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(hash.clone()).or_default().clone()
