@@ -43,12 +43,16 @@ pub fn print_reproduce(s: &Settings, env: &Env) {
         env.layout.target().display()
     );
     println!("  export DATABASE_URL=$URL DB_URL=$URL PGFRESH_SERVER=url");
-    for krate in &crate::main_crates(s) {
+    for krate in &crate::round_crates(s) {
         println!(
             "  cargo test --release -p {0}; cargo nextest run --release -p {0}",
             krate.package()
         );
     }
+    println!(
+        "  # the shared suite needs {}: created and migrated by the benchmark, dropped at its end",
+        generate::shared_database(s.migrations)
+    );
 }
 
 /// Core count, CPU model, memory and kernel, from `/proc`.

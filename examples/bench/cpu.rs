@@ -1,6 +1,7 @@
 //! How much of the machine went elsewhere during a run: CPU time used by processes that are
 //! neither the run (cargo and everything it waited for) nor the local server. On a 2-core machine
-//! this is the noise that matters, so every run reports it.
+//! this is the noise that matters, so every run reports it. The run's and the server's own CPU
+//! time is what the floor (see the crate docs) is computed from.
 
 use std::fs;
 use std::time::Duration;
@@ -31,10 +32,22 @@ impl Meter {
     pub fn other_share(&self, wall: Duration) -> Option<f64> {
         let system = system_busy()?.checked_sub(self.system)?;
         let ours = accounted(self.server)?.checked_sub(self.accounted)?;
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         let other = system.saturating_sub(ours) as f64 / TICKS_PER_SECOND;
-        Some(other / (wall.as_secs_f64() * cores))
+        Some(other / (wall.as_secs_f64() * f64::from(cores())))
     }
+
+    /// CPU time used since the start by this process, everything it waited for (the run) and
+    /// the server, client and server together; `None` unless this benchmark runs the server.
+    pub fn used(&self) -> Option<Duration> {
+        self.server?;
+        let ticks = accounted(self.server)?.checked_sub(self.accounted)?;
+        Some(Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND))
+    }
+}
+
+/// The machine's cores.
+pub fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
 /// This process's and the server's CPU time, children included.

@@ -17,6 +17,10 @@ pub enum Suite {
     Pgfresh,
     /// `#[sqlx::test(migrations = "…")]`.
     Sqlx,
+    /// The floor: no database per test. Every test opens a pool (pgfresh's default size) to
+    /// one database the benchmark migrated beforehand ([`shared_database`]), as any harness's
+    /// test does with its own database, and closes it at the end.
+    Shared,
 }
 
 impl Suite {
@@ -25,6 +29,7 @@ impl Suite {
         match self {
             Self::Pgfresh => "pgfresh",
             Self::Sqlx => "sqlx",
+            Self::Shared => "shared",
         }
     }
 }
@@ -55,6 +60,12 @@ impl Crate {
     }
 }
 
+/// The database the `shared` suite over `migrations` migrations uses: created and migrated by
+/// the benchmark before the runs.
+pub fn shared_database(migrations: usize) -> String {
+    format!("bench_shared_m{migrations:04}")
+}
+
 /// Where everything lives under `target/pgfresh-bench/`.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -78,7 +89,8 @@ impl Layout {
     pub fn timings(&self) -> PathBuf {
         self.root.join("timings")
     }
-    fn migrations(&self, count: usize) -> PathBuf {
+    /// The synthetic migration set of `count` migrations.
+    pub fn migrations(&self, count: usize) -> PathBuf {
         self.workspace()
             .join("migrations")
             .join(format!("m{count:04}"))
@@ -172,7 +184,7 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
     let sqlx = locked_sqlx(&layout.snapshot())?;
     let pgfresh = match krate.suite {
         Suite::Pgfresh => format!("pgfresh = {{ path = {:?} }}\n", layout.snapshot()),
-        Suite::Sqlx => String::new(),
+        Suite::Sqlx | Suite::Shared => String::new(),
     };
     Ok(format!(
         "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
@@ -194,8 +206,14 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
         krate.migrations,
         krate.suite.label()
     );
-    if krate.suite == Suite::Pgfresh {
-        src.push_str(&PGFRESH_SETUP.replace("{migrations}", migrations));
+    match krate.suite {
+        Suite::Pgfresh => src.push_str(&PGFRESH_SETUP.replace("{migrations}", migrations)),
+        Suite::Shared => src.push_str(
+            &SHARED_SETUP
+                .replace("{database}", &shared_database(krate.migrations))
+                .replace("{pool_size}", &pgfresh::DEFAULT_POOL_SIZE.to_string()),
+        ),
+        Suite::Sqlx => {}
     }
     for i in 0..krate.tests {
         let table = format!("bench_{:04}", i % krate.migrations + 1);
@@ -219,6 +237,11 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
             Suite::Sqlx => writeln!(
                 src,
                 "\n#[sqlx::test(migrations = {migrations:?})]\nasync fn t{i:04}(pool: sqlx::PgPool) {{\n    {}\n}}",
+                call.replace("{pool}", "&pool")
+            ),
+            Suite::Shared => writeln!(
+                src,
+                "\n#[tokio::test]\nasync fn t{i:04}() {{\n    let pool = db().await;\n    {}\n    pool.close().await;\n}}",
                 call.replace("{pool}", "&pool")
             ),
         };
@@ -296,6 +319,20 @@ fn record(kind: &str, took: Duration) {
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .expect("append to PGFRESH_BENCH_TIMINGS");
     }
+}
+"#;
+
+/// The floor's fixture: a pool to the one shared database, as pgfresh's would be to the
+/// test's own.
+const SHARED_SETUP: &str = r#"
+async fn db() -> sqlx::PgPool {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("DATABASE_URL");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections({pool_size})
+        .connect_with(options.database("{database}"))
+        .await
+        .expect("connecting to {database}")
 }
 "#;
 

@@ -14,7 +14,8 @@
 //!   crate), so that edits made while the benchmark runs cannot trigger a rebuild mid-run;
 //! - `ws/migrations/mNNNN/`: a synthetic migration set of N migrations, 4 DDL statements each
 //!   (`CREATE TABLE`, `CREATE INDEX`, `ALTER TABLE … ADD COLUMN`, `ADD CONSTRAINT … CHECK`);
-//! - `ws/crates/`: two test crates per migration set, each with the same trivial tests (insert
+//! - `ws/crates/`: two test crates per migration set (three for the main one, with the floor's
+//!   `shared_…`, see 5. below), each with the same trivial tests (insert
 //!   one row into one of the tables, read it back): `pgfresh_…` gets its database from
 //!   `static HARNESS: Harness = Harness::new(&MIGRATOR)` and appends each hand-out's latency
 //!   (`Instant` around `HARNESS.test_db().await`), and how long dropping the `TestDb` took at
@@ -43,6 +44,15 @@
 //!    test under nextest) and warm ones, and how long the test spent dropping its `TestDb`.
 //! 4. Scaling: smaller suites (`--scale-tests`, 40) over `--scale` migration counts, under
 //!    `cargo test`: per-test cost (median suite wall / tests) and cost(largest)/cost(smallest).
+//! 5. The floor, to tell what pgfresh could still save from what any harness pays here: a
+//!    third suite (`shared_…`) runs the same tests on one database migrated beforehand (no
+//!    database per test) in every round; and on the idle server, per migration count, a
+//!    template is cloned (`STRATEGY FILE_COPY`) and the clone dropped 20 times, timed, with
+//!    the CPU it took. From these: the least time any harness that clones a database per test
+//!    could take on this machine (the floor's wall time, or (the floor run's CPU + tests ×
+//!    clone-and-drop CPU) / cores if that is longer)
+//!    and the least per-test cost at the smallest migration count for which the scaling
+//!    target could hold.
 
 mod args;
 mod context;
@@ -57,8 +67,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use args::{Args, Parsed, Runner, Settings};
-use generate::{Crate, Layout, Suite};
-use report::Sample;
+use cpu::Meter;
+use generate::{Crate, Layout, Suite, shared_database};
+use report::{Probe, Sample};
 use runner::Env;
 use server::Server;
 
@@ -103,13 +114,22 @@ fn bench(s: &Settings) -> Result<(), String> {
         bench.env.build(krate)?;
     }
     let build = build.elapsed();
+    let shared = shared_database(s.migrations);
+    progress(&format!("creating {shared}"));
+    bench.block_on_str(server::create_migrated(
+        &server.url,
+        &shared,
+        &bench.env.layout.migrations(s.migrations),
+    ))?;
     bench.warm_up()?;
     bench.timed_rounds()?;
     bench.scaling_rounds()?;
+    bench.block_on(server::drop_database(&server.url, &shared))?;
+    let probes = bench.probes()?;
     let server_description = format!("{}; PostgreSQL {version}", server.description);
     server.stop();
     context::print_header(s, &server_description, build);
-    report::print_all(s, &bench.samples);
+    report::print_all(s, &bench.samples, &probes);
     context::print_reproduce(s, &bench.env);
     println!(
         "\nwhole benchmark: {:.0?} (build included)",
@@ -126,6 +146,22 @@ fn main_crates(s: &Settings) -> [Crate; 2] {
         tests: s.tests,
         work: 0,
     })
+}
+
+/// The floor: the main suite's tests on one shared database.
+fn floor_crate(s: &Settings) -> Crate {
+    Crate {
+        suite: Suite::Shared,
+        migrations: s.migrations,
+        tests: s.tests,
+        work: 0,
+    }
+}
+
+/// The main crates and the floor, in the order every round runs them.
+fn round_crates(s: &Settings) -> [Crate; 3] {
+    let [pgfresh, sqlx] = main_crates(s);
+    [pgfresh, sqlx, floor_crate(s)]
 }
 
 /// pgfresh's main suite with `--work` ms in every test body, when asked for.
@@ -156,7 +192,7 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
 }
 
 fn all_crates(s: &Settings) -> Vec<Crate> {
-    let mut all = main_crates(s).to_vec();
+    let mut all = round_crates(s).to_vec();
     all.extend(work_crate(s));
     all.extend(scale_crates(s));
     all
@@ -197,6 +233,10 @@ impl<'a> Bench<'a> {
         self.rt.block_on(probe).map_err(|e| format!("server: {e}"))
     }
 
+    fn block_on_str<T>(&self, work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+        self.rt.block_on(work)
+    }
+
     /// Runs one suite, then waits for the server to be idle; round 0 is the warm-up.
     fn record(&mut self, krate: Crate, runner: Runner, round: usize) -> Result<(), String> {
         let tag = match round {
@@ -219,7 +259,7 @@ impl<'a> Bench<'a> {
     /// Every suite once per runner it will be timed under, untimed.
     fn warm_up(&mut self) -> Result<(), String> {
         for runner in self.settings.runners.clone() {
-            for krate in main_crates(self.settings) {
+            for krate in round_crates(self.settings) {
                 self.record(krate, runner, 0)?;
             }
         }
@@ -232,11 +272,11 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    /// Per round and runner: pgfresh, then sqlx; then the warm-set suite under `cargo test`.
+    /// Per round and runner: pgfresh, sqlx, the floor; then the warm-set suite under `cargo test`.
     fn timed_rounds(&mut self) -> Result<(), String> {
         for round in 1..=self.settings.rounds {
             for runner in self.settings.runners.clone() {
-                for krate in main_crates(self.settings) {
+                for krate in round_crates(self.settings) {
                     self.record(krate, runner, round)?;
                 }
             }
@@ -264,4 +304,35 @@ impl<'a> Bench<'a> {
         }
         Ok(())
     }
+
+    /// Per migration count (the main one and the scaling ones): a fresh template, cloned and
+    /// the clone dropped [`PROBE_PAIRS`] times on the idle server, with the CPU it took.
+    fn probes(&self) -> Result<Vec<Probe>, String> {
+        let mut counts = self.settings.scale.clone();
+        counts.push(self.settings.migrations);
+        counts.sort_unstable();
+        counts.dedup();
+        let url = &self.env.url;
+        let mut probes = Vec::new();
+        for migrations in counts {
+            let template = format!("bench_probe_m{migrations:04}");
+            progress(&format!("clone and drop {template} {PROBE_PAIRS} times"));
+            let dir = self.env.layout.migrations(migrations);
+            self.block_on_str(server::create_migrated(url, &template, &dir))?;
+            self.block_on(server::settle(url))?;
+            let meter = Meter::start(self.env.server_pid);
+            let pairs = self.block_on(server::clone_and_drop(url, &template, PROBE_PAIRS))?;
+            let cpu = meter.and_then(|m| m.used()).map(|c| c / pairs.len() as u32);
+            self.block_on(server::drop_database(url, &template))?;
+            probes.push(Probe {
+                migrations,
+                pairs,
+                cpu,
+            });
+        }
+        Ok(probes)
+    }
 }
+
+/// Clone-and-drop pairs timed per migration count.
+const PROBE_PAIRS: usize = 20;

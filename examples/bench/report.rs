@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use crate::args::{Runner, Settings};
+use crate::cpu::cores;
 use crate::generate::{Crate, Suite};
 use crate::runner::{Kind, Outcome};
-use crate::server::Quiet;
+use crate::server::{Pair, Quiet};
 
 /// One run of one suite, as recorded.
 #[derive(Debug, Clone)]
@@ -16,6 +17,15 @@ pub struct Sample {
     pub round: usize,
     pub outcome: Outcome,
     pub after: Quiet,
+}
+
+/// Clones of one migration count's template, each dropped again, on the idle server.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub migrations: usize,
+    pub pairs: Vec<Pair>,
+    /// CPU time per pair, client and server (when the benchmark runs the server).
+    pub cpu: Option<Duration>,
 }
 
 /// A plain-text table with left-aligned columns.
@@ -296,8 +306,117 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
     table.print();
 }
 
+/// Median CPU time (run and server) per test over the timed runs of one suite.
+fn cpu_per_test(samples: &[Sample], krate: &Crate, runner: Runner) -> Option<Duration> {
+    let cpu: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.round > 0 && s.krate == *krate && s.runner == runner)
+        .filter_map(|s| s.outcome.cpu)
+        .collect();
+    median(&cpu).map(|c| c / krate.tests as u32)
+}
+
+/// The floor suite against the other two, and the least wall time a harness that clones a
+/// database per test could take here: it runs everything the floor run does, plus a clone and
+/// a drop per test, and cannot finish before all cores have done that much CPU work.
+fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
+    let [pgfresh, sqlx] = crate::main_crates(s);
+    let floor = crate::floor_crate(s);
+    let per_database = probes
+        .iter()
+        .find(|p| p.migrations == s.migrations)
+        .and_then(|p| p.cpu);
+    let mut table = Table::new(&[
+        "runner",
+        "floor median",
+        "floor/sqlx",
+        "CPU per test: floor",
+        "pgfresh",
+        "sqlx",
+        "least with a clone per test",
+        "least/sqlx",
+        "pgfresh/sqlx",
+    ]);
+    for &runner in &s.runners {
+        let sqlx_wall = median(&walls(samples, &sqlx, runner));
+        let floor_cpu = cpu_per_test(samples, &floor, runner);
+        let floor_wall = median(&walls(samples, &floor, runner));
+        // It does all the floor run does, so it cannot be faster than that run either.
+        let least = floor_cpu
+            .zip(per_database)
+            .map(|(f, c)| (f + c) * s.tests as u32 / cores())
+            .zip(floor_wall)
+            .map(|(busy, wall)| busy.max(wall));
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(floor_wall, secs),
+            ratio(floor_wall, sqlx_wall),
+            opt(floor_cpu, millis),
+            opt(cpu_per_test(samples, &pgfresh, runner), millis),
+            opt(cpu_per_test(samples, &sqlx, runner), millis),
+            opt(least, secs),
+            ratio(least, sqlx_wall),
+            ratio(median(&walls(samples, &pgfresh, runner)), sqlx_wall),
+        ]);
+    }
+    table.print();
+}
+
+/// The clone-and-drop probes, and what they mean for the scaling target.
+fn print_probes(samples: &[Sample], s: &Settings, probes: &[Probe]) {
+    let mut table = Table::new(&[
+        "migrations",
+        "clone p50",
+        "drop p50",
+        "CPU per clone + drop",
+    ]);
+    for p in probes {
+        let clones: Vec<Duration> = p.pairs.iter().map(|x| x.clone).collect();
+        let drops: Vec<Duration> = p.pairs.iter().map(|x| x.drop).collect();
+        table.row(vec![
+            p.migrations.to_string(),
+            opt(percentile(&clones, 50), millis),
+            opt(percentile(&drops, 50), millis),
+            opt(p.cpu, millis),
+        ]);
+    }
+    table.print();
+    let (Some(&lo), Some(&hi)) = (s.scale.first(), s.scale.last()) else {
+        return;
+    };
+    let cpu = |m: usize| {
+        probes
+            .iter()
+            .find(|p| p.migrations == m)
+            .and_then(|p| p.cpu)
+    };
+    let Some(grown) = cpu(hi).zip(cpu(lo)).and_then(|(h, l)| h.checked_sub(l)) else {
+        return;
+    };
+    let cost = |suite| {
+        let krate = Crate {
+            suite,
+            migrations: lo,
+            tests: s.scale_tests,
+            work: 0,
+        };
+        median(&walls(samples, &krate, Runner::Test)).map(|w| w / s.scale_tests as u32)
+    };
+    println!(
+        "  from {lo} to {hi} migrations a clone and a drop take {} more CPU: with the cores busy, at least\n  \
+         {} more wall time per test on {} cores. Per-test cost at {hi} within 1.2 x the cost at {lo} would\n  \
+         need a cost at {lo} of at least 5 x that = {} (measured above: pgfresh {}, sqlx {}).",
+        millis(grown),
+        millis(grown / cores()),
+        cores(),
+        millis(grown * 5 / cores()),
+        opt(cost(Suite::Pgfresh), millis),
+        opt(cost(Suite::Sqlx), millis),
+    );
+}
+
 /// Every table, in order.
-pub fn print_all(s: &Settings, samples: &[Sample]) {
+pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     let main = crate::main_crates(s);
     println!("\nruns (warm-up rows are untimed)");
     println!("  settle: wait after the run until no session on the server was active");
@@ -328,6 +447,19 @@ pub fn print_all(s: &Settings, samples: &[Sample]) {
         );
         print_scaling(samples, &s.scale, s.scale_tests);
     }
+    println!(
+        "\nthe floor: the same tests on one database migrated beforehand, no database per test (shared);\n  \
+         CPU per test: the run's and the server's CPU time (median run) / tests; least with a clone per test:\n  \
+         the larger of the floor's wall time and (the floor run's CPU + tests x one clone and drop's CPU,\n  \
+         below) / cores: what no harness that clones a database per test can beat here"
+    );
+    print_floor(samples, s, probes);
+    println!(
+        "\nclone and drop on the idle server: a fresh template per migration count, {} x CREATE DATABASE …\n  \
+         STRATEGY FILE_COPY then DROP DATABASE, one after another on one connection",
+        probes.first().map_or(0, |p| p.pairs.len())
+    );
+    print_probes(samples, s, probes);
 }
 
 /// The very first hand-out of the benchmark's first pgfresh run: server connect, template build

@@ -47,6 +47,8 @@ pub struct Outcome {
     pub compiled: bool,
     /// Share of the machine's CPU time used by other processes during the run.
     pub other_cpu: Option<f64>,
+    /// CPU time of the run and the server together (when the benchmark runs the server).
+    pub cpu: Option<Duration>,
 }
 
 impl Env {
@@ -102,6 +104,7 @@ impl Env {
         let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
         let wall = start.elapsed();
         let other_cpu = meter.and_then(|m| m.other_share(wall));
+        let cpu = meter.and_then(|m| m.used());
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
@@ -122,6 +125,7 @@ impl Env {
                 .lines()
                 .any(|l| l.trim_start().starts_with("Compiling ")),
             other_cpu,
+            cpu,
         })
     }
 

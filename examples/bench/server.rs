@@ -301,3 +301,84 @@ pub async fn version(url: &str) -> Result<String, sqlx::Error> {
     conn.close().await?;
     Ok(v)
 }
+
+/// Creates `name` (dropping an older one) and runs the migrations in `dir` on it.
+pub async fn create_migrated(url: &str, name: &str, dir: &Path) -> Result<(), String> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what} {name}: {e}");
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| fail("connecting to create", &e))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| fail("creating", &e))?;
+    }
+    conn.close().await.map_err(|e| fail("creating", &e))?;
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(|e| fail("connecting to", &e))?;
+    let mut db = sqlx::PgConnection::connect_with(&options.database(name))
+        .await
+        .map_err(|e| fail("connecting to", &e))?;
+    let migrator = sqlx::migrate::Migrator::new(dir)
+        .await
+        .map_err(|e| fail("reading the migrations of", &e))?;
+    migrator
+        .run(&mut db)
+        .await
+        .map_err(|e| fail("migrating", &e))?;
+    db.close().await.map_err(|e| fail("migrating", &e))
+}
+
+/// `DROP DATABASE IF EXISTS name`.
+pub async fn drop_database(url: &str, name: &str) -> sqlx::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut conn)
+    .await?;
+    conn.close().await
+}
+
+/// How long one `CREATE DATABASE … STRATEGY FILE_COPY` and one `DROP DATABASE` took.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    pub clone: Duration,
+    pub drop: Duration,
+}
+
+/// Clones `template` with `STRATEGY FILE_COPY` (what pgfresh does) and drops the clone,
+/// `pairs` times one after another on one connection, after one untimed pair (the first
+/// clone after a template was written also flushes it).
+pub async fn clone_and_drop(url: &str, template: &str, pairs: usize) -> sqlx::Result<Vec<Pair>> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut timed = Vec::with_capacity(pairs);
+    for i in 0..=pairs {
+        let mut took = [Duration::ZERO; 2];
+        for (sql, took) in [
+            format!("CREATE DATABASE bench_probe_clone TEMPLATE {template} STRATEGY FILE_COPY"),
+            "DROP DATABASE bench_probe_clone".to_owned(),
+        ]
+        .into_iter()
+        .zip(&mut took)
+        {
+            let start = Instant::now();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            *took = start.elapsed();
+        }
+        if i > 0 {
+            timed.push(Pair {
+                clone: took[0],
+                drop: took[1],
+            });
+        }
+    }
+    conn.close().await?;
+    Ok(timed)
+}
