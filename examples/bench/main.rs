@@ -50,9 +50,8 @@
 //!    template is cloned (`STRATEGY FILE_COPY`) and the clone dropped 20 times, timed, with
 //!    the CPU it took. From these: the least time any harness that clones a database per test
 //!    could take on this machine (the floor's wall time, or (the floor run's CPU + tests ×
-//!    clone-and-drop CPU) / cores if that is longer)
-//!    and the least per-test cost at the smallest migration count for which the scaling
-//!    target could hold.
+//!    clone-and-drop CPU) / cores if that is longer), and the least per-test cost at the
+//!    smallest migration count for which the scaling target could hold.
 
 mod args;
 mod context;
