@@ -257,16 +257,27 @@ fn print_work(samples: &[Sample], krate: &Crate) {
     table.print();
 }
 
+/// A scaling suite's per-test cost: `stat` of its suite wall times under `cargo test`, / tests.
+fn per_test_cost(
+    samples: &[Sample],
+    stat: Stat,
+    suite: Suite,
+    migrations: usize,
+    tests: usize,
+) -> Option<Duration> {
+    let krate = Crate {
+        suite,
+        migrations,
+        tests,
+        work: 0,
+    };
+    stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
+}
+
 /// Per-test cost (median suite wall / tests) against the migration count.
 fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
     let cost = |stat: Stat, suite: Suite, migrations: usize| {
-        let krate = Crate {
-            suite,
-            migrations,
-            tests,
-            work: 0,
-        };
-        stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
+        per_test_cost(samples, stat, suite, migrations, tests)
     };
     let both = |show: &dyn Fn(Stat) -> String| format!("{} ({})", show(median), show(minimum));
     let mut table = Table::new(&[
@@ -393,15 +404,7 @@ fn print_probes(samples: &[Sample], s: &Settings, probes: &[Probe]) {
     let Some(grown) = cpu(hi).zip(cpu(lo)).and_then(|(h, l)| h.checked_sub(l)) else {
         return;
     };
-    let cost = |suite| {
-        let krate = Crate {
-            suite,
-            migrations: lo,
-            tests: s.scale_tests,
-            work: 0,
-        };
-        median(&walls(samples, &krate, Runner::Test)).map(|w| w / s.scale_tests as u32)
-    };
+    let cost = |suite| per_test_cost(samples, median, suite, lo, s.scale_tests);
     println!(
         "  from {lo} to {hi} migrations a clone and a drop take {} more CPU: with the cores busy, at least\n  \
          {} more wall time per test on {} cores. Per-test cost at {hi} within 1.2 x the cost at {lo} would\n  \
