@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use crate::error::{Error, Result};
 use crate::marker::{CREATED_CONNECTION_LIMIT, Mark};
-use crate::migrations;
+use crate::names;
 use crate::server::{Server, Urgency};
 
 /// Runs one statement built from names pgfresh generated (hex digits and underscores only).
@@ -167,11 +167,11 @@ pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> St
 }
 
 /// A test database for this process: a ready clone when there is one, else a new clone.
-pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Result<String> {
+pub(crate) async fn claim_or_clone(server: &Server, template: &str, hash: &str) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::Now, "create a test database")
         .await?;
-    let name = migrations::test_db_name(hash, server.owner);
+    let name = names::test_db_name(hash, server.owner);
     let mine = Mark::Test {
         owner: server.owner,
     };
@@ -188,7 +188,7 @@ pub(crate) async fn hand_out(server: &Server, template: &str, hash: &str) -> Res
     Ok(name)
 }
 
-/// The ready clones of a template (`$1`: [`migrations::ready_prefix`], `$2`:
+/// The ready clones of a template (`$1`: [`names::ready_prefix`], `$2`:
 /// [`CREATED_CONNECTION_LIMIT`]) that this role may claim: a rename needs the owner, and roles
 /// that share a server and a migration set each keep their own.
 const READY: &str = "starts_with(datname::text, $1) AND datconnlimit = $2 \
@@ -200,7 +200,7 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
     let candidates: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT datname::text FROM pg_database WHERE {READY} ORDER BY oid LIMIT 8"
     )))
-    .bind(migrations::ready_prefix(hash))
+    .bind(names::ready_prefix(hash))
     .bind(CREATED_CONNECTION_LIMIT)
     .fetch_all(&mut *conn)
     .await
@@ -241,7 +241,7 @@ pub(crate) async fn refill_ready(
     let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM pg_database WHERE {READY}"
     )))
-    .bind(migrations::ready_prefix(hash))
+    .bind(names::ready_prefix(hash))
     .bind(CREATED_CONNECTION_LIMIT)
     .fetch_one(&mut *conn)
     .await
@@ -249,7 +249,7 @@ pub(crate) async fn refill_ready(
     for _ in usize::try_from(count).unwrap_or(target)..target {
         // One statement: a ready clone's marker is its name and the connection limit the
         // CREATE gives it, so there is no moment at which it exists unmarked.
-        let name = migrations::ready_db_name(hash, server.owner);
+        let name = names::ready_db_name(hash, server.owner);
         execute(
             &mut conn,
             &create_sql(server.version, &name, Some(template)),

@@ -2,32 +2,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;
 
-use crate::admin;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::MigrationSet;
-use crate::server::{CONNECT_TIMEOUT, Server, Urgency, address};
-use crate::testdb::{Parts, TestDb};
-use crate::worker;
+use crate::migrations::{MigrationSet, Origin};
+use crate::server::address;
+use crate::template::Recipe;
+use crate::testdb::TestDb;
+use crate::{pool, worker};
 
 /// Connections per test pool unless [`Harness::with_pool_size`] says otherwise: enough for a
 /// test that runs a few queries concurrently, small enough that many tests in parallel stay far
 /// below the server's `max_connections`.
 pub const DEFAULT_POOL_SIZE: u32 = 5;
-
-#[derive(Debug)]
-enum Origin {
-    Static(&'static Migrator),
-    Dir(PathBuf),
-}
 
 /// Hands out databases migrated with one migration set.
 ///
@@ -55,19 +45,19 @@ pub struct Harness {
 impl Harness {
     /// A harness for a migrator, usually `sqlx::migrate!()` in a `static`.
     pub const fn new(migrator: &'static Migrator) -> Self {
-        Self {
-            origin: Origin::Static(migrator),
-            pool_size: DEFAULT_POOL_SIZE,
-            set: OnceCell::const_new(),
-        }
+        Self::from_origin(Origin::Static(migrator))
     }
 
     /// A harness for a migrations folder read at run time (relative paths are relative to the
     /// working directory, which `cargo test` sets to the crate's root). The folder is read on
     /// the first [`test_db`](Harness::test_db); a missing or unreadable folder is reported there.
     pub fn from_dir(path: impl Into<PathBuf>) -> Self {
+        Self::from_origin(Origin::Dir(path.into()))
+    }
+
+    pub(crate) const fn from_origin(origin: Origin) -> Self {
         Self {
-            origin: Origin::Dir(path.into()),
+            origin,
             pool_size: DEFAULT_POOL_SIZE,
             set: OnceCell::const_new(),
         }
@@ -90,7 +80,7 @@ impl Harness {
     /// cannot be read or fail, or the server refuses to create the database. Every message says
     /// what to do.
     pub async fn test_db(&self) -> Result<TestDb> {
-        self.hand_out(None).await
+        self.request(None).await
     }
 
     /// A new database migrated only up to `version` (inclusive), for testing a migration
@@ -103,110 +93,44 @@ impl Harness {
     /// As [`test_db`](Harness::test_db), and when `version` is not one of the set's versions
     /// (the message lists the known ones).
     pub async fn test_db_at(&self, version: i64) -> Result<TestDb> {
-        self.hand_out(Some(version)).await
+        self.request(Some(version)).await
     }
 
     async fn migration_set(&self) -> Result<Arc<MigrationSet>> {
         self.set
-            .get_or_init(|| async {
-                match &self.origin {
-                    Origin::Static(m) => {
-                        Ok(MigrationSet::from_migrator(m, "the Harness's Migrator"))
-                    }
-                    Origin::Dir(dir) => MigrationSet::from_dir(dir).await,
-                }
-                .map(Arc::new)
-            })
+            .get_or_init(|| async { self.origin.load().await.map(Arc::new) })
             .await
             .clone()
     }
 
-    async fn hand_out(&self, upto: Option<i64>) -> Result<TestDb> {
+    /// Asks the worker for a database of the set at `upto` (head when `None`) and connects
+    /// its pool on the caller's runtime, unless the worker prefetched one.
+    async fn request(&self, upto: Option<i64>) -> Result<TestDb> {
         let config = Config::global()?;
         let set = self.migration_set().await?;
         if let Some(version) = upto.filter(|v| *v != 0) {
             set.check_version(version)?;
         }
-        let migrations = set.clone();
+        let recipe = Recipe::new(set.clone(), upto);
         let size = self.pool_size;
-        let (server, name, prefetched) =
-            worker::call(move |state| async move { state.test_db(set, upto, size).await }).await?;
-
-        let options = test_options(&server, &name);
-        let mut url = server.url.clone();
-        url.set_path(&name);
-        let source = server.source;
-        let password_from_user = server.password_from_user;
-        // Only copies of the server's settings cross over: the server itself stays on the
-        // worker's runtime.
-        drop(server);
-
-        let pool = match prefetched {
+        let mut handout =
+            worker::call(move |shared| async move { shared.hand_out(recipe, size).await }).await?;
+        let pool = match handout.pool.take() {
             Some(pool) => pool,
-            None => match connect_pool(&options, size).await {
+            None => match pool::connect(&handout.options, size).await {
                 Ok(pool) => pool,
                 Err(e) => {
-                    let dropped = name.clone();
-                    let _ = worker::call(move |state| async move {
-                        admin::drop_test_db(&*state.server().await?, Urgency::Now, &dropped).await
-                    })
-                    .await;
+                    let name = handout.name.clone();
+                    let _ = worker::call(move |shared| async move { shared.drop_now(&name).await })
+                        .await;
                     return Err(Error::connect(
-                        address(&options),
+                        address(&handout.options),
                         "the server has connections to spare (max_connections)",
                         e,
                     ));
                 }
             },
         };
-        Ok(TestDb::new(Parts {
-            pool,
-            name,
-            options,
-            url,
-            source,
-            keep: config.keep,
-            password_from_user,
-            migrations,
-        }))
-    }
-}
-
-/// How a test connects to its database `name`.
-pub(crate) fn test_options(server: &Server, name: &str) -> PgConnectOptions {
-    server
-        .options
-        .clone()
-        .database(name)
-        .application_name("pgfresh-test")
-}
-
-/// A test's pool of at most `size` connections, with its first connection open: a server that
-/// refuses the test fails here, not in the test's first query.
-pub(crate) async fn connect_pool(
-    options: &PgConnectOptions,
-    size: u32,
-) -> std::result::Result<PgPool, sqlx::Error> {
-    let pool = PgPoolOptions::new()
-        .max_connections(size)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options.clone())
-        .await;
-    match pool {
-        // A pool that timed out says nothing of why; one direct attempt names the cause in
-        // the server's words (say, too many connections for the role).
-        Err(sqlx::Error::PoolTimedOut) => Err(
-            match tokio::time::timeout(Duration::from_secs(3), PgConnection::connect_with(options))
-                .await
-            {
-                Ok(Err(cause)) => cause,
-                Ok(Ok(conn)) => {
-                    let _ = conn.close().await;
-                    sqlx::Error::PoolTimedOut
-                }
-                Err(_) => sqlx::Error::PoolTimedOut,
-            },
-        ),
-        pool => pool,
+        Ok(TestDb::new(handout, pool, config.keep, set))
     }
 }

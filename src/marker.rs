@@ -71,7 +71,7 @@ impl Mark {
         Self::is_ours(comment)
             || (comment.is_none()
                 && connection_limit == CREATED_CONNECTION_LIMIT
-                && name.starts_with(crate::migrations::PREFIX))
+                && name.starts_with(crate::names::PREFIX))
     }
 }
 

@@ -23,40 +23,18 @@
 
 use std::collections::HashSet;
 
-use sqlx::PgConnection;
-
 use crate::admin::drop_if_still;
 use crate::error::{Error, Result};
+use crate::locks::{BUILD_LOCK_CLASS, OWNER_LOCK_CLASS, build_lock_key};
 use crate::marker::{Mark, now, run_id};
-use crate::migrations::{PREFIX, owner_in_name};
+use crate::names::{PREFIX, owner_in_name};
 use crate::server::{Server, Urgency};
-use crate::template::{BUILD_LOCK_CLASS, build_lock_key};
-
-/// Class of the owner locks: the ASCII bytes of "pgfo".
-pub(crate) const OWNER_LOCK_CLASS: i32 = 0x7067_666f;
 
 /// A template of the current suite is stale this long after its last use, once another
 /// template of the suite exists.
 const STALE_SUITE_TEMPLATE: i64 = 3600;
 /// Any template is stale this long after its last use.
 const STALE_TEMPLATE: i64 = 7 * 24 * 3600;
-
-/// Takes an owner lock on `conn`, which must then stay open for the life of the process, and
-/// returns the lock's key.
-pub(crate) async fn take_owner_lock(conn: &mut PgConnection) -> Result<i32> {
-    loop {
-        let key = i32::try_from(uuid::Uuid::new_v4().as_u128() % (i32::MAX as u128)).unwrap_or(1);
-        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-            .bind(OWNER_LOCK_CLASS)
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| Error::database("taking the owner lock", e))?;
-        if taken {
-            return Ok(key);
-        }
-    }
-}
 
 /// What a sweep removed.
 #[derive(Debug, Default)]

@@ -6,6 +6,8 @@
 //! migration succeeded, so a build that died half-way (marker `building`) is dropped and
 //! rebuilt.
 
+use std::sync::Arc;
+
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
@@ -13,20 +15,35 @@ use sqlx::{Connection, PgConnection};
 use crate::admin::{self, execute, set_mark};
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
-use crate::migrations::{self, MigrationSet};
+use crate::migrations::MigrationSet;
 use crate::server::{Server, Urgency};
 use crate::sqlerror;
+use crate::{locks, names};
 
-/// Class of the advisory locks that serialise template builds across processes: the ASCII
-/// bytes of "pgfr". The second key is [`build_lock_key`].
-pub(crate) const BUILD_LOCK_CLASS: i32 = 0x7067_6672;
+/// What a template is built from: a migration set, applied up to a version or to head.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    pub set: Arc<MigrationSet>,
+    /// The last version applied; `None` is head.
+    pub upto: Option<i64>,
+    hash: String,
+}
 
-/// The second key of a template's build lock: the first 32 bits of its hash (as PostgreSQL
-/// shows it in `pg_locks.objid`, an unsigned `oid`).
-pub(crate) fn build_lock_key(hash: &str) -> u32 {
-    hash.get(..8)
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .unwrap_or_default()
+impl Recipe {
+    pub fn new(set: Arc<MigrationSet>, upto: Option<i64>) -> Self {
+        let hash = set.hash(upto);
+        Self { set, upto, hash }
+    }
+
+    /// The hash the template's name carries: everything that changes what the build produces.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The test suite the template belongs to (see [`crate::sweep`]).
+    pub fn suite(&self) -> &str {
+        &self.set.suite
+    }
 }
 
 /// A template's last use is written down at most this often (seconds): often enough for the
@@ -34,17 +51,11 @@ pub(crate) fn build_lock_key(hash: &str) -> u32 {
 /// together from writing the same catalog row.
 const USE_RECORDED_EVERY: i64 = 300;
 
-/// Makes sure the template for `set` (migrated up to `upto`, or to head) exists, building it
-/// under an advisory lock if no process has yet. Returns the template's name.
-pub(crate) async fn ensure(
-    server: &Server,
-    set: &MigrationSet,
-    upto: Option<i64>,
-) -> Result<String> {
-    let hash = set.hash(upto);
-    let name = migrations::template_name(&hash);
-    // The lock function takes a signed int4: the same 32 bits.
-    let lock_key = i32::from_ne_bytes(build_lock_key(&hash).to_ne_bytes());
+/// Makes sure the template of `recipe` exists, building it under an advisory lock if no
+/// process has yet. Returns the template's name.
+pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
+    let hash = recipe.hash();
+    let name = names::template_name(hash);
     let mut conn = server.admin_conn(Urgency::Now, "build a template").await?;
     // The common case, a template built by an earlier run and recently used, needs no lock.
     if let Some((true, Some(Mark::Template { used, .. }))) =
@@ -53,19 +64,9 @@ pub(crate) async fn ensure(
     {
         return Ok(name);
     }
-    sqlx::query("SELECT pg_advisory_lock($1, $2)")
-        .bind(BUILD_LOCK_CLASS)
-        .bind(lock_key)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| Error::database(format!("waiting for the build lock of {name}"), e))?;
-    let built = build_locked(server, &mut conn, set, upto, &name).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-        .bind(BUILD_LOCK_CLASS)
-        .bind(lock_key)
-        .execute(&mut *conn)
-        .await;
-    if unlocked.is_err() {
+    locks::lock_build(&mut conn, hash, &name).await?;
+    let built = build_locked(server, &mut conn, recipe, &name).await;
+    if locks::unlock_build(&mut conn, hash).await.is_err() {
         // The session lock dies with the connection; make sure the pool does not reuse it.
         conn.discard();
     }
@@ -75,12 +76,11 @@ pub(crate) async fn ensure(
 async fn build_locked(
     server: &Server,
     conn: &mut PgConnection,
-    set: &MigrationSet,
-    upto: Option<i64>,
+    recipe: &Recipe,
     name: &str,
 ) -> Result<()> {
     let used = Mark::Template {
-        suite: set.suite.clone(),
+        suite: recipe.suite().to_owned(),
         used: now(),
     };
     match admin::mark_of(conn, name).await? {
@@ -95,7 +95,7 @@ async fn build_locked(
         None => {}
     }
 
-    tracing::info!(template = name, origin = %set.origin, "building template");
+    tracing::info!(template = name, origin = %recipe.set.origin, "building template");
     execute(conn, &admin::create_sql(server.version, name, None)).await?;
     set_mark(
         conn,
@@ -105,7 +105,7 @@ async fn build_locked(
         },
     )
     .await?;
-    if let Err(e) = migrate(server, set, upto, name).await {
+    if let Err(e) = migrate(server, recipe, name).await {
         let _ = admin::drop_database(server.version, conn, name).await;
         return Err(e);
     }
@@ -119,7 +119,8 @@ async fn build_locked(
     set_mark(conn, name, &used).await
 }
 
-async fn migrate(server: &Server, set: &MigrationSet, upto: Option<i64>, name: &str) -> Result<()> {
+async fn migrate(server: &Server, recipe: &Recipe, name: &str) -> Result<()> {
+    let set = &recipe.set;
     // A one-connection pool rather than a bare connection: the migrator's future over
     // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
     let db = PgPoolOptions::new()
@@ -127,7 +128,7 @@ async fn migrate(server: &Server, set: &MigrationSet, upto: Option<i64>, name: &
         .connect_with(server.options.clone().database(name))
         .await
         .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-    let result = match upto {
+    let result = match recipe.upto {
         Some(version) => set.migrator.run_to(version, &db).await,
         None => set.migrator.run(&db).await,
     };
@@ -158,7 +159,7 @@ async fn write_relcache_init_file(server: &Server, name: &str) -> Result<()> {
 fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error {
     match e {
         MigrateError::ExecuteMigration(source, version) => {
-            let migration = set.ups().find(|m| m.version == version);
+            let migration = set.up(version);
             Error::Migration {
                 version,
                 description: migration.map_or_else(String::new, |m| m.description.to_string()),

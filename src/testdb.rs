@@ -1,18 +1,16 @@
 //! [`TestDb`]: one test's database, dropped when the guard goes.
 
 use std::fmt;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::admin;
 use crate::config::{KeepPolicy, Source, redact_url};
 use crate::error::{Error, Result};
-use crate::migrations::MigrationSet;
-use crate::server::Urgency;
-use crate::worker;
+use crate::migrations::{MigrationSet, read_applied};
+use crate::worker::{self, Handout};
 
 /// How long marking a database kept may take before the test goes on without it.
 const KEEP_WAIT: Duration = Duration::from_secs(10);
@@ -44,29 +42,23 @@ pub struct TestDb {
     armed: bool,
 }
 
-/// Everything needed to build a [`TestDb`], gathered on the worker.
-pub(crate) struct Parts {
-    pub pool: PgPool,
-    pub name: String,
-    pub options: PgConnectOptions,
-    pub url: url::Url,
-    pub source: Source,
-    pub keep: KeepPolicy,
-    pub password_from_user: bool,
-    pub migrations: Arc<MigrationSet>,
-}
-
 impl TestDb {
-    pub(crate) fn new(p: Parts) -> Self {
+    /// The guard of the database the worker handed out, with its pool.
+    pub(crate) fn new(
+        handout: Handout,
+        pool: PgPool,
+        keep: KeepPolicy,
+        migrations: Arc<MigrationSet>,
+    ) -> Self {
         Self {
-            pool: p.pool,
-            name: p.name,
-            options: p.options,
-            url: p.url,
-            source: p.source,
-            keep: p.keep,
-            password_from_user: p.password_from_user,
-            migrations: p.migrations,
+            pool,
+            name: handout.name,
+            options: handout.options,
+            url: handout.url,
+            source: handout.source,
+            keep,
+            password_from_user: handout.password_from_user,
+            migrations,
             armed: true,
         }
     }
@@ -105,21 +97,17 @@ impl TestDb {
     ///
     /// When the migrations table cannot be read.
     pub async fn current_version(&self) -> Result<Option<i64>> {
-        let table = &self.migrations.migrator.table_name;
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(table.as_ref())
-            .fetch_one(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(|e| Error::database("looking for the migrations table", e))?;
-        if !exists {
-            return Ok(None);
-        }
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT max(version) FROM {table} WHERE success"
-        )))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| Error::database("reading the applied migrations", e))
+            .map_err(|e| Error::database("connecting to read the applied migrations", e))?;
+        let applied = read_applied(&mut conn, &self.migrations.migrator.table_name).await?;
+        Ok(applied
+            .iter()
+            .filter(|a| a.success)
+            .map(|a| a.version)
+            .max())
     }
 
     /// Moves this database up or down to `version` (`0` is base: every migration reverted),
@@ -142,14 +130,9 @@ impl TestDb {
         if version >= current {
             return set.migrator.run_to(version, &self.pool).await.map_err(fail);
         }
-        let has_down = |v: i64| {
-            set.migrator
-                .iter()
-                .any(|m| m.version == v && m.migration_type.is_down_migration())
-        };
         if let Some(m) = set
             .ups()
-            .find(|m| m.version > version && m.version <= current && !has_down(m.version))
+            .find(|m| m.version > version && m.version <= current && set.down(m.version).is_none())
         {
             return Err(Error::MigrationSource {
                 location: set.origin.clone(),
@@ -171,11 +154,7 @@ impl TestDb {
         self.armed = false;
         self.pool.close().await;
         let name = std::mem::take(&mut self.name);
-        worker::call(move |state| async move {
-            let server = state.server().await?;
-            admin::drop_test_db(&server, Urgency::Now, &name).await
-        })
-        .await
+        worker::call(move |shared| async move { shared.drop_now(&name).await }).await
     }
 
     /// Keeps the database after the guard is gone and returns its name. The pool is closed.
@@ -207,45 +186,21 @@ impl TestDb {
     /// for the drop when it exits (see [`worker::submit_before_exit`]).
     fn drop_later(&self) -> Result<()> {
         let name = self.name.clone();
-        worker::submit_before_exit(move |state| async move { state.drop_test_db(&name).await })
-    }
-
-    /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
-    /// when it goes).
-    fn mark_kept(&self) -> Result<()> {
-        let (name, suite) = (self.name.clone(), self.migrations.suite.clone());
-        self.on_worker("keeping", move |server| async move {
-            admin::keep_test_db(&server, &name, &suite).await
+        worker::submit_before_exit(move |shared| async move {
+            shared.drop_in_background(&name).await;
         })
     }
 
-    /// Runs `job` on the worker and waits at most [`KEEP_WAIT`] for it, from synchronous code.
-    fn on_worker<F, Fut>(&self, what: &str, job: F) -> Result<()>
-    where
-        F: FnOnce(Arc<crate::server::Server>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
-    {
-        let (tx, rx) = mpsc::channel();
-        worker::submit(move |state| async move {
-            let result = match state.server().await {
-                Ok(server) => job(server).await,
-                Err(e) => Err(e),
-            };
-            let _ = tx.send(result);
-        })?;
-        // Waiting blocks this thread. On a multi-thread runtime, hand this worker's other tasks
-        // to the rest of the runtime first, or they (say, another test's pool handshake) stall
-        // until the wait ends.
-        let wait = || rx.recv_timeout(KEEP_WAIT);
-        let answer = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        };
-        answer.unwrap_or_else(|_| {
+    /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
+    /// when it goes). Waits at most [`KEEP_WAIT`]: it runs from `Drop`.
+    fn mark_kept(&self) -> Result<()> {
+        let (name, suite) = (self.name.clone(), self.migrations.suite.clone());
+        let kept = worker::call_blocking(KEEP_WAIT, move |shared| async move {
+            shared.keep(&name, &suite).await
+        });
+        kept.unwrap_or_else(|| {
             Err(Error::Timeout {
-                what: format!("{what} test database {}", self.name),
+                what: format!("keeping test database {}", self.name),
                 seconds: KEEP_WAIT.as_secs(),
                 remedy: "A later run sweeps it; `pgfresh gc` removes it at once".into(),
             })

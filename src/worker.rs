@@ -14,22 +14,23 @@ use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::error::{Error, Result};
-use crate::migrations::MigrationSet;
 use crate::prefetch::{Key, Prefetch, Prefetched};
 use crate::server::{self, Server, Urgency};
-use crate::{admin, harness, sweep, template};
+use crate::template::Recipe;
+use crate::{admin, pool, sweep, template};
 
-type Job = Box<dyn FnOnce(Arc<State>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type Job = Box<dyn FnOnce(Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// What the worker owns.
+/// Everything the tests of this process share, owned by the worker.
 #[derive(Default)]
-pub(crate) struct State {
+pub(crate) struct Shared {
     server: OnceCell<Result<Arc<Server>>>,
-    /// Per (migration-set hash, target): the template, built at most once per process.
+    /// Per template hash: the template, built at most once per process.
     templates: Mutex<HashMap<String, Arc<Template>>>,
     /// Databases claimed and connected for the next tests of this process.
     prefetch: Prefetch,
@@ -45,7 +46,38 @@ struct Template {
     swept: AtomicBool,
 }
 
-impl State {
+/// The worker's answer to a request for a test database: only copies of the server's settings
+/// cross over to the test, the server itself stays on the worker's runtime.
+pub(crate) struct Handout {
+    pub name: String,
+    /// How to connect to the database.
+    pub options: PgConnectOptions,
+    /// The same as a URL, password included.
+    pub url: url::Url,
+    pub source: Source,
+    /// The server's password came from the user (`DB_URL`): never print it.
+    pub password_from_user: bool,
+    /// The database's pool when it was prefetched (see [`crate::prefetch`]), connected
+    /// already; else the caller connects one.
+    pub pool: Option<PgPool>,
+}
+
+impl Handout {
+    fn new(server: &Server, name: String, pool: Option<PgPool>) -> Self {
+        let mut url = server.url.clone();
+        url.set_path(&name);
+        Self {
+            options: server.database_options(&name),
+            url,
+            source: server.source,
+            password_from_user: server.password_from_user,
+            name,
+            pool,
+        }
+    }
+}
+
+impl Shared {
     /// The server, started on first use. A failure is remembered and reported to every caller.
     pub async fn server(&self) -> Result<Arc<Server>> {
         self.server
@@ -57,30 +89,25 @@ impl State {
             .clone()
     }
 
-    /// A test database for `set` at `upto` (head when `None`) and, when it was prefetched (see
-    /// [`crate::prefetch`]), its pool of `size` connections, connected already. Either way the
-    /// next one is prefetched when this process runs many tests.
-    pub async fn test_db(
-        self: Arc<Self>,
-        set: Arc<MigrationSet>,
-        upto: Option<i64>,
-        size: u32,
-    ) -> Result<(Arc<Server>, String, Option<PgPool>)> {
+    /// A test database cloned from `recipe`'s template, with its pool of `size` connections
+    /// when it was prefetched. Either way the next one is prefetched when this process runs
+    /// many tests.
+    pub async fn hand_out(self: Arc<Self>, recipe: Recipe, size: u32) -> Result<Handout> {
         let key = Key {
-            hash: set.hash(upto),
+            hash: recipe.hash().to_owned(),
             size,
         };
-        let answer = match self.prefetch.take(&key) {
-            Some(ready) => (self.server().await?, ready.name, Some(ready.pool)),
+        let handout = match self.prefetch.take(&key) {
+            Some(ready) => Handout::new(&*self.server().await?, ready.name, Some(ready.pool)),
             None => {
-                let (server, name) = self.hand_out(set.clone(), upto, key.hash.clone()).await?;
-                (server, name, None)
+                let (server, name) = self.claim(&recipe).await?;
+                Handout::new(&server, name, None)
             }
         };
         if self.prefetch.handed_out(&key) {
             let unfinished = Unfinished::start();
             tokio::spawn(async move {
-                match self.prefetch_one(&key, set, upto).await {
+                match self.prefetch_one(&recipe, size).await {
                     Ok(ready) => {
                         if let Some(unused) = self.prefetch.put(&key, ready) {
                             self.discard(unused).await;
@@ -94,18 +121,13 @@ impl State {
                 drop(unfinished);
             });
         }
-        Ok(answer)
+        Ok(handout)
     }
 
     /// Claims a database for the next test and connects its pool.
-    async fn prefetch_one(
-        &self,
-        key: &Key,
-        set: Arc<MigrationSet>,
-        upto: Option<i64>,
-    ) -> Result<Prefetched> {
-        let (server, name) = self.hand_out(set, upto, key.hash.clone()).await?;
-        match harness::connect_pool(&harness::test_options(&server, &name), key.size).await {
+    async fn prefetch_one(&self, recipe: &Recipe, size: u32) -> Result<Prefetched> {
+        let (server, name) = self.claim(recipe).await?;
+        match pool::connect(&server.database_options(&name), size).await {
             Ok(pool) => Ok(Prefetched { name, pool }),
             Err(e) => {
                 let dropped = admin::drop_test_db(&server, Urgency::CanWait, &name).await;
@@ -120,12 +142,17 @@ impl State {
     /// Drops a prefetched database that no test took.
     async fn discard(&self, unused: Prefetched) {
         unused.pool.close().await;
-        self.drop_test_db(&unused.name).await;
+        self.drop_in_background(&unused.name).await;
+    }
+
+    /// Drops a test database now, for a caller that waits for the answer.
+    pub async fn drop_now(&self, name: &str) -> Result<()> {
+        admin::drop_test_db(&*self.server().await?, Urgency::Now, name).await
     }
 
     /// Drops a test database in the background (nobody waits for the answer), saying so on
     /// stderr when it fails.
-    pub async fn drop_test_db(&self, name: &str) {
+    pub async fn drop_in_background(&self, name: &str) {
         let dropped = match self.server().await {
             Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, name).await,
             Err(e) => Err(e),
@@ -135,35 +162,35 @@ impl State {
         }
     }
 
-    /// A new test database for `set` at `upto` (head when `None`; `hash` is `set.hash(upto)`):
-    /// the template is built on first use, a ready clone is claimed when there is one, and
-    /// then, in the background, the ready clones are topped up and (once per process) the
-    /// suite's leftovers swept.
-    async fn hand_out(
-        &self,
-        set: Arc<MigrationSet>,
-        upto: Option<i64>,
-        hash: String,
-    ) -> Result<(Arc<Server>, String)> {
+    /// Marks a test database as kept by this run of `suite` (see [`crate::sweep`]).
+    pub async fn keep(&self, name: &str, suite: &str) -> Result<()> {
+        admin::keep_test_db(&*self.server().await?, name, suite).await
+    }
+
+    /// A new test database cloned from `recipe`'s template: the template is built on first
+    /// use, a ready clone is claimed when there is one, and then, in the background, the ready
+    /// clones are topped up and (once per process) the suite's leftovers swept.
+    async fn claim(&self, recipe: &Recipe) -> Result<(Arc<Server>, String)> {
         let server = self.server().await?;
+        let hash = recipe.hash();
         let entry = {
             let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(hash.clone()).or_default().clone()
+            map.entry(hash.to_owned()).or_default().clone()
         };
         let template = entry
             .name
-            .get_or_init(|| template::ensure(&server, &set, upto))
+            .get_or_init(|| template::ensure(&server, recipe))
             .await
             .clone()?;
-        let name = admin::hand_out(&server, &template, &hash).await?;
+        let name = admin::claim_or_clone(&server, &template, hash).await?;
 
         // Only now, so that the sweep's connection does not delay the first hand-out.
         if !entry.swept.swap(true, Ordering::AcqRel) {
-            let (server, suite, current) = (server.clone(), set.suite.clone(), template.clone());
+            let (server, suite, current) =
+                (server.clone(), recipe.suite().to_owned(), template.clone());
             let unfinished = Unfinished::start();
             tokio::spawn(async move {
-                let r = sweep::sweep(&server, &suite, &current).await;
-                if let Err(e) = r {
+                if let Err(e) = sweep::sweep(&server, &suite, &current).await {
                     tracing::warn!("sweeping left-behind databases failed: {e}");
                 }
                 drop(unfinished);
@@ -172,7 +199,7 @@ impl State {
 
         let target = Config::global()?.ready;
         if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
-            let server = server.clone();
+            let (server, hash) = (server.clone(), hash.to_owned());
             tokio::spawn(async move {
                 let refilled = admin::refill_ready(&server, &template, &hash, target);
                 if let Err(e) = refilled.await {
@@ -185,13 +212,15 @@ impl State {
     }
 }
 
-struct Worker {
+/// The worker's job queue.
+struct Queue {
     jobs: mpsc::UnboundedSender<Job>,
 }
 
-fn worker() -> &'static Worker {
-    static WORKER: OnceLock<Worker> = OnceLock::new();
-    WORKER.get_or_init(|| {
+/// The queue, and the worker thread on first use.
+fn queue() -> &'static Queue {
+    static QUEUE: OnceLock<Queue> = OnceLock::new();
+    QUEUE.get_or_init(|| {
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("pgfresh-worker".into())
@@ -206,29 +235,29 @@ fn worker() -> &'static Worker {
                         return;
                     }
                 };
-                let state = Arc::new(State::default());
+                let shared = Arc::new(Shared::default());
                 runtime.block_on(async move {
                     while let Some(job) = rx.recv().await {
-                        tokio::spawn(job(state.clone()));
+                        tokio::spawn(job(shared.clone()));
                     }
                 });
             });
         if let Err(e) = spawned {
             tracing::error!("pgfresh cannot start its worker thread: {e}");
         }
-        Worker { jobs }
+        Queue { jobs }
     })
 }
 
 /// Runs `job` on the worker without waiting for it.
 pub(crate) fn submit<F, Fut>(job: F) -> Result<()>
 where
-    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    worker()
+    queue()
         .jobs
-        .send(Box::new(move |state| Box::pin(job(state))))
+        .send(Box::new(move |shared| Box::pin(job(shared))))
         .map_err(|_| Error::Worker("it is not running".into()))
 }
 
@@ -241,13 +270,13 @@ where
 /// [`EXIT_WAIT`]; what is still unfinished then is swept by a later process.
 pub(crate) fn submit_before_exit<F, Fut>(job: F) -> Result<()>
 where
-    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let unfinished = Unfinished::start();
     // When the job cannot be submitted, it is dropped here, and `unfinished` with it.
-    submit(move |state| async move {
-        job(state).await;
+    submit(move |shared| async move {
+        job(shared).await;
         drop(unfinished);
     })
 }
@@ -291,9 +320,9 @@ impl Drop for Unfinished {
 /// [`EXIT_WAIT`], until no background work is unfinished.
 extern "C" fn wait_at_exit() {
     // The databases prefetched for tests that never came go now, and no more are kept.
-    let _ = submit_before_exit(|state| async move {
-        for unused in state.prefetch.close() {
-            state.discard(unused).await;
+    let _ = submit_before_exit(|shared| async move {
+        for unused in shared.prefetch.close() {
+            shared.discard(unused).await;
         }
     });
     let deadline = Instant::now() + EXIT_WAIT;
@@ -322,13 +351,39 @@ extern "C" fn wait_at_exit() {
 pub(crate) async fn call<T, F, Fut>(job: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T>> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    submit(move |state| async move {
-        let _ = tx.send(job(state).await);
+    submit(move |shared| async move {
+        let _ = tx.send(job(shared).await);
     })?;
     rx.await
         .map_err(|_| Error::Worker("a job ended without an answer".into()))?
+}
+
+/// Runs `job` on the worker and waits at most `limit` for its result, from synchronous code
+/// (a `Drop`); `None` when it did not answer in time.
+pub(crate) fn call_blocking<T, F, Fut>(limit: Duration, job: F) -> Option<Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Err(e) = submit(move |shared| async move {
+        let _ = tx.send(job(shared).await);
+    }) {
+        return Some(Err(e));
+    }
+    // Waiting blocks this thread. On a multi-thread runtime, hand this thread's other tasks to
+    // the rest of the runtime first, or they (say, another test's pool handshake) stall until
+    // the wait ends.
+    let wait = || rx.recv_timeout(limit).ok();
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
 }

@@ -110,7 +110,7 @@ pub(crate) async fn against(
     let mut problems = Vec::new();
     for a in &applied {
         let (version, description) = (a.version, a.description.clone());
-        match set.ups().find(|m| m.version == version) {
+        match set.up(version) {
             _ if !a.success => problems.push(Problem::Dirty {
                 version,
                 description,

@@ -36,12 +36,12 @@ mod upgrade;
 
 use std::path::{Path, PathBuf};
 
-use sqlx::migrate::{Migration, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::{Acquire, PgConnection, Postgres};
 
 use crate::Harness;
 use crate::error::Error;
-use crate::migrations::MigrationSet;
+use crate::migrations::{MigrationSet, Origin};
 
 pub use problem::Problem;
 pub use report::{Failure, Passed, Step};
@@ -51,12 +51,6 @@ pub use report::{Failure, Passed, Step};
 /// start at the working directory, which `cargo test` sets to the crate's root).
 #[derive(Debug, Clone)]
 pub struct Migrations(Origin);
-
-#[derive(Debug, Clone)]
-enum Origin {
-    Static(&'static Migrator),
-    Dir(PathBuf),
-}
 
 impl From<&'static Migrator> for Migrations {
     fn from(m: &'static Migrator) -> Self {
@@ -197,10 +191,7 @@ impl Subject {
     /// Reads the set (a folder is read now; a `Migrator` is copied).
     pub async fn load(migrations: Migrations) -> Result<Self, Failure> {
         let Migrations(origin) = migrations;
-        let set = match &origin {
-            Origin::Static(m) => MigrationSet::from_migrator(m, "the Migrator"),
-            Origin::Dir(dir) => MigrationSet::from_dir(dir).await?,
-        };
+        let set = origin.load().await?;
         Ok(Self { set, origin })
     }
 
@@ -234,19 +225,7 @@ impl Subject {
 
     /// A harness for this set, handing out databases at head or at a version.
     pub fn harness(&self) -> Harness {
-        match &self.origin {
-            Origin::Static(m) => Harness::new(m),
-            Origin::Dir(dir) => Harness::from_dir(dir),
-        }
-        .with_pool_size(2)
-    }
-
-    /// The down migration of `version`.
-    pub fn down(&self, version: i64) -> Option<&Migration> {
-        self.set
-            .migrator
-            .iter()
-            .find(|m| m.version == version && m.migration_type.is_down_migration())
+        Harness::from_origin(self.origin.clone()).with_pool_size(2)
     }
 
     /// The newest version, `base` for an empty set, for messages.
@@ -276,7 +255,10 @@ impl Subject {
             });
         }
         let n = self.set.ups().count();
-        let pairs = self.set.ups().filter(|m| self.down(m.version).is_some());
+        let pairs = self
+            .set
+            .ups()
+            .filter(|m| self.set.down(m.version).is_some());
         let database = if compared {
             ", and the database applied them unedited, in order"
         } else {

@@ -15,7 +15,10 @@ use crate::TestDb;
 pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Passed, Failure> {
     let ups: Vec<&Migration> = subject.set.ups().collect();
     let notes = irreversible_note(subject, &ups).into_iter().collect();
-    let Some(first) = ups.iter().position(|m| subject.down(m.version).is_some()) else {
+    let Some(first) = ups
+        .iter()
+        .position(|m| subject.set.down(m.version).is_some())
+    else {
         return Ok(Passed::new("no reversible migrations: nothing to check").with_notes(notes));
     };
     let start = first.checked_sub(1).map_or(0, |i| ups[i].version);
@@ -48,7 +51,7 @@ async fn walk(
     let mut checked = 0;
     for &up in ups {
         progress.step(&format!("{} {}", up.version, up.description));
-        let Some(down) = subject.down(up.version) else {
+        let Some(down) = subject.set.down(up.version) else {
             apply(subject, db, up, Step::Up).await?;
             (before, at) = (None, up.version);
             continue;
@@ -120,7 +123,7 @@ fn failed(m: &Migration, step: Step, e: &MigrateError) -> Failure {
 fn irreversible_note(subject: &Subject, ups: &[&Migration]) -> Option<String> {
     let one_way: Vec<String> = ups
         .iter()
-        .filter(|m| subject.down(m.version).is_none())
+        .filter(|m| subject.set.down(m.version).is_none())
         .map(|m| m.version.to_string())
         .collect();
     match one_way.len() {

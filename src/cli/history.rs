@@ -12,7 +12,7 @@ use crate::migrations::{Applied, MigrationSet, read_applied};
 
 /// The folder's migrations and the database's record of them.
 #[derive(Debug)]
-pub(super) struct State<'s> {
+pub(super) struct Ledger<'s> {
     pub set: &'s MigrationSet,
     pub applied: BTreeMap<i64, Applied>,
 }
@@ -39,7 +39,7 @@ impl Status {
     }
 }
 
-impl<'s> State<'s> {
+impl<'s> Ledger<'s> {
     /// Reads the migrations table (a database without one has applied nothing).
     pub async fn read(conn: &mut PgConnection, set: &'s MigrationSet) -> Result<Self> {
         let rows = read_applied(conn, &set.migrator.table_name).await?;
@@ -51,15 +51,12 @@ impl<'s> State<'s> {
 
     /// The up migration of `version` in the folder.
     pub fn up(&self, version: i64) -> Option<&'s Migration> {
-        self.set.ups().find(|m| m.version == version)
+        self.set.up(version)
     }
 
     /// The down migration of `version` in the folder.
     pub fn down(&self, version: i64) -> Option<&'s Migration> {
-        self.set
-            .migrator
-            .iter()
-            .find(|m| m.version == version && m.migration_type.is_down_migration())
+        self.set.down(version)
     }
 
     /// The newest version applied successfully, `None` at base.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use sqlx::PgConnection;
 use sqlx::migrate::{MigrateError, Migration};
 
-use super::history::State;
+use super::history::Ledger;
 use super::target::{self, DowngradeTarget, UpgradeTarget};
 use crate::error::{Error, Result};
 use crate::sqlerror;
@@ -18,7 +18,7 @@ fn label(version: Option<i64>) -> String {
 /// Applies the migrations that reach `target`.
 pub(super) async fn upgrade(
     conn: &mut PgConnection,
-    state: &State<'_>,
+    state: &Ledger<'_>,
     target: UpgradeTarget,
 ) -> Result<()> {
     state.check()?;
@@ -52,7 +52,7 @@ pub(super) async fn upgrade(
 /// Reverts the migrations that reach `target`.
 pub(super) async fn downgrade(
     conn: &mut PgConnection,
-    state: &State<'_>,
+    state: &Ledger<'_>,
     target: DowngradeTarget,
 ) -> Result<()> {
     state.check()?;
@@ -87,7 +87,7 @@ pub(super) async fn downgrade(
 }
 
 /// `20231002090000 (head)`, `base`, or the bare version.
-fn state_label(state: &State<'_>, now: Option<i64>) -> String {
+fn state_label(state: &Ledger<'_>, now: Option<i64>) -> String {
     match now {
         Some(v) if Some(v) == state.head() => format!("{v} (head)"),
         other => label(other),

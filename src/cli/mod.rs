@@ -162,7 +162,7 @@ impl Cli {
             .filter(|url| !url.trim().is_empty())
             .unwrap_or(DEFAULT_DATABASE_URL);
         let mut conn = connect(url).await?;
-        let state = history::State::read(&mut conn, &set).await?;
+        let state = history::Ledger::read(&mut conn, &set).await?;
         let result = match command {
             DatabaseCommand::Upgrade { target } => {
                 migrate::upgrade(&mut conn, &state, target).await

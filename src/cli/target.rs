@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use sqlx::migrate::Migration;
 
-use super::history::State;
+use super::history::Ledger;
 use crate::error::{Error, Result};
 
 /// Where `pgfresh upgrade` goes.
@@ -101,7 +101,7 @@ fn migrations_are(n: usize) -> String {
 
 /// The migrations `upgrade` applies, oldest first; empty when there is nothing to do.
 pub(super) fn upgrade_plan<'s>(
-    state: &State<'s>,
+    state: &Ledger<'s>,
     target: UpgradeTarget,
 ) -> Result<Vec<&'s Migration>> {
     let pending = state.pending();
@@ -152,7 +152,7 @@ pub(super) struct Revert<'s> {
 
 /// The migrations `downgrade` reverts, newest first; empty when there is nothing to do.
 pub(super) fn downgrade_plan<'s>(
-    state: &State<'s>,
+    state: &Ledger<'s>,
     target: DowngradeTarget,
 ) -> Result<Vec<Revert<'s>>> {
     let applied: Vec<i64> = state.applied.keys().rev().copied().collect();
@@ -237,7 +237,7 @@ mod tests {
         MigrationSet::from_migrator(&Migrator::with_migrations(all), "migrations/")
     }
 
-    fn state<'s>(set: &'s MigrationSet, applied: &[i64]) -> State<'s> {
+    fn state<'s>(set: &'s MigrationSet, applied: &[i64]) -> Ledger<'s> {
         let applied = applied.iter().map(|&version| {
             let checksum = set
                 .ups()
@@ -255,18 +255,18 @@ mod tests {
             };
             (version, row)
         });
-        State {
+        Ledger {
             set,
             applied: applied.collect::<BTreeMap<_, _>>(),
         }
     }
 
-    fn up(s: &State<'_>, t: &str) -> Result<Vec<i64>> {
+    fn up(s: &Ledger<'_>, t: &str) -> Result<Vec<i64>> {
         let plan = upgrade_plan(s, t.parse().unwrap())?;
         Ok(plan.iter().map(|m| m.version).collect())
     }
 
-    fn down(s: &State<'_>, t: &str) -> Result<Vec<(i64, Option<i64>)>> {
+    fn down(s: &Ledger<'_>, t: &str) -> Result<Vec<(i64, Option<i64>)>> {
         let plan = downgrade_plan(s, t.parse().unwrap())?;
         Ok(plan.iter().map(|r| (r.down.version, r.after)).collect())
     }

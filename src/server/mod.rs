@@ -114,6 +114,14 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// How a test connects to its database `name`.
+    pub fn database_options(&self, name: &str) -> PgConnectOptions {
+        self.options
+            .clone()
+            .database(name)
+            .application_name("pgfresh-test")
+    }
+
     /// A connection of the administrative pool, to do `why` (for error messages).
     pub async fn admin_conn(&self, urgency: Urgency, why: &str) -> Result<AdminConn<'_>> {
         self.admin.acquire(urgency, why).await
@@ -246,7 +254,7 @@ async fn connect(started: Started) -> Result<Server> {
     // The first connection holds the owner lock for the life of the process and is the
     // first of the administrative pool: most processes (one per test under nextest) need no
     // other.
-    let owner = crate::sweep::take_owner_lock(&mut first).await?;
+    let owner = crate::locks::take_owner_lock(&mut first).await?;
     let version = u32::try_from(version).unwrap_or_default();
     admin_pool::prepare(&mut first, version).await?;
     let admin = AdminPool::new(options.clone(), version, first);

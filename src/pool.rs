@@ -1,0 +1,38 @@
+//! A test's own pool.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::server::CONNECT_TIMEOUT;
+
+/// A test's pool of at most `size` connections, with its first connection open: a server that
+/// refuses the test fails here, not in the test's first query.
+pub(crate) async fn connect(
+    options: &PgConnectOptions,
+    size: u32,
+) -> std::result::Result<PgPool, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options.clone())
+        .await;
+    match pool {
+        // A pool that timed out says nothing of why; one direct attempt names the cause in
+        // the server's words (say, too many connections for the role).
+        Err(sqlx::Error::PoolTimedOut) => Err(
+            match tokio::time::timeout(Duration::from_secs(3), PgConnection::connect_with(options))
+                .await
+            {
+                Ok(Err(cause)) => cause,
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    sqlx::Error::PoolTimedOut
+                }
+                Err(_) => sqlx::Error::PoolTimedOut,
+            },
+        ),
+        pool => pool,
+    }
+}
