@@ -46,7 +46,7 @@ pub(crate) enum Choice {
 /// Whether a test's database survives the test (`PGFRESH_KEEP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum KeepPolicy {
+pub(crate) enum KeepPolicy {
     /// Always drop the database.
     Never,
     /// Keep it when the test panicked, and print how to connect to it (the default).

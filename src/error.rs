@@ -207,6 +207,8 @@ pub enum Error {
         message: String,
     },
 
+    #[cfg(feature = "cli")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
     /// The `pgfresh` command refused to act: an unknown version, a step past either end,
     /// a database whose migration history does not match the folder, and the like.
     #[error("{reason}. {remedy}.")]
@@ -217,6 +219,8 @@ pub enum Error {
         remedy: String,
     },
 
+    #[cfg(feature = "cli")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
     /// A migration's SQL failed while the `pgfresh` command applied or reverted it.
     #[error(
         "{action} migration {version} ({description}) failed: {message}. The database is still \

@@ -12,7 +12,6 @@ mod config;
 pub mod datadump;
 mod error;
 mod fixture;
-pub mod gc;
 mod harness;
 mod locks;
 mod marker;
@@ -28,7 +27,7 @@ mod template;
 mod testdb;
 mod worker;
 
-pub use config::{KeepPolicy, Source};
+pub use config::Source;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};

@@ -1,7 +1,7 @@
-//! `pgfresh gc [--dry-run]`: removes everything pgfresh created (see [`crate::gc`]).
+//! `pgfresh gc [--dry-run]`: removes everything pgfresh created (see [`leftovers`]).
 
+use super::leftovers;
 use crate::error::{Error, Result};
-use crate::gc;
 
 /// Lists what pgfresh created on the server `url` names (when given) and on this machine, and
 /// removes it unless `dry_run`.
@@ -12,7 +12,7 @@ pub(super) async fn run(url: Option<&str>, dry_run: bool) -> Result<()> {
             "no --database-url or DB_URL: looking only for the clusters and containers pgfresh started here"
         );
     }
-    let found = gc::find(url).await?;
+    let found = leftovers::find(url).await?;
     if found.is_empty() {
         println!("nothing that pgfresh created was found");
         return Ok(());
@@ -28,7 +28,7 @@ pub(super) async fn run(url: Option<&str>, dry_run: bool) -> Result<()> {
         );
         return Ok(());
     }
-    let failed = gc::remove(url, &found).await?;
+    let failed = leftovers::remove(url, &found).await?;
     for (leftover, why) in &failed {
         eprintln!("could not remove {leftover}: {why}");
     }

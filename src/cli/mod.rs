@@ -21,6 +21,7 @@
 mod check;
 mod gc;
 mod history;
+mod leftovers;
 mod migrate;
 mod revision;
 mod target;

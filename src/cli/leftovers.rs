@@ -27,7 +27,7 @@ use crate::server::CONNECT_TIMEOUT;
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Leftover {
+pub(super) enum Leftover {
     /// A database on the server, with the kind its marker gives (`test`, `template`, …).
     Database {
         /// Its name.
@@ -63,7 +63,7 @@ impl fmt::Display for Leftover {
 /// # Errors
 ///
 /// When `url` is malformed or its server cannot be reached.
-pub async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
+pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
     let mut found = Vec::new();
     if let Some(url) = url {
         let mut conn = connect(url).await?;
@@ -99,7 +99,10 @@ pub async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
 /// # Errors
 ///
 /// When `url` is malformed or its server cannot be reached.
-pub async fn remove(url: Option<&str>, leftovers: &[Leftover]) -> Result<Vec<(Leftover, String)>> {
+pub(super) async fn remove(
+    url: Option<&str>,
+    leftovers: &[Leftover],
+) -> Result<Vec<(Leftover, String)>> {
     let mut failed = Vec::new();
     let mut server = match url {
         Some(url) => Some(connect(url).await?),
