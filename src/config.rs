@@ -97,6 +97,7 @@ pub(crate) struct Config {
     /// How many clones of each template to keep ready.
     pub ready: usize,
     /// Where processes sharing a local cluster or container meet (`PGFRESH_RUN_DIR`).
+    #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub run_dir: Option<PathBuf>,
 }
 

@@ -48,6 +48,9 @@ pub enum Error {
         reason: String,
         /// What to do about it.
         remedy: String,
+        /// The system error behind it, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
     },
 
     /// The local source could not find or run the PostgreSQL binaries.
@@ -57,6 +60,24 @@ pub enum Error {
         reason: String,
         /// What to do about it.
         remedy: String,
+        /// The system error behind it, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
+
+    /// The run directory where the processes sharing a local cluster or container meet cannot
+    /// be used.
+    #[error("run directory {path}: {reason}. {remedy}")]
+    RunDir {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+        /// The system error behind it, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
     },
 
     /// A server source was asked for that this build of pgfresh does not have.

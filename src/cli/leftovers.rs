@@ -22,7 +22,7 @@ use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::marker::Mark;
-use crate::server::CONNECT_TIMEOUT;
+use crate::server::{CONNECT_TIMEOUT, recorded_handle};
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +198,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             if name.contains("-local-") && dir.join("data").exists() {
                 found.push((dir, RunKind::Local));
             } else if name.contains("-docker-") && dir.join("state").exists() {
-                let id = state_field(&dir, "handle");
+                let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
             }
         }
@@ -206,18 +206,11 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
     found
 }
 
-fn state_field(dir: &Path, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("state")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .map(str::to_owned)
-}
-
 /// Stops the cluster of run directory `dir` (as the directory's owner, PostgreSQL refusing
 /// root) and removes its data; its guardian then exits by itself.
 fn stop_cluster(dir: &Path) -> Result<(), String> {
     let data = dir.join("data");
-    if let Some(pg_ctl) = state_field(dir, "handle") {
+    if let Some(pg_ctl) = recorded_handle(dir) {
         let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(pg_ctl);
         cmd.arg("-D")
@@ -226,7 +219,7 @@ fn stop_cluster(dir: &Path) -> Result<(), String> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if crate::server::running_as_root() {
+        if crate::server::euid() == 0 {
             cmd.uid(meta.uid()).gid(meta.gid());
         }
         let _ = cmd.status();

@@ -10,7 +10,7 @@
 //! process gets a container of its own.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,22 +18,15 @@ use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::bollard::models::PortBinding;
 use testcontainers_modules::testcontainers::core::Mount;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::{ContainerAsync, ContainerRequest, ImageExt};
+use testcontainers_modules::testcontainers::{ContainerRequest, ImageExt};
 
-use super::rundir::{self, RunDir, State};
-use super::{SPEED_SETTINGS, Started, guardian};
+use super::launch::{self, Keepalive, Launch, SPEED_SETTINGS};
+use super::rundir::{self, Record, RunDir};
+use super::{Started, guardian};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 
 const PGDATA: &str = "/var/lib/postgresql/data";
-
-/// The container, its guardian (per-process mode) and this process's lease (shared mode),
-/// kept for the life of the process.
-struct Running {
-    _container: ContainerAsync<Postgres>,
-    _guardian: Option<guardian::Guardian>,
-    _lease: Option<std::fs::File>,
-}
 
 /// Whether a Docker daemon answers on `DOCKER_HOST` or the usual socket paths.
 pub(super) fn available() -> Result<(), String> {
@@ -90,100 +83,97 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         remedy: "Start Docker (for example `sudo systemctl start docker`), or use another \
                  source: set DB_URL, or PGFRESH_SERVER=local"
             .into(),
+        source: None,
     })?;
     let (name, tag) = &config.image;
-    let docker = which_docker();
-    // One container per image and daemon, shared by every process of the user; without the
-    // docker CLI or flock(1) for the guardian, one per process.
-    let shared = docker.is_some() && rundir::shared_servers_supported();
-    let mut key = rundir::key(&format!(
-        "{name}:{tag} {}",
-        std::env::var("DOCKER_HOST").unwrap_or_default()
-    ));
-    if !shared {
-        key = format!("{key}-{}", std::process::id());
-    }
-    let dir = Arc::new(
-        RunDir::open(config, "docker", &key, None).map_err(|e| Error::Docker {
-            reason: format!(
-                "cannot prepare {}: {e}",
-                super::run_base_dir(config).display()
-            ),
-            remedy: "Check that the directory is writable".into(),
-        })?,
-    );
-    let lock = dir.lock_async().await.map_err(|e| Error::Docker {
-        reason: format!("cannot lock {}: {e}", dir.path().display()),
-        remedy: "Check that the directory is writable".into(),
-    })?;
+    let docker = Docker {
+        name,
+        tag,
+        cli: which_docker(),
+        run_dir: rundir::base_dir(config).display().to_string(),
+    };
+    launch::find_or_start(config, &docker).await
+}
 
-    if let Some(state) = dir.state() {
-        if let Some(conn) = super::answers(&state.options()).await {
-            tracing::debug!(id = state.handle, "reusing the running container");
-            let lease = lease(&dir)?;
-            drop(lock);
-            let mut started =
-                state.started(Source::Docker, hint(name, tag, &state), Box::new(lease));
-            started.connection = Some(conn);
-            return Ok(started);
-        }
-        tracing::info!(
-            id = state.handle,
-            "the recorded container does not answer; starting a new one"
-        );
-        if let Some(docker) = &docker {
-            let _ = std::process::Command::new(docker)
-                .args(["rm", "-f", "-v", &state.handle])
+/// A container of image `name:tag`.
+struct Docker<'c> {
+    name: &'c str,
+    tag: &'c str,
+    /// The docker CLI, which removes containers; without it each process starts its own.
+    cli: Option<String>,
+    /// The run directories' base, for the containers' label.
+    run_dir: String,
+}
+
+impl Launch for Docker<'_> {
+    const SOURCE: Source = Source::Docker;
+
+    /// One container per image and daemon.
+    fn key(&self) -> String {
+        rundir::key(&format!(
+            "{}:{} {}",
+            self.name,
+            self.tag,
+            std::env::var("DOCKER_HOST").unwrap_or_default()
+        ))
+    }
+
+    fn shareable(&self) -> bool {
+        self.cli.is_some()
+    }
+
+    fn discard(&self, dead: &Record) {
+        if let Some(cli) = &self.cli {
+            let _ = std::process::Command::new(cli)
+                .args(["rm", "-f", "-v", &dead.handle])
                 .output();
         }
-        dir.clear_state();
     }
 
-    let password = uuid::Uuid::new_v4().simple().to_string();
-    let base = super::run_base_dir(config).display().to_string();
-    let container = request(name, tag, &password, &key, &base)
-        .start()
-        .await
-        .map_err(|e| start_error(name, tag, &e))?;
-    let port = container
-        .get_host_port_ipv4(5432)
-        .await
-        .map_err(|e| start_error(name, tag, &e))?;
-    let state = State::new(port, password, container.id().to_owned());
-    super::prefer_md5(&state.options(), &state.password).await?;
-    dir.write_state(&state).map_err(|e| Error::Docker {
-        reason: format!("cannot record the container: {e}"),
-        remedy: "Check that the directory is writable".into(),
-    })?;
-
-    let cleanup = r#""$1" rm -f -v "$2" >/dev/null 2>&1"#;
-    let guardian = match (&docker, shared, config.linger) {
-        (Some(docker), true, Some(linger)) => {
-            dir.spawn_guardian(&state, linger, cleanup, &[docker, &state.handle])
-                .map_err(|e| Error::Docker {
-                    reason: format!("cannot start the guardian: {e}"),
-                    remedy: "Check that `sh` and `flock` work".into(),
-                })?;
+    async fn launch(&self, dir: &Arc<RunDir>, shared: bool) -> Result<(Record, Keepalive)> {
+        let (name, tag) = (self.name, self.tag);
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let container = request(name, tag, &password, dir.path(), &self.run_dir)
+            .start()
+            .await
+            .map_err(|e| start_error(name, tag, &e))?;
+        let port = container
+            .get_host_port_ipv4(5432)
+            .await
+            .map_err(|e| start_error(name, tag, &e))?;
+        let record = Record::new(port, password, container.id().to_owned());
+        // In per-process mode, a guardian tied to this process by a pipe removes the
+        // container when the process exits.
+        let guardian = if shared {
             None
-        }
-        (Some(docker), false, _) => guardian::spawn(cleanup, &[docker, &state.handle], None).ok(),
-        (None, _, _) => {
+        } else if self.cli.is_some() {
+            let (cleanup, args) = self.cleanup(dir, &record);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            guardian::spawn(cleanup, &args, None).ok()
+        } else {
             tracing::warn!(
-                id = state.handle,
+                id = record.handle,
                 "no docker CLI on PATH: the container cannot be removed when this process exits; \
                  remove it with `docker rm -f` (label dev.pgfresh=1)"
             );
             None
-        }
-        (Some(_), true, None) => None,
-    };
-    let running = Running {
-        _container: container,
-        _guardian: guardian,
-        _lease: if shared { Some(lease(&dir)?) } else { None },
-    };
-    drop(lock);
-    Ok(state.started(Source::Docker, hint(name, tag, &state), Box::new(running)))
+        };
+        Ok((record, Box::new((container, guardian))))
+    }
+
+    fn cleanup(&self, _dir: &RunDir, record: &Record) -> (&'static str, Vec<String>) {
+        (
+            r#""$1" rm -f -v "$2" >/dev/null 2>&1"#,
+            vec![self.cli.clone().unwrap_or_default(), record.handle.clone()],
+        )
+    }
+
+    fn hint(&self, _dir: &RunDir, record: &Record) -> String {
+        format!(
+            "the container {} from {}:{} is healthy (docker logs)",
+            record.handle, self.name, self.tag
+        )
+    }
 }
 
 /// The container, with test-speed settings, data on tmpfs, its port on 127.0.0.1 only, md5
@@ -193,7 +183,7 @@ fn request(
     name: &str,
     tag: &str,
     password: &str,
-    key: &str,
+    dir: &Path,
     run_dir: &str,
 ) -> ContainerRequest<Postgres> {
     let cmd = SPEED_SETTINGS.iter().flat_map(|s| ["-c", s]);
@@ -211,7 +201,7 @@ fn request(
         .with_mount(Mount::tmpfs_mount("/var/lib/postgresql"))
         .with_mount(Mount::tmpfs_mount(PGDATA))
         .with_label("dev.pgfresh", "1")
-        .with_label("dev.pgfresh.key", key)
+        .with_label("dev.pgfresh.dir", dir.display().to_string())
         .with_label("dev.pgfresh.rundir", run_dir)
         .with_label("dev.pgfresh.pid", std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(120))
@@ -226,20 +216,6 @@ fn request(
                 }]),
             )]));
         })
-}
-
-fn lease(dir: &RunDir) -> Result<std::fs::File> {
-    dir.lease().map_err(|e| Error::Docker {
-        reason: format!("cannot take the lease in {}: {e}", dir.path().display()),
-        remedy: "Check that the directory is writable".into(),
-    })
-}
-
-fn hint(name: &str, tag: &str, state: &State) -> String {
-    format!(
-        "the container {} from {name}:{tag} is healthy (docker logs)",
-        state.handle
-    )
 }
 
 fn which_docker() -> Option<String> {
@@ -267,5 +243,9 @@ fn start_error(name: &str, tag: &str, e: &dyn std::fmt::Display) -> Error {
          that follows the official image's contract"
             .to_owned()
     };
-    Error::Docker { reason, remedy }
+    Error::Docker {
+        reason,
+        remedy,
+        source: None,
+    }
 }

@@ -16,8 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::rundir::{self, RunDir, State};
-use super::{SPEED_SETTINGS, Started, guardian};
+use std::sync::Arc;
+
+use super::launch::{self, Keepalive, Launch, SPEED_SETTINGS};
+use super::rundir::{self, Record, RunDir};
+use super::{Started, guardian};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 
@@ -66,6 +69,7 @@ fn search(candidates: impl IntoIterator<Item = PathBuf>) -> Result<Binaries> {
         return Ok(Binaries { dir });
     }
     Err(Error::Local {
+        source: None,
         reason: "no initdb and pg_ctl found on PATH or in /usr/lib/postgresql/*/bin, \
                  /usr/pgsql-*/bin, /opt/homebrew/opt/postgresql*/bin, /usr/local/opt/postgresql*/bin"
             .into(),
@@ -108,107 +112,84 @@ fn install_locations() -> Vec<PathBuf> {
 }
 
 pub(super) async fn start(config: &Config) -> Result<Started> {
-    let bins = find_binaries(config)?;
-    let owner = server_user()?;
-    let shared = rundir::shared_servers_supported();
-    // One cluster per binaries directory, shared by every process of the user; without flock(1)
-    // for the guardian, one per process.
-    let mut key = rundir::key(&bins.dir.display().to_string());
-    if !shared {
-        key = format!("{key}-{}", std::process::id());
-    }
-    let dir = RunDir::open(config, "local", &key, owner).map_err(|e| {
-        local_error(format!(
-            "cannot prepare {}: {e}",
-            super::run_base_dir(config).display()
-        ))
-    })?;
-    let dir = std::sync::Arc::new(dir);
-    let lock = dir
-        .lock_async()
-        .await
-        .map_err(|e| local_error(format!("cannot lock {}: {e}", dir.path().display())))?;
-
-    if let Some(state) = dir.state() {
-        let options = state.options();
-        if let Some(conn) = super::answers(&options).await {
-            tracing::debug!(port = state.port, "reusing the running local cluster");
-            let lease = dir
-                .lease()
-                .map_err(|e| local_error(format!("cannot take the lease: {e}")))?;
-            drop(lock);
-            let mut started = state.started(Source::Local, hint(&dir), Box::new(lease));
-            started.connection = Some(conn);
-            return Ok(started);
-        }
-        tracing::info!(
-            port = state.port,
-            "the recorded local cluster does not answer; starting a new one"
-        );
-        dir.clear_state();
-    }
-
-    let private_guardian = if shared {
-        None
-    } else {
-        Some(cleanup_guardian(&bins, &dir, owner)?)
+    let local = Local {
+        bins: find_binaries(config)?,
+        owner: server_user()?,
     };
-    let state = blocking({
-        let (bins, dir) = (bins.clone(), dir.clone());
-        move || init_and_start(&bins, &dir, owner)
-    })
-    .await?;
-    super::prefer_md5(&state.options(), &state.password).await?;
-    dir.write_state(&state)
-        .map_err(|e| local_error(format!("cannot record the cluster: {e}")))?;
-    let keepalive: Box<dyn std::any::Any + Send + Sync> = match private_guardian {
-        Some(guardian) => Box::new(guardian),
-        None => {
-            if let Some(linger) = config.linger {
-                let pg_ctl = bins.tool("pg_ctl").display().to_string();
-                let data = dir.path().join("data").display().to_string();
-                let log = dir.path().join("server.log").display().to_string();
-                dir.spawn_guardian(
-                    &state,
-                    linger,
-                    r#""$1" -D "$2" stop -m fast >/dev/null 2>&1; rm -rf "$2" "$3""#,
-                    &[&pg_ctl, &data, &log],
-                )
-                .map_err(|e| local_error(format!("cannot start the guardian: {e}")))?;
-            }
-            Box::new(
-                dir.lease()
-                    .map_err(|e| local_error(format!("cannot take the lease: {e}")))?,
-            )
-        }
-    };
-    drop(lock);
-    Ok(state.started(Source::Local, hint(&dir), keepalive))
+    launch::find_or_start(config, &local).await
 }
 
-/// Without flock(1): a guardian tied to this process by a pipe stops the cluster and removes
-/// its directory when the process exits.
-fn cleanup_guardian(
-    bins: &Binaries,
-    dir: &RunDir,
+/// A cluster from `bins`, run as `owner` (this process's user when `None`).
+struct Local {
+    bins: Binaries,
     owner: Option<(u32, u32)>,
-) -> Result<guardian::Guardian> {
-    guardian::spawn(
-        r#""$1" -D "$2/data" stop -m fast >/dev/null 2>&1; rm -rf "$2""#,
-        &[
-            &bins.tool("pg_ctl").display().to_string(),
-            &dir.path().display().to_string(),
-        ],
-        owner,
-    )
-    .map_err(|e| local_error(format!("cannot start the cleanup guardian (sh): {e}")))
 }
 
-fn hint(dir: &RunDir) -> String {
-    format!(
-        "the server log {} shows no error",
-        dir.path().join("server.log").display()
-    )
+impl Launch for Local {
+    const SOURCE: Source = Source::Local;
+
+    fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
+    /// One cluster per binaries directory.
+    fn key(&self) -> String {
+        rundir::key(&self.bins.dir.display().to_string())
+    }
+
+    fn shareable(&self) -> bool {
+        true
+    }
+
+    async fn launch(&self, dir: &Arc<RunDir>, shared: bool) -> Result<(Record, Keepalive)> {
+        // Without a shared cluster, a guardian tied to this process by a pipe stops the
+        // cluster and removes its directory when the process exits; started first, so that it
+        // also cleans up after a start that fails half-way.
+        let keepalive: Keepalive = if shared {
+            Box::new(())
+        } else {
+            Box::new(self.cleanup_guardian(dir)?)
+        };
+        let record = blocking({
+            let (bins, dir, owner) = (self.bins.clone(), dir.clone(), self.owner);
+            move || init_and_start(&bins, &dir, owner)
+        })
+        .await?;
+        Ok((record, keepalive))
+    }
+
+    fn cleanup(&self, dir: &RunDir, _record: &Record) -> (&'static str, Vec<String>) {
+        let path = |p: std::path::PathBuf| p.display().to_string();
+        (
+            r#""$1" -D "$2" stop -m fast >/dev/null 2>&1; rm -rf "$2" "$3""#,
+            vec![
+                path(self.bins.tool("pg_ctl")),
+                path(dir.path().join("data")),
+                path(dir.path().join("server.log")),
+            ],
+        )
+    }
+
+    fn hint(&self, dir: &RunDir, _record: &Record) -> String {
+        format!(
+            "the server log {} shows no error",
+            dir.path().join("server.log").display()
+        )
+    }
+}
+
+impl Local {
+    fn cleanup_guardian(&self, dir: &RunDir) -> Result<guardian::Guardian> {
+        guardian::spawn(
+            r#""$1" -D "$2/data" stop -m fast >/dev/null 2>&1; rm -rf "$2""#,
+            &[
+                &self.bins.tool("pg_ctl").display().to_string(),
+                &dir.path().display().to_string(),
+            ],
+            self.owner,
+        )
+        .map_err(|e| io_error("cannot start the cleanup guardian (sh)", e))
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -219,7 +200,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// `initdb` and `pg_ctl start` in `dir/data`, on a free port. Anything left there by a server
 /// that died is removed first.
-fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> Result<State> {
+fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> Result<Record> {
     let data = dir.path().join("data");
     let pg_ctl = bins.tool("pg_ctl");
     if data.exists() {
@@ -232,7 +213,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
             "pg_ctl stop",
         );
         std::fs::remove_dir_all(&data)
-            .map_err(|e| local_error(format!("cannot remove the stale {}: {e}", data.display())))?;
+            .map_err(|e| io_error(&format!("cannot remove the stale {}", data.display()), e))?;
     }
     // Starts with a SCRAM-hashed password; `prefer_md5` rehashes it once the server runs.
     let password = uuid::Uuid::new_v4().simple().to_string();
@@ -288,7 +269,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
             "pg_ctl start",
         );
         match started {
-            Ok(()) => return Ok(State::new(port, password, pg_ctl.display().to_string())),
+            Ok(()) => return Ok(Record::new(port, password, pg_ctl.display().to_string())),
             Err(e) => {
                 let log_text = std::fs::read_to_string(&log).unwrap_or_default();
                 if !log_text.contains("could not bind") && !log_text.contains("already in use") {
@@ -306,7 +287,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
 
 /// The uid and gid to run the server as: `None` (this process's) unless this process is root.
 fn server_user() -> Result<Option<(u32, u32)>> {
-    if super::euid() != 0 {
+    if rundir::euid() != 0 {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -334,7 +315,7 @@ fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| local_error(format!("cannot find a free port on 127.0.0.1: {e}")))
+        .map_err(|e| io_error("cannot find a free port on 127.0.0.1", e))
 }
 
 fn run(cmd: &mut Command, owner: Option<(u32, u32)>, what: &str) -> Result<()> {
@@ -345,7 +326,7 @@ fn run(cmd: &mut Command, owner: Option<(u32, u32)>, what: &str) -> Result<()> {
     let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| local_error(format!("cannot run {what}: {e}")))?;
+        .map_err(|e| io_error(&format!("cannot run {what}"), e))?;
     if out.status.success() {
         return Ok(());
     }
@@ -364,7 +345,7 @@ fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<()>
             Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
             None => Ok(()),
         })
-        .map_err(|e| local_error(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| io_error(&format!("cannot write {}", path.display()), e))
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {
@@ -373,7 +354,7 @@ fn append(path: &Path, text: &str) -> Result<()> {
         .append(true)
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| local_error(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| io_error(&format!("cannot write {}", path.display()), e))
 }
 
 fn tail(text: &str) -> String {
@@ -381,12 +362,24 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// What to do when the local source fails.
+const REMEDY: &str = "Check the PostgreSQL installation (PGFRESH_PG_BIN), or use another source: \
+                      set DB_URL, or PGFRESH_SERVER=docker";
+
 fn local_error(reason: String) -> Error {
     Error::Local {
         reason,
-        remedy: "Check the PostgreSQL installation (PGFRESH_PG_BIN), or use another source: set \
-                 DB_URL, or PGFRESH_SERVER=docker"
-            .into(),
+        remedy: REMEDY.into(),
+        source: None,
+    }
+}
+
+/// A failed system call: `what` and its error, which stays the error's source.
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::Local {
+        reason: format!("{what}: {e}"),
+        remedy: REMEDY.into(),
+        source: Some(Arc::new(e)),
     }
 }
 

@@ -10,14 +10,17 @@ mod admin_pool;
 mod docker;
 #[cfg(any(feature = "docker", feature = "local"))]
 mod guardian;
+#[cfg(any(feature = "docker", feature = "local"))]
+mod launch;
 #[cfg(feature = "local")]
 mod local;
 #[cfg(any(feature = "docker", feature = "local"))]
 mod rundir;
 mod url;
 
+#[cfg(feature = "cli")]
+pub(crate) use rundir::{base_dir as run_base_dir, euid, recorded_handle};
 use std::any::Any;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -31,44 +34,6 @@ pub(crate) use admin_pool::{AdminConn, Urgency};
 
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
-/// touches a disk), else the temporary directory.
-pub(crate) fn run_base_dir(config: &Config) -> PathBuf {
-    if let Some(dir) = &config.run_dir {
-        return dir.clone();
-    }
-    let shm = Path::new("/dev/shm");
-    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-/// Whether this process runs as root (PostgreSQL refuses to).
-pub(crate) fn running_as_root() -> bool {
-    euid() == 0
-}
-
-/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
-pub(crate) fn euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
-}
-
-/// Test-speed server settings for the servers pgfresh starts: durability traded for speed,
-/// which a throwaway test server never needs.
-#[cfg(any(feature = "docker", feature = "local"))]
-const SPEED_SETTINGS: &[&str] = &[
-    "fsync=off",
-    "synchronous_commit=off",
-    "full_page_writes=off",
-    "autovacuum=off",
-    // Room for 8 processes x 8 test threads x the default pool of 5, plus pgfresh's own
-    // connections (at most 5 per process, and a prefetched pool's first): 8 x (40 + 5 + 1) = 368.
-    "max_connections=400",
-];
 
 /// What a source hands back once its server accepts connections.
 pub(crate) struct Started {
@@ -269,35 +234,4 @@ async fn connect(started: Started) -> Result<Server> {
         owner,
         _keepalive: started.keepalive,
     })
-}
-
-/// Stores the superuser's password as an MD5 hash on a server pgfresh started, whose host
-/// authentication method is `md5`. SCRAM costs ~60 ms per connection in a debug build (the
-/// client derives the key with 4096 HMAC rounds), paid by every test's pool; MD5 costs
-/// microseconds. The server is a throwaway one on loopback, so that trade is right there; a
-/// `DB_URL` server keeps whatever its owner chose.
-#[cfg(any(feature = "docker", feature = "local"))]
-async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
-    let mut conn = options
-        .connect()
-        .await
-        .map_err(|e| Error::database("connecting to set the password", e))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET password_encryption = 'md5'; SET client_min_messages = error; \
-         ALTER ROLE CURRENT_USER PASSWORD '{password}'"
-    )))
-    .execute(&mut conn)
-    .await
-    .map_err(|e| Error::database("setting the password", e))?;
-    let _ = conn.close().await;
-    Ok(())
-}
-
-/// A connection to the server at `options` when it answers within a few seconds (for reusing
-/// a recorded server); it becomes the process's first connection (see [`Started`]).
-#[cfg(any(feature = "docker", feature = "local"))]
-async fn answers(options: &PgConnectOptions) -> Option<PgConnection> {
-    let options = admin_options(options);
-    let attempt = tokio::time::timeout(Duration::from_secs(5), options.connect());
-    attempt.await.ok()?.ok()
 }

@@ -34,7 +34,7 @@ pub(super) struct RunDir {
 
 /// What the process that started the server records for the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct State {
+pub(super) struct Record {
     pub port: u16,
     pub password: String,
     /// What stops the server: the container id (docker), or the `pg_ctl` to run (local).
@@ -43,7 +43,7 @@ pub(super) struct State {
     pub generation: String,
 }
 
-impl State {
+impl Record {
     pub fn new(port: u16, password: String, handle: String) -> Self {
         let generation = uuid::Uuid::new_v4().simple().to_string();
         Self {
@@ -110,6 +110,33 @@ impl State {
     }
 }
 
+/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
+/// touches a disk), else the temporary directory.
+pub(crate) fn base_dir(config: &Config) -> PathBuf {
+    if let Some(dir) = &config.run_dir {
+        return dir.clone();
+    }
+    let shm = Path::new("/dev/shm");
+    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
+pub(crate) fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// What stops the server recorded in the run directory `dir`, if one is recorded (for
+/// `pgfresh gc`).
+#[cfg(feature = "cli")]
+pub(crate) fn recorded_handle(dir: &Path) -> Option<String> {
+    Record::parse(&std::fs::read_to_string(dir.join("state")).ok()?).map(|r| r.handle)
+}
+
 /// Whether `flock(1)` is there for the guardian (util-linux; absent on macOS).
 pub(super) fn shared_servers_supported() -> bool {
     std::env::var_os("PATH")
@@ -129,12 +156,11 @@ impl RunDir {
     /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_dir`].
     pub fn open(
         config: &Config,
-        kind: &str,
+        kind: Source,
         key: &str,
         owner: Option<(u32, u32)>,
     ) -> io::Result<Self> {
-        let path =
-            super::run_base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", super::euid()));
+        let path = base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", euid()));
         std::fs::create_dir_all(&path)?;
         let dir = Self { path, owner };
         dir.give(&dir.path)?;
@@ -180,29 +206,30 @@ impl RunDir {
         Ok(file)
     }
 
-    pub fn state(&self) -> Option<State> {
-        State::parse(&std::fs::read_to_string(self.path.join("state")).ok()?)
+    /// The recorded server, if any.
+    pub fn record(&self) -> Option<Record> {
+        Record::parse(&std::fs::read_to_string(self.path.join("state")).ok()?)
     }
 
-    pub fn write_state(&self, state: &State) -> io::Result<()> {
+    pub fn write_record(&self, record: &Record) -> io::Result<()> {
         let tmp = self.path.join("state.tmp");
-        std::fs::write(&tmp, state.render())?;
+        std::fs::write(&tmp, record.render())?;
         self.give(&tmp)?;
         std::fs::rename(tmp, self.path.join("state"))
     }
 
-    pub fn clear_state(&self) {
+    pub fn clear_record(&self) {
         let _ = std::fs::remove_file(self.path.join("state"));
     }
 
-    /// Starts the guardian of `state`'s server: after `linger` without a lease it runs
+    /// Starts the guardian of `record`'s server: after `linger` without a lease it runs
     /// `cleanup` (a shell snippet over `"$@"` = `args`). Runs as the directory's owner.
     pub fn spawn_guardian(
         &self,
-        state: &State,
+        record: &Record,
         linger: Duration,
         cleanup: &str,
-        args: &[&str],
+        args: &[String],
     ) -> io::Result<()> {
         let script = format!(
             r#"trap '' HUP INT
@@ -230,7 +257,7 @@ done"#
             .arg(r#"sh -c "$0" pgfresh-guardian "$@" </dev/null >/dev/null 2>&1 &"#)
             .arg(script)
             .arg(&self.path)
-            .arg(&state.generation)
+            .arg(&record.generation)
             .arg(linger.as_secs().max(1).to_string())
             .args(args)
             .stdin(Stdio::null())
@@ -256,9 +283,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_round_trips() {
-        let s = State::new(5432, "pw".into(), "abc".into());
-        assert_eq!(State::parse(&s.render()), Some(s));
-        assert_eq!(State::parse("port=x\n"), None);
+    fn record_round_trips() {
+        let r = Record::new(5432, "pw".into(), "abc".into());
+        assert_eq!(Record::parse(&r.render()), Some(r));
+        assert_eq!(Record::parse("port=x\n"), None);
     }
 }
