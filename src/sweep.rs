@@ -36,15 +36,9 @@ const STALE_SUITE_TEMPLATE: i64 = 3600;
 /// Any template is stale this long after its last use.
 const STALE_TEMPLATE: i64 = 7 * 24 * 3600;
 
-/// What a sweep removed.
-#[derive(Debug, Default)]
-pub(crate) struct Swept {
-    pub dropped: Vec<String>,
-}
-
 /// Applies the sweep rules (see the module docs) for `suite`, whose current template is
 /// `current`.
-pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<Swept> {
+pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<()> {
     let mut conn = server.admin_conn(Urgency::CanWait, "sweep").await?;
     let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
         "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
@@ -111,7 +105,7 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     // work instead of queueing on the same database.
     doomed.sort_by_cached_key(|_| uuid::Uuid::new_v4());
 
-    let mut swept = Swept::default();
+    let mut dropped = 0_usize;
     for (name, comment) in doomed {
         let listed = comment.as_deref().and_then(Mark::parse);
         match drop_if_still(server.version, &mut conn, &name, listed.as_ref()).await {
@@ -123,13 +117,13 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
                 {
                     eprintln!("pgfresh: dropped {name}, kept by an earlier run of this test suite");
                 }
-                swept.dropped.push(name);
+                dropped += 1;
             }
             Err(e) => tracing::debug!(%name, "sweep left it: {e}"),
         }
     }
-    if !swept.dropped.is_empty() {
-        tracing::info!(count = swept.dropped.len(), "swept databases left behind");
+    if dropped > 0 {
+        tracing::info!(count = dropped, "swept databases left behind");
     }
-    Ok(swept)
+    Ok(())
 }

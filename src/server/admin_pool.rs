@@ -52,12 +52,13 @@ pub(crate) struct AdminPool {
     options: PgConnectOptions,
     /// The server's `server_version_num`.
     version: u32,
-    state: Mutex<State>,
+    slots: Mutex<Slots>,
     released: Notify,
 }
 
+/// The pool's connections.
 #[derive(Default)]
-struct State {
+struct Slots {
     /// Most recently used last.
     idle: Vec<(PgConnection, Instant)>,
     /// Idle plus in use plus being opened.
@@ -77,7 +78,7 @@ impl AdminPool {
         Self {
             options,
             version,
-            state: Mutex::new(State {
+            slots: Mutex::new(Slots {
                 idle: vec![(first, Instant::now())],
                 open: 1,
             }),
@@ -85,8 +86,8 @@ impl AdminPool {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A connection, to do `why` (for error messages).
@@ -98,14 +99,14 @@ impl AdminPool {
             tokio::pin!(released);
             released.as_mut().enable();
             let (taken, may_open) = {
-                let mut state = self.state();
-                let taken = state.idle.pop();
+                let mut slots = self.slots();
+                let taken = slots.idle.pop();
                 let waited = started.elapsed() >= PATIENCE;
                 let may_open = taken.is_none()
-                    && state.open < ADMIN_POOL_SIZE
-                    && (urgency == Urgency::Now || state.open == 0 || waited);
+                    && slots.open < ADMIN_POOL_SIZE
+                    && (urgency == Urgency::Now || slots.open == 0 || waited);
                 if may_open {
-                    state.open += 1;
+                    slots.open += 1;
                 }
                 (taken, may_open)
             };
@@ -154,9 +155,9 @@ impl AdminPool {
 
     /// A connection that will not come back (closed, broken, discarded) no longer counts.
     fn forget(&self) {
-        let mut state = self.state();
-        state.open = state.open.saturating_sub(1);
-        drop(state);
+        let mut slots = self.slots();
+        slots.open = slots.open.saturating_sub(1);
+        drop(slots);
         self.released.notify_one();
     }
 }
@@ -215,7 +216,7 @@ impl DerefMut for AdminConn<'_> {
 impl Drop for AdminConn<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.state().idle.push((conn, Instant::now()));
+            self.pool.slots().idle.push((conn, Instant::now()));
             self.pool.released.notify_one();
         }
     }
