@@ -11,91 +11,77 @@ async fn probe() {
     common::probe().await;
 }
 
-#[tokio::test]
-async fn failed_test_keeps_its_database_by_default() {
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    let url = common::server_url(&db);
-    let out = rerun(
-        "probe",
-        &[
-            ("PGFRESH_SERVER", "url"),
-            ("DB_URL", &url),
-            ("PGFRESH_TEST_PANIC", "1"),
-        ],
-    );
-    let text = output(&out);
-    assert!(!out.status.success(), "{text}");
-    let name = probe_field(&out, "name");
-    assert!(
-        text.contains(&format!(
-            "pgfresh: kept database {name} because the test failed"
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains("psql 'postgres") && text.contains("://postgres:***@"),
-        "{text}"
-    );
-    assert!(
-        !text.contains(&common::password(&db)),
-        "the password leaked:\n{text}"
-    );
-    assert!(common::database_exists(&admin, &name).await);
-    common::drop_kept(&admin, &name).await;
+/// One case of the policy: the child's `PGFRESH_KEEP` (unset when `None`), whether its test
+/// fails, and why it keeps its database (`None`: it drops it).
+struct Case {
+    keep: Option<&'static str>,
+    fails: bool,
+    kept_because: Option<&'static str>,
 }
 
-#[tokio::test]
-async fn keep_never_drops_a_failed_tests_database() {
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    let url = common::server_url(&db);
-    let out = rerun(
-        "probe",
-        &[
-            ("PGFRESH_SERVER", "url"),
-            ("DB_URL", &url),
-            ("PGFRESH_KEEP", "never"),
-            ("PGFRESH_TEST_PANIC", "1"),
-        ],
-    );
-    assert!(!out.status.success(), "{}", output(&out));
-    assert!(!output(&out).contains("kept database"));
-    assert!(!common::database_exists(&admin, &probe_field(&out, "name")).await);
-}
+const CASES: [Case; 4] = [
+    // A failed test keeps its database by default and says how to connect.
+    Case {
+        keep: None,
+        fails: true,
+        kept_because: Some("the test failed"),
+    },
+    // `never` drops a failed test's database anyway.
+    Case {
+        keep: Some("never"),
+        fails: true,
+        kept_because: None,
+    },
+    // `always` keeps a passing test's database.
+    Case {
+        keep: Some("always"),
+        fails: false,
+        kept_because: Some("PGFRESH_KEEP=always"),
+    },
+    // A passing test drops its database by default.
+    Case {
+        keep: None,
+        fails: false,
+        kept_because: None,
+    },
+];
 
 #[tokio::test]
-async fn keep_always_keeps_a_passing_tests_database() {
+async fn the_policy_decides_whether_a_database_survives_its_test() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
     let url = common::server_url(&db);
-    let out = rerun(
-        "probe",
-        &[
-            ("PGFRESH_SERVER", "url"),
-            ("DB_URL", &url),
-            ("PGFRESH_KEEP", "always"),
-        ],
-    );
-    let text = output(&out);
-    assert!(out.status.success(), "{text}");
-    let name = probe_field(&out, "name");
-    assert!(
-        text.contains(&format!("kept database {name} because PGFRESH_KEEP=always")),
-        "{text}"
-    );
-    assert!(common::database_exists(&admin, &name).await);
-    common::drop_kept(&admin, &name).await;
-}
-
-#[tokio::test]
-async fn passing_test_drops_its_database_by_default() {
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    let url = common::server_url(&db);
-    let out = rerun("probe", &[("PGFRESH_SERVER", "url"), ("DB_URL", &url)]);
-    assert!(out.status.success(), "{}", output(&out));
-    assert!(!common::database_exists(&admin, &probe_field(&out, "name")).await);
+    for case in CASES {
+        let mut env = vec![("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
+        env.extend(case.keep.map(|keep| ("PGFRESH_KEEP", keep)));
+        if case.fails {
+            env.push(("PGFRESH_TEST_PANIC", "1"));
+        }
+        let out = rerun("probe", &env);
+        let text = output(&out);
+        let what = format!("PGFRESH_KEEP={:?}, failing: {}", case.keep, case.fails);
+        assert_eq!(out.status.success(), !case.fails, "{what}:\n{text}");
+        let name = probe_field(&out, "name");
+        let Some(why) = case.kept_because else {
+            assert!(!text.contains("kept database"), "{what}:\n{text}");
+            assert!(!common::database_exists(&admin, &name).await, "{what}");
+            continue;
+        };
+        assert!(
+            text.contains(&format!("pgfresh: kept database {name} because {why}")),
+            "{what}:\n{text}"
+        );
+        assert!(
+            text.contains("psql 'postgres") && text.contains("://postgres:***@"),
+            "{what}:\n{text}"
+        );
+        assert!(
+            !text.contains(&common::password(&db)),
+            "{what}: the password leaked:\n{text}"
+        );
+        assert!(common::database_exists(&admin, &name).await, "{what}");
+        common::drop_kept(&admin, &name).await;
+    }
 }
 
 /// On a server of its own (other tests' runs would sweep, or be swept): a kept database

@@ -1,0 +1,203 @@
+//! Running this test binary again as a child process with another environment, and reading
+//! what the child prints.
+
+use std::process::{Command, Output};
+
+/// pgfresh's variables (and the tests' own): a child sees only those the test gives it.
+const VARS: &[&str] = &[
+    "DB_URL",
+    "DATABASE_URL",
+    "PGFRESH_SERVER",
+    "PGFRESH_IMAGE",
+    "PGFRESH_PG_BIN",
+    "PGFRESH_KEEP",
+    "PGFRESH_TEST_PANIC",
+    "PGFRESH_TEST_MIGRATIONS",
+    "PGFRESH_TEST_SLEEP",
+    "PGFRESH_TEST_AGAIN",
+    "PGFRESH_TEST_BUSY",
+    // nextest's, which turns prefetching off: a child runs the same way under either runner.
+    "NEXTEST_EXECUTION_MODE",
+];
+
+/// Runs the test `name` of this binary in a child process with `env` as pgfresh's environment.
+pub fn rerun(name: &str, env: &[(&str, &str)]) -> Output {
+    child(name, env).output().expect("the test binary runs")
+}
+
+/// The command [`rerun`] runs, to spawn it yourself.
+pub fn child(name: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    for var in VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// stdout and stderr of a child, for assertions and failure messages.
+pub fn output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The value of `key=` in the child's `PROBE` line.
+pub fn probe_field(out: &Output, key: &str) -> String {
+    let text = output(out);
+    let line = text
+        .lines()
+        .find_map(|l| l.find("PROBE ").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no PROBE line in:\n{text}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+/// The value of `key=` on a `PROBE` line.
+pub fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+/// A child process whose output is read while it runs: the parent can wait for its `PROBE`
+/// line, then kill it (or the server) while the child holds its database.
+pub struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Spawns the test `name` of this binary like [`child`] does.
+    pub fn spawn(name: &str, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        use std::sync::{Arc, Mutex, mpsc};
+        let mut child = self::child(name, env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the test binary runs");
+        let text = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let mut readers = Vec::new();
+        for (stream, tx) in [
+            (Box::new(stdout) as Box<dyn std::io::Read + Send>, Some(tx)),
+            (Box::new(stderr), None),
+        ] {
+            let text = text.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut all = text.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                    drop(all);
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(line);
+                    }
+                }
+            }));
+        }
+        Self {
+            child,
+            lines,
+            text,
+            readers,
+        }
+    }
+
+    /// Waits up to `limit` for a line of stdout starting with `prefix` (after the test
+    /// harness's own text, if any) and returns it from the prefix on.
+    pub fn line(&mut self, prefix: &str, limit: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(i) = line.find(prefix) {
+                        return line[i..].to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no {prefix} line within {limit:?} from the child; it printed:\n{}",
+                    self.text()
+                ),
+            }
+        }
+    }
+
+    /// The `PROBE` line, within 60 s.
+    pub fn probe_line(&mut self) -> String {
+        self.line("PROBE ", std::time::Duration::from_secs(60))
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the child printed so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// `SIGKILL` (what `Child::kill` sends on Unix), then reaps the child.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the child can be killed");
+        self.child.wait().expect("the child can be reaped");
+    }
+
+    /// Waits up to `limit` for the child to exit; kills it and panics when it does not.
+    /// Returns its status and everything it printed.
+    pub fn finish(mut self, limit: std::time::Duration) -> (std::process::ExitStatus, String) {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "the child did not exit within {limit:?} (killed); it printed:\n{}",
+                    self.text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        (status, self.text())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `done` every 100 ms for up to `limit`.
+pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}

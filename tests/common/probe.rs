@@ -1,0 +1,86 @@
+//! The probe: what every test binary's `probe` test runs, in the parent and in children.
+
+use pgfresh::TestDb;
+use pgfresh::sqlx;
+
+/// What every test binary's `probe` test does: get a database the way the environment says,
+/// use it, report it, and fail on request. Run by the parent as an ordinary test, and by other
+/// tests as a child process with another environment.
+///
+/// `PGFRESH_TEST_SLEEP=<ms>` makes it hold its database that long after reporting it (for a
+/// parent to kill it, or the server, meanwhile), and `PGFRESH_TEST_AGAIN` makes it then ask for
+/// a second database, reported on a `PROBE2` line. `PGFRESH_TEST_BUSY=<n>:<file>` makes it then
+/// take `n` more, report them on a `BUSY` line, wait (at most 60 s) until the parent creates
+/// `<file>` (once it has locked their markers), drop them, and after 1 s more ask for one more
+/// database, reporting the outcome on a `BUSYERR` or `BUSYOK` line.
+pub async fn probe() {
+    let db = probe_db().await;
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let url = url::Url::parse(&db.url()).unwrap();
+    println!(
+        "PROBE name={} source={} port={} pid={}",
+        db.name(),
+        db.source(),
+        url.port().unwrap_or(5432),
+        std::process::id()
+    );
+    if let Some(ms) = std::env::var("PGFRESH_TEST_SLEEP")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if std::env::var_os("PGFRESH_TEST_AGAIN").is_some() {
+        let again = probe_db().await;
+        println!("PROBE2 name={}", again.name());
+    }
+    if let Ok(busy_spec) = std::env::var("PGFRESH_TEST_BUSY") {
+        let (n, go) = busy_spec
+            .split_once(':')
+            .expect("PGFRESH_TEST_BUSY=<n>:<file>");
+        busy(n.parse().expect("a number of databases"), go).await;
+    }
+    if std::env::var_os("PGFRESH_TEST_PANIC").is_some() {
+        panic!("the probe fails on purpose");
+    }
+}
+
+/// See `PGFRESH_TEST_BUSY` at [`probe`].
+async fn busy(n: usize, go: &str) {
+    use std::time::Duration;
+    let harness = pgfresh::Harness::new(&pgfresh::MIGRATOR);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(harness.test_db().await.unwrap());
+    }
+    let names: Vec<&str> = held.iter().map(TestDb::name).collect();
+    println!("BUSY names={}", names.join(","));
+    for _ in 0..600 {
+        if std::path::Path::new(go).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match harness.test_db().await {
+        Ok(db) => println!("BUSYOK name={}", db.name()),
+        Err(e) => println!("BUSYERR {e}"),
+    }
+}
+
+/// A database the way the probe's environment says: from `PGFRESH_TEST_MIGRATIONS`, else the
+/// crate's own schema.
+async fn probe_db() -> TestDb {
+    match std::env::var("PGFRESH_TEST_MIGRATIONS") {
+        Ok(dir) => pgfresh::Harness::from_dir(dir)
+            .test_db()
+            .await
+            .unwrap_or_else(|e| panic!("pgfresh could not provide a test database: {e}")),
+        Err(_) => pgfresh::test_db().await,
+    }
+}
