@@ -44,19 +44,24 @@ pub(crate) async fn take_owner_lock(conn: &mut PgConnection) -> Result<i32> {
 
 /// Waits for the build lock of the template with `hash` (named `template`, for messages).
 pub(crate) async fn lock_build(conn: &mut PgConnection, hash: &str, template: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_lock($1, $2)")
-        .bind(BUILD_LOCK_CLASS)
-        .bind(signed(build_lock_key(hash)))
-        .execute(conn)
+    build_lock(conn, "SELECT pg_advisory_lock($1, $2)", hash)
         .await
-        .map(drop)
         .map_err(|e| Error::database(format!("waiting for the build lock of {template}"), e))
 }
 
 /// Releases the build lock of the template with `hash`; an error means the connection's state
 /// is unknown (the caller should not reuse it).
 pub(crate) async fn unlock_build(conn: &mut PgConnection, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+    build_lock(conn, "SELECT pg_advisory_unlock($1, $2)", hash).await
+}
+
+/// Runs `sql`, a lock function over the two keys, on the build lock of `hash`.
+async fn build_lock(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql)
         .bind(BUILD_LOCK_CLASS)
         .bind(signed(build_lock_key(hash)))
         .execute(conn)
