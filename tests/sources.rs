@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{output, probe_field, rerun};
+use common::{eventually, output, probe_field, rerun};
 
 #[tokio::test]
 async fn probe() {
     common::probe().await;
-}
-
-/// Polls `gone` for up to `limit`.
-fn eventually(limit: Duration, gone: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if gone() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    gone()
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::marker::Mark;
-use crate::server::{CONNECT_TIMEOUT, recorded_handle};
+use crate::server::{CONNECT_TIMEOUT, recorded_handle, trusted_run_dir};
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +192,10 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
-            if !name.starts_with("pgfresh-") {
+            // Only what pgfresh made for this user: another user's, or a planted one, is not
+            // ours to stop or remove (see `server::private`).
+            let own = format!("pgfresh-{}-", crate::server::euid());
+            if !name.starts_with(&own) || !trusted_run_dir(&dir) {
                 continue;
             }
             if name.contains("-local-") && dir.join("data").exists() {

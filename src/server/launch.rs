@@ -73,19 +73,13 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     if !shared {
         key = format!("{key}-{}", std::process::id());
     }
-    let base = rundir::base_dir(config);
-    let dir = RunDir::open(config, L::SOURCE, &key, source.owner())
-        .map_err(|e| run_dir_error(&base, "cannot prepare it", e))?;
-    let dir = Arc::new(dir);
-    let lock = dir
-        .lock_async()
-        .await
-        .map_err(|e| run_dir_error(dir.path(), "cannot lock it", e))?;
+    let dir = Arc::new(RunDir::open(config, L::SOURCE, &key, source.owner())?);
+    let lock = dir.lock_async().await?;
 
-    if let Some(record) = dir.record() {
+    if let Some(record) = dir.record()? {
         if let Some(conn) = answers(&record.options()).await {
             tracing::debug!(source = %L::SOURCE, port = record.port, "reusing the running server");
-            let lease = lease(&dir)?;
+            let lease = dir.lease()?;
             drop(lock);
             let hint = source.hint(&dir, &record);
             let mut started = record.started(L::SOURCE, hint, Box::new(lease));
@@ -103,15 +97,14 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
 
     let (record, keepalive) = source.launch(&dir, shared).await?;
     prefer_md5(&record.options(), &record.password).await?;
-    dir.write_record(&record)
-        .map_err(|e| run_dir_error(dir.path(), "cannot record the server", e))?;
+    dir.write_record(&record)?;
     let lease = if shared {
         if let Some(linger) = config.linger {
             let (cleanup, args) = source.cleanup(&dir, &record);
             dir.spawn_guardian(&record, linger, cleanup, &args)
                 .map_err(|e| run_dir_error(dir.path(), "cannot start the guardian (sh)", e))?;
         }
-        Some(lease(&dir)?)
+        Some(dir.lease()?)
     } else {
         None
     };
@@ -120,17 +113,11 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     Ok(record.started(L::SOURCE, hint, Box::new((keepalive, lease))))
 }
 
-/// This process's lease on the server (see [`super::rundir`]).
-fn lease(dir: &RunDir) -> Result<std::fs::File> {
-    dir.lease()
-        .map_err(|e| run_dir_error(dir.path(), "cannot take the lease", e))
-}
-
 fn run_dir_error(path: &std::path::Path, reason: &str, e: io::Error) -> Error {
     Error::RunDir {
         path: path.display().to_string(),
         reason: format!("{reason}: {e}"),
-        remedy: "Check that it is writable, or set PGFRESH_RUN_DIR to a directory that is".into(),
+        remedy: "Check that `sh` and `flock` work".into(),
         source: Some(Arc::new(e)),
     }
 }
@@ -141,7 +128,10 @@ fn run_dir_error(path: &std::path::Path, reason: &str, e: io::Error) -> Error {
 /// microseconds. The server is a throwaway one on loopback, so that trade is right there; a
 /// `DB_URL` server keeps whatever its owner chose.
 async fn prefer_md5(options: &PgConnectOptions, password: &str) -> Result<()> {
+    // Not logged: the statement carries the password.
     let mut conn = options
+        .clone()
+        .disable_statement_logging()
         .connect()
         .await
         .map_err(|e| Error::database("connecting to set the password", e))?;

@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::launch::{self, Keepalive, Launch, SPEED_SETTINGS};
+use super::private;
 use super::rundir::{self, Record, RunDir};
 use super::{Started, guardian};
 use crate::config::{Config, Source};
@@ -217,8 +218,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
     }
     // Starts with a SCRAM-hashed password; `prefer_md5` rehashes it once the server runs.
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let pwfile = dir.path().join("pwfile");
-    write_owned(&pwfile, &password, owner)?;
+    let pwfile = dir.write_secret("pwfile", &password)?;
     let initdb = run(
         Command::new(bins.tool("initdb"))
             .arg("-D")
@@ -290,17 +290,8 @@ fn server_user() -> Result<Option<(u32, u32)>> {
     if rundir::euid() != 0 {
         return Ok(None);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let user = |wanted: &str| {
-        passwd.lines().find_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            (f.len() > 3 && f[0] == wanted)
-                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-                .flatten()
-        })
-    };
-    user("postgres")
-        .or_else(|| user("nobody"))
+    private::user("postgres")
+        .or_else(|| private::user("nobody"))
         .map(Some)
         .ok_or_else(|| {
             local_error(
@@ -337,15 +328,6 @@ fn run(cmd: &mut Command, owner: Option<(u32, u32)>, what: &str) -> Result<()> {
         out.status,
         tail(&text)
     )))
-}
-
-fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    std::fs::write(path, text)
-        .and_then(|()| match owner {
-            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
-            None => Ok(()),
-        })
-        .map_err(|e| io_error(&format!("cannot write {}", path.display()), e))
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {

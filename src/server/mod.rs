@@ -15,11 +15,13 @@ mod launch;
 #[cfg(feature = "local")]
 mod local;
 #[cfg(any(feature = "docker", feature = "local"))]
+mod private;
+#[cfg(any(feature = "docker", feature = "local"))]
 mod rundir;
 mod url;
 
 #[cfg(feature = "cli")]
-pub(crate) use rundir::{base_dir as run_base_dir, euid, recorded_handle};
+pub(crate) use rundir::{base_dir as run_base_dir, euid, recorded_handle, trusted_run_dir};
 use std::any::Any;
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //! has held it for the linger time, it takes `lock`, checks again, removes `state` and stops
 //! the server. A process that starts within the linger time simply reuses the server.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -23,13 +23,17 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 
 use super::Started;
+use super::private::{self, Owner};
 use crate::config::{Config, Source};
+use crate::error::Result;
 
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
 pub(super) struct RunDir {
     path: PathBuf,
-    owner: Option<(u32, u32)>,
+    owner: Owner,
+    /// The server's user, when this process is root: the guardian runs as it.
+    server_user: Option<(u32, u32)>,
 }
 
 /// What the process that started the server records for the others.
@@ -130,11 +134,22 @@ pub(crate) fn euid() -> u32 {
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
-/// What stops the server recorded in the run directory `dir`, if one is recorded (for
-/// `pgfresh gc`).
+/// Whether `dir` is a run directory pgfresh could have made for this process (see
+/// [`super::private`]), for `pgfresh gc`.
+#[cfg(feature = "cli")]
+pub(crate) fn trusted_run_dir(dir: &Path) -> bool {
+    private::existing(dir).is_some()
+}
+
+/// What stops the server recorded in the run directory `dir`, if one is recorded there and
+/// the directory can be trusted (for `pgfresh gc`).
 #[cfg(feature = "cli")]
 pub(crate) fn recorded_handle(dir: &Path) -> Option<String> {
-    Record::parse(&std::fs::read_to_string(dir.join("state")).ok()?).map(|r| r.handle)
+    let owner = private::existing(dir)?;
+    let mut file = private::file(&dir.join("state"), owner, false).ok()??;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).ok()?;
+    Record::parse(&text).map(|r| r.handle)
 }
 
 /// Whether `flock(1)` is there for the guardian (util-linux; absent on macOS).
@@ -153,21 +168,26 @@ pub(super) fn key(text: &str) -> String {
 }
 
 impl RunDir {
-    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_dir`].
+    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_dir`], private to the
+    /// server's user (see [`super::private`]).
     pub fn open(
         config: &Config,
         kind: Source,
         key: &str,
-        owner: Option<(u32, u32)>,
-    ) -> io::Result<Self> {
-        let path = base_dir(config).join(format!("pgfresh-{}-{kind}-{key}", euid()));
-        std::fs::create_dir_all(&path)?;
-        let dir = Self { path, owner };
-        dir.give(&dir.path)?;
+        server_user: Option<(u32, u32)>,
+    ) -> Result<Self> {
+        let base = base_dir(config);
+        private::base(&base)?;
+        let path = base.join(format!("pgfresh-{}-{kind}-{key}", euid()));
+        let owner = Owner::of(server_user);
+        private::directory(&path, owner)?;
+        let dir = Self {
+            path,
+            owner,
+            server_user,
+        };
         for file in ["lock", "lease"] {
-            let p = dir.path.join(file);
-            OpenOptions::new().create(true).append(true).open(&p)?;
-            dir.give(&p)?;
+            private::file(&dir.path.join(file), owner, true)?;
         }
         Ok(dir)
     }
@@ -176,50 +196,64 @@ impl RunDir {
         &self.path
     }
 
-    fn give(&self, path: &Path) -> io::Result<()> {
-        match self.owner {
-            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
-            None => Ok(()),
-        }
+    /// The file `name` of the directory, checked (see [`super::private`]).
+    fn file(&self, name: &str) -> Result<File> {
+        let path = self.path.join(name);
+        private::file(&path, self.owner, false)?
+            .ok_or_else(|| private::failed(&path, "cannot open it", io::ErrorKind::NotFound.into()))
     }
 
     /// Waits for the exclusive start/stop lock; released when the file is dropped.
-    pub fn lock(&self) -> io::Result<File> {
-        let file = File::open(self.path.join("lock"))?;
-        file.lock()?;
+    pub fn lock(&self) -> Result<File> {
+        let file = self.file("lock")?;
+        file.lock()
+            .map_err(|e| private::failed(&self.path, "cannot lock it", e))?;
         Ok(file)
     }
 
     /// [`lock`](Self::lock) without blocking the runtime.
-    pub async fn lock_async(self: &std::sync::Arc<Self>) -> io::Result<File> {
+    pub async fn lock_async(self: &std::sync::Arc<Self>) -> Result<File> {
         let dir = self.clone();
         tokio::task::spawn_blocking(move || dir.lock())
             .await
-            .map_err(io::Error::other)?
+            .map_err(|e| private::failed(&self.path, "cannot lock it", io::Error::other(e)))?
     }
 
     /// Takes this process's shared lease on the server; held until the file is dropped, that is
     /// until the process exits.
-    pub fn lease(&self) -> io::Result<File> {
-        let file = File::open(self.path.join("lease"))?;
-        file.lock_shared()?;
+    pub fn lease(&self) -> Result<File> {
+        let file = self.file("lease")?;
+        file.lock_shared()
+            .map_err(|e| private::failed(&self.path, "cannot take the lease", e))?;
         Ok(file)
     }
 
-    /// The recorded server, if any.
-    pub fn record(&self) -> Option<Record> {
-        Record::parse(&std::fs::read_to_string(self.path.join("state")).ok()?)
+    /// The recorded server, if any; a record pgfresh did not write is refused.
+    pub fn record(&self) -> Result<Option<Record>> {
+        let path = self.path.join("state");
+        let Some(mut file) = private::file(&path, self.owner, false)? else {
+            return Ok(None);
+        };
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|e| private::failed(&path, "cannot read it", e))?;
+        Ok(Record::parse(&text))
     }
 
-    pub fn write_record(&self, record: &Record) -> io::Result<()> {
-        let tmp = self.path.join("state.tmp");
-        std::fs::write(&tmp, record.render())?;
-        self.give(&tmp)?;
-        std::fs::rename(tmp, self.path.join("state"))
+    pub fn write_record(&self, record: &Record) -> Result<()> {
+        private::write(&self.path.join("state"), &record.render(), self.owner)
     }
 
     pub fn clear_record(&self) {
         let _ = std::fs::remove_file(self.path.join("state"));
+    }
+
+    /// Writes the secret `text` to the file `name` (mode `0600`, for the server's user).
+    #[cfg(feature = "local")]
+    pub fn write_secret(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.path.join(name);
+        private::write(&path, text, self.owner)?;
+        Ok(path)
     }
 
     /// Starts the guardian of `record`'s server: after `linger` without a lease it runs
@@ -264,7 +298,7 @@ done"#
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        if let Some((uid, gid)) = self.owner {
+        if let Some((uid, gid)) = self.server_user {
             cmd.uid(uid).gid(gid);
         }
         let status = cmd.status()?;

@@ -35,6 +35,11 @@ impl OwnServer {
         }
     }
 
+    /// The directory given to pgfresh as `PGFRESH_RUN_DIR`.
+    pub fn base(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The environment that makes a child use this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
