@@ -1,4 +1,4 @@
-//! [`Harness`]: hands out test databases for one migration set.
+//! [`Harness`]: hands out test databases for one template source.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,11 +6,12 @@ use std::sync::Arc;
 use sqlx::migrate::Migrator;
 use tokio::sync::OnceCell;
 
+use crate::attribute::EmbeddedFixture;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::migrations::{MigrationSet, Origin};
+use crate::migrations::Origin;
+use crate::recipe::{Fixture, Recipe, Steps};
 use crate::server::address;
-use crate::template::Recipe;
 use crate::testdb::TestDb;
 use crate::{pool, worker};
 
@@ -37,30 +38,88 @@ pub const DEFAULT_POOL_SIZE: u32 = 5;
 /// ```
 #[derive(Debug)]
 pub struct Harness {
-    origin: Origin,
+    source: Source,
+    fixtures: Vec<FixtureFile>,
     pool_size: u32,
-    set: OnceCell<Result<Arc<MigrationSet>>>,
+    prepared: OnceCell<Result<Recipe>>,
+}
+
+/// What builds the template before the fixtures.
+#[derive(Debug)]
+enum Source {
+    /// A sqlx migration set.
+    Sqlx(Origin),
+    /// Nothing: an empty database.
+    Nothing,
+}
+
+/// A fixture file, read on first use or embedded at compile time.
+#[derive(Debug)]
+enum FixtureFile {
+    Path(PathBuf),
+    Embedded(&'static [EmbeddedFixture]),
 }
 
 impl Harness {
     /// A harness for a migrator, usually `sqlx::migrate!()` in a `static`.
     pub const fn new(migrator: &'static Migrator) -> Self {
-        Self::from_origin(Origin::Static(migrator))
+        Self::from_source(Source::Sqlx(Origin::Static(migrator)))
     }
 
     /// A harness for a migrations folder read at run time (relative paths are relative to the
     /// working directory, which `cargo test` sets to the crate's root). The folder is read on
     /// the first [`test_db`](Harness::test_db); a missing or unreadable folder is reported there.
     pub fn from_dir(path: impl Into<PathBuf>) -> Self {
-        Self::from_origin(Origin::Dir(path.into()))
+        Self::from_source(Source::Sqlx(Origin::Dir(path.into())))
     }
 
+    /// A harness for the migration set `origin`.
     pub(crate) const fn from_origin(origin: Origin) -> Self {
+        Self::from_source(Source::Sqlx(origin))
+    }
+
+    /// A harness for empty databases (`#[pgfresh::test(migrations = false)]`).
+    pub(crate) const fn empty() -> Self {
+        Self::from_source(Source::Nothing)
+    }
+
+    const fn from_source(source: Source) -> Self {
         Self {
-            origin,
+            source,
+            fixtures: Vec::new(),
             pool_size: DEFAULT_POOL_SIZE,
-            set: OnceCell::const_new(),
+            prepared: OnceCell::const_new(),
         }
+    }
+
+    /// Applies the SQL files `paths`, in order, once after the migrations: the template is
+    /// built with them (its hash covers every file's name and bytes, so editing one builds a
+    /// new template), and every test clones the seeded database instead of replaying them.
+    /// Each file runs in its own transaction; an error names the file, line and column.
+    /// Relative paths are relative to the working directory (the crate root under
+    /// `cargo test`); the files are read on the first [`test_db`](Harness::test_db).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgfresh::Result<()> {
+    /// let harness = pgfresh::Harness::from_dir("migrations")
+    ///     .with_fixtures(["tests/fixtures/users.sql", "tests/fixtures/posts.sql"]);
+    /// let db = harness.test_db().await?; // migrated, and seeded with both files
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_fixtures<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.fixtures
+            .extend(paths.into_iter().map(|p| FixtureFile::Path(p.into())));
+        self
+    }
+
+    /// Fixtures the test attribute embedded at compile time.
+    pub(crate) fn with_embedded_fixtures(mut self, fixtures: &'static [EmbeddedFixture]) -> Self {
+        if !fixtures.is_empty() {
+            self.fixtures.push(FixtureFile::Embedded(fixtures));
+        }
+        self
     }
 
     /// Sets the maximum number of connections of each test's pool (default
@@ -96,22 +155,70 @@ impl Harness {
         self.request(Some(version)).await
     }
 
-    async fn migration_set(&self) -> Result<Arc<MigrationSet>> {
-        self.set
-            .get_or_init(|| async { self.origin.load().await.map(Arc::new) })
-            .await
-            .clone()
+    /// The recipe of the head template: the source read (a folder, the fixture files) on
+    /// first use.
+    async fn head(&self) -> Result<&Recipe> {
+        let prepared = self.prepared.get_or_init(|| async {
+            let steps = match &self.source {
+                Source::Sqlx(origin) => Steps::Sqlx {
+                    set: Arc::new(origin.load().await?),
+                    upto: None,
+                },
+                Source::Nothing => Steps::Nothing,
+            };
+            Ok(Recipe::new(steps, self.read_fixtures()?))
+        });
+        prepared.await.as_ref().map_err(Clone::clone)
     }
 
-    /// Asks the worker for a database of the set at `upto` (head when `None`) and connects
-    /// its pool on the caller's runtime, unless the worker prefetched one.
+    fn read_fixtures(&self) -> Result<Arc<[Fixture]>> {
+        let mut all = Vec::new();
+        for file in &self.fixtures {
+            match file {
+                FixtureFile::Path(path) => {
+                    let shown = path.display().to_string();
+                    let sql = std::fs::read_to_string(path).map_err(|e| Error::SeedRead {
+                        file: shown.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    all.push(Fixture { path: shown, sql });
+                }
+                FixtureFile::Embedded(fixtures) => all.extend(fixtures.iter().map(|f| Fixture {
+                    path: f.path.to_owned(),
+                    sql: f.contents.to_owned(),
+                })),
+            }
+        }
+        Ok(all.into())
+    }
+
+    /// Asks the worker for a database of the template at `upto` (head when `None`) and
+    /// connects its pool on the caller's runtime, unless the worker prefetched one.
     async fn request(&self, upto: Option<i64>) -> Result<TestDb> {
         let config = Config::global()?;
-        let set = self.migration_set().await?;
-        if let Some(version) = upto.filter(|v| *v != 0) {
-            set.check_version(version)?;
-        }
-        let recipe = Recipe::new(set.clone(), upto);
+        let head = self.head().await?;
+        let recipe = match (upto, &head.steps) {
+            (None, _) => head.clone(),
+            (Some(version), Steps::Sqlx { set, .. }) => {
+                if version != 0 {
+                    set.check_version(version)?;
+                }
+                let steps = Steps::Sqlx {
+                    set: set.clone(),
+                    upto: Some(version),
+                };
+                Recipe::new(steps, head.fixtures.clone())
+            }
+            (Some(_), _) => {
+                return Err(Error::MigrationSource {
+                    location: head.origin(),
+                    reason: "test_db_at needs a sqlx migration set (Harness::new or \
+                             Harness::from_dir)"
+                        .into(),
+                });
+            }
+        };
+        let (set, suite) = (recipe.set().cloned(), recipe.suite().to_owned());
         let size = self.pool_size;
         let mut handout =
             worker::call(move |shared| async move { shared.hand_out(recipe, size).await }).await?;
@@ -131,6 +238,6 @@ impl Harness {
                 }
             },
         };
-        Ok(TestDb::new(handout, pool, config.keep, set))
+        Ok(TestDb::new(handout, pool, config.keep, set, suite))
     }
 }

@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
+mod attribute;
 pub mod check;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
@@ -19,6 +20,7 @@ mod migrations;
 mod names;
 mod pool;
 mod prefetch;
+mod recipe;
 mod seed;
 mod server;
 mod sqlerror;
@@ -37,3 +39,9 @@ pub use testdb::TestDb;
 
 /// pgfresh's own migrations (`migrations/`): the reference `datadump` schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// What `#[pgfresh::test]` and `pgfresh::migrate!` expand to; not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::attribute::{EmbeddedFixture, TestArgs, TestFn, TestTermination};
+}

@@ -10,7 +10,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use crate::error::{Error, Result};
 
 /// Bumped whenever the way a template is built changes, so old templates are not reused.
-const TEMPLATE_FORMAT: &str = "pgfresh-template-v1";
+pub(crate) const TEMPLATE_FORMAT: &str = "pgfresh-template-v1";
 
 /// Where a migration set comes from.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl MigrationSet {
 
     fn new(migrator: Migrator, origin: String) -> Self {
         let mut h = Sha256::new();
-        h.update(std::env::var("CARGO_PKG_NAME").unwrap_or_default());
+        h.update(crate_name());
         h.update([0]);
         h.update(&origin);
         if let Some(first) = migrator.iter().next() {
@@ -167,7 +167,7 @@ impl MigrationSet {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -180,6 +180,11 @@ fn kind_byte(t: MigrationType) -> u8 {
         MigrationType::ReversibleUp => b'u',
         MigrationType::ReversibleDown => b'd',
     }
+}
+
+/// The crate whose tests run (the test binary's), which suites are told apart by.
+pub(crate) fn crate_name() -> String {
+    std::env::var("CARGO_PKG_NAME").unwrap_or_default()
 }
 
 /// A row of sqlx's migrations table.

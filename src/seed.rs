@@ -50,7 +50,8 @@ pub async fn seed_files<P: AsRef<Path>>(
     Ok(())
 }
 
-async fn apply(pool: &PgPool, file: &str, sql: &str) -> Result<()> {
+/// Applies the SQL `sql` of the file `file` (as the user named it) in one transaction.
+pub(crate) async fn apply(pool: &PgPool, file: &str, sql: &str) -> Result<()> {
     let mut tx = pool.begin().await.map_err(|e| {
         Error::database(format!("starting the transaction for seed file {file}"), e)
     })?;

@@ -1,50 +1,19 @@
-//! Templates: one database per migration set (and target revision), migrated once and cloned
-//! for every test.
+//! Templates: one database per recipe (a migration set, up to a revision, and its fixtures),
+//! built once and cloned for every test.
 //!
 //! The build runs under a PostgreSQL advisory lock, so processes that start together build it
 //! once; the template is marked complete (`IS_TEMPLATE`, marker `template`) only after every
 //! migration succeeded, so a build that died half-way (marker `building`) is dropped and
 //! rebuilt.
 
-use std::sync::Arc;
-
-use sqlx::migrate::MigrateError;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::admin::{self, execute, set_mark};
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
-use crate::migrations::MigrationSet;
+use crate::recipe::Recipe;
 use crate::server::{Server, Urgency};
-use crate::sqlerror;
 use crate::{locks, names};
-
-/// What a template is built from: a migration set, applied up to a version or to head.
-#[derive(Debug, Clone)]
-pub(crate) struct Recipe {
-    pub set: Arc<MigrationSet>,
-    /// The last version applied; `None` is head.
-    pub upto: Option<i64>,
-    hash: String,
-}
-
-impl Recipe {
-    pub fn new(set: Arc<MigrationSet>, upto: Option<i64>) -> Self {
-        let hash = set.hash(upto);
-        Self { set, upto, hash }
-    }
-
-    /// The hash the template's name carries: everything that changes what the build produces.
-    pub fn hash(&self) -> &str {
-        &self.hash
-    }
-
-    /// The test suite the template belongs to (see [`crate::sweep`]).
-    pub fn suite(&self) -> &str {
-        &self.set.suite
-    }
-}
 
 /// A template's last use is written down at most this often (seconds): often enough for the
 /// sweep's staleness rules (an hour at the least), rarely enough to keep processes that start
@@ -95,7 +64,7 @@ async fn build_locked(
         None => {}
     }
 
-    tracing::info!(template = name, origin = %recipe.set.origin, "building template");
+    tracing::info!(template = name, origin = %recipe.origin(), "building template");
     execute(conn, &admin::create_sql(server.version, name, None)).await?;
     set_mark(
         conn,
@@ -105,7 +74,7 @@ async fn build_locked(
         },
     )
     .await?;
-    if let Err(e) = migrate(server, recipe, name).await {
+    if let Err(e) = build(server, recipe, name).await {
         let _ = admin::drop_database(server.version, conn, name).await;
         return Err(e);
     }
@@ -119,21 +88,9 @@ async fn build_locked(
     set_mark(conn, name, &used).await
 }
 
-async fn migrate(server: &Server, recipe: &Recipe, name: &str) -> Result<()> {
-    let set = &recipe.set;
-    // A one-connection pool rather than a bare connection: the migrator's future over
-    // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
-    let db = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(server.options.clone().database(name))
-        .await
-        .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-    let result = match recipe.upto {
-        Some(version) => set.migrator.run_to(version, &db).await,
-        None => set.migrator.run(&db).await,
-    };
-    db.close().await;
-    result.map_err(|e| migration_error(set, name, e))?;
+/// Runs the recipe into the new template `name`, then gives it its relation cache file.
+async fn build(server: &Server, recipe: &Recipe, name: &str) -> Result<()> {
+    recipe.build(server, name).await?;
     write_relcache_init_file(server, name).await
 }
 
@@ -154,26 +111,4 @@ async fn write_relcache_init_file(server: &Server, name: &str) -> Result<()> {
     conn.close()
         .await
         .map_err(|e| Error::database(format!("disconnecting from template {name}"), e))
-}
-
-fn migration_error(set: &MigrationSet, template: &str, e: MigrateError) -> Error {
-    match e {
-        MigrateError::ExecuteMigration(source, version) => {
-            let migration = set.up(version);
-            Error::Migration {
-                version,
-                description: migration.map_or_else(String::new, |m| m.description.to_string()),
-                file: set.file_of(version),
-                template: template.into(),
-                message: migration.map_or_else(
-                    || source.to_string(),
-                    |m| sqlerror::in_migration(m, &source),
-                ),
-            }
-        }
-        other => Error::MigrationSource {
-            location: set.origin.clone(),
-            reason: other.to_string(),
-        },
-    }
 }

@@ -1,7 +1,7 @@
 //! [`TestDb`]: one test's database, dropped when the guard goes.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -37,10 +37,19 @@ pub struct TestDb {
     source: Source,
     keep: KeepPolicy,
     password_from_user: bool,
-    migrations: Arc<MigrationSet>,
+    /// The template's migration set, when it was built from one.
+    migrations: Option<Arc<MigrationSet>>,
+    /// The test suite the template belongs to (see [`crate::sweep`]).
+    suite: String,
     /// `false` once the database was closed or kept explicitly.
     armed: bool,
+    /// Under `#[pgfresh::test]`: where a guard dropped by a test that has not failed (yet)
+    /// goes, so that the attribute decides once the test's result is known.
+    hand_back: Option<HandBack>,
 }
+
+/// See [`TestDb::hand_back`].
+pub(crate) type HandBack = Arc<Mutex<Option<TestDb>>>;
 
 impl TestDb {
     /// The guard of the database the worker handed out, with its pool.
@@ -48,7 +57,8 @@ impl TestDb {
         handout: Handout,
         pool: PgPool,
         keep: KeepPolicy,
-        migrations: Arc<MigrationSet>,
+        migrations: Option<Arc<MigrationSet>>,
+        suite: String,
     ) -> Self {
         Self {
             pool,
@@ -59,7 +69,9 @@ impl TestDb {
             keep,
             password_from_user: handout.password_from_user,
             migrations,
+            suite,
             armed: true,
+            hand_back: None,
         }
     }
 
@@ -102,7 +114,11 @@ impl TestDb {
             .acquire()
             .await
             .map_err(|e| Error::database("connecting to read the applied migrations", e))?;
-        let applied = read_applied(&mut conn, &self.migrations.migrator.table_name).await?;
+        let table = self
+            .migrations
+            .as_ref()
+            .map_or("_sqlx_migrations", |set| &set.migrator.table_name);
+        let applied = read_applied(&mut conn, table).await?;
         Ok(applied
             .iter()
             .filter(|a| a.success)
@@ -118,7 +134,14 @@ impl TestDb {
     /// When `version` is not one of the set's versions, when moving down would need a
     /// migration that has no `.down.sql`, or when a migration fails.
     pub async fn migrate_to(&self, version: i64) -> Result<()> {
-        let set = &self.migrations;
+        let Some(set) = &self.migrations else {
+            return Err(Error::MigrationSource {
+                location: "this database's template".into(),
+                reason: "migrate_to needs a sqlx migration set (Harness::new or \
+                         Harness::from_dir)"
+                    .into(),
+            });
+        };
         if version != 0 {
             set.check_version(version)?;
         }
@@ -194,7 +217,7 @@ impl TestDb {
     /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
     /// when it goes). Waits at most [`KEEP_WAIT`]: it runs from `Drop`.
     fn mark_kept(&self) -> Result<()> {
-        let (name, suite) = (self.name.clone(), self.migrations.suite.clone());
+        let (name, suite) = (self.name.clone(), self.suite.clone());
         let kept = worker::call_blocking(KEEP_WAIT, move |shared| async move {
             shared.keep(&name, &suite).await
         });
@@ -208,17 +231,31 @@ impl TestDb {
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
+impl TestDb {
+    /// Under `#[pgfresh::test]`: when this guard is dropped while its test has not failed, it
+    /// goes to the returned slot instead (see [`TestDb::end_test`]).
+    pub(crate) fn hand_back(&mut self) -> HandBack {
+        let slot = HandBack::default();
+        self.hand_back = Some(slot.clone());
+        slot
+    }
+
+    /// Drops or keeps the database now that its test ended, `failed` or not.
+    pub(crate) fn end_test(mut self, failed: bool) {
+        self.hand_back = None;
+        self.finish(failed);
+    }
+
+    /// The end of the guard: keeps the database (`PGFRESH_KEEP`; a failed test's by default)
+    /// and says how to connect, or drops it in the background.
+    fn finish(&mut self, failed: bool) {
+        self.armed = false;
         // Marks the pool closed at once, so clones still held by the code under test fail
         // fast instead of waiting on a database that is about to go.
         drop(self.pool.close());
         let keep = match self.keep {
             KeepPolicy::Never => false,
-            KeepPolicy::Failed => std::thread::panicking(),
+            KeepPolicy::Failed => failed,
             KeepPolicy::Always => true,
         };
         if keep {
@@ -226,7 +263,7 @@ impl Drop for TestDb {
                 eprintln!("pgfresh: could not keep test database {}: {e}", self.name);
                 return;
             }
-            let why = if std::thread::panicking() {
+            let why = if failed {
                 "the test failed"
             } else {
                 "PGFRESH_KEEP=always"
@@ -241,6 +278,35 @@ impl Drop for TestDb {
         if let Err(e) = self.drop_later() {
             eprintln!("pgfresh: could not drop test database {}: {e}", self.name);
         }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let failed = std::thread::panicking();
+        if let Some(slot) = self.hand_back.take().filter(|_| !failed) {
+            // The guts move to a new guard in the slot; this one is spent.
+            self.armed = false;
+            let moved = Self {
+                pool: self.pool.clone(),
+                name: std::mem::take(&mut self.name),
+                options: self.options.clone(),
+                url: self.url.clone(),
+                source: self.source,
+                keep: self.keep,
+                password_from_user: self.password_from_user,
+                migrations: self.migrations.take(),
+                suite: std::mem::take(&mut self.suite),
+                armed: true,
+                hand_back: None,
+            };
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(moved);
+            return;
+        }
+        self.finish(failed);
     }
 }
 

@@ -20,8 +20,8 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::prefetch::{Key, Prefetch, Prefetched};
+use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
-use crate::template::Recipe;
 use crate::{admin, pool, sweep, template};
 
 type Job = Box<dyn FnOnce(Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;

@@ -1,0 +1,188 @@
+//! What a template is built from: its steps (a sqlx migration set, or nothing) and the fixture
+//! files applied after them, with the hash that names the template and the suite it belongs to.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::error::{Error, Result};
+use crate::migrations::{MigrationSet, crate_name, hex};
+use crate::server::Server;
+use crate::{seed, sqlerror};
+
+/// A fixture: SQL applied to the template once, after its migrations.
+#[derive(Debug)]
+pub(crate) struct Fixture {
+    /// The file as given, for messages.
+    pub path: String,
+    pub sql: String,
+}
+
+/// What builds the template before the fixtures.
+#[derive(Debug, Clone)]
+pub(crate) enum Steps {
+    /// Nothing: an empty database (`#[pgfresh::test(migrations = false)]`).
+    Nothing,
+    /// A sqlx migration set, applied up to `upto` (inclusive; head when `None`).
+    Sqlx {
+        set: Arc<MigrationSet>,
+        upto: Option<i64>,
+    },
+}
+
+/// A template's recipe. See the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe {
+    pub steps: Steps,
+    pub fixtures: Arc<[Fixture]>,
+    hash: String,
+    suite: String,
+}
+
+impl Recipe {
+    pub fn new(steps: Steps, fixtures: Arc<[Fixture]>) -> Self {
+        let (base, suite) = match &steps {
+            Steps::Nothing => (digest(&[b"nothing"]), digest(&[crate_name().as_bytes()])),
+            Steps::Sqlx { set, upto } => (set.hash(*upto), set.suite.clone()),
+        };
+        let (hash, suite) = if fixtures.is_empty() {
+            (base, suite)
+        } else {
+            // Every fixture's name and bytes make the hash; the names alone the suite, so that
+            // the same migrations with and without fixtures are templates of two suites.
+            let mut hash_parts: Vec<&[u8]> = vec![base.as_bytes()];
+            let mut suite_parts: Vec<&[u8]> = vec![suite.as_bytes()];
+            for f in fixtures.iter() {
+                hash_parts.extend([f.path.as_bytes(), f.sql.as_bytes()]);
+                suite_parts.push(f.path.as_bytes());
+            }
+            (digest(&hash_parts), digest(&suite_parts)[..8].to_owned())
+        };
+        Self {
+            steps,
+            fixtures,
+            hash,
+            suite,
+        }
+    }
+
+    /// The hash the template's name carries: everything that changes what the build produces.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The test suite the template belongs to (see [`crate::sweep`]).
+    pub fn suite(&self) -> &str {
+        &self.suite
+    }
+
+    /// Where the template comes from, for messages.
+    pub fn origin(&self) -> String {
+        match &self.steps {
+            Steps::Nothing => "no migrations".to_owned(),
+            Steps::Sqlx { set, .. } => set.origin.clone(),
+        }
+    }
+
+    /// The migration set, when the template is built from one.
+    pub fn set(&self) -> Option<&Arc<MigrationSet>> {
+        match &self.steps {
+            Steps::Sqlx { set, .. } => Some(set),
+            Steps::Nothing => None,
+        }
+    }
+
+    /// Builds the template `name`, which exists and is empty: the steps, then the fixtures.
+    pub async fn build(&self, server: &Server, name: &str) -> Result<()> {
+        // A one-connection pool rather than a bare connection: the migrator's future over
+        // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
+        let db = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(server.options.clone().database(name))
+            .await
+            .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
+        let built = self.apply(&db, name).await;
+        db.close().await;
+        built
+    }
+
+    async fn apply(&self, db: &sqlx::PgPool, name: &str) -> Result<()> {
+        if let Steps::Sqlx { set, upto } = &self.steps {
+            let migrated = match upto {
+                Some(version) => set.migrator.run_to(*version, db).await,
+                None => set.migrator.run(db).await,
+            };
+            migrated.map_err(|e| migration_error(set, name, e))?;
+        }
+        for fixture in self.fixtures.iter() {
+            seed::apply(db, &fixture.path, &fixture.sql).await?;
+        }
+        Ok(())
+    }
+}
+
+fn migration_error(set: &MigrationSet, template: &str, e: sqlx::migrate::MigrateError) -> Error {
+    match e {
+        sqlx::migrate::MigrateError::ExecuteMigration(source, version) => {
+            let migration = set.up(version);
+            Error::Migration {
+                version,
+                description: migration.map_or_else(String::new, |m| m.description.to_string()),
+                file: set.file_of(version),
+                template: template.into(),
+                message: migration.map_or_else(
+                    || source.to_string(),
+                    |m| sqlerror::in_migration(m, &source),
+                ),
+            }
+        }
+        other => Error::MigrationSource {
+            location: set.origin.clone(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// 16 hex digits of the SHA-256 of `parts`, each followed by a zero byte.
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(crate::migrations::TEMPLATE_FORMAT);
+    for part in parts {
+        h.update([0]);
+        h.update(part);
+    }
+    hex(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str, sql: &str) -> Fixture {
+        Fixture {
+            path: path.into(),
+            sql: sql.into(),
+        }
+    }
+
+    #[test]
+    fn fixtures_make_another_template_of_another_suite() {
+        let bare = Recipe::new(Steps::Nothing, Arc::new([]));
+        let seeded = Recipe::new(Steps::Nothing, Arc::new([fixture("a.sql", "SELECT 1")]));
+        let edited = Recipe::new(Steps::Nothing, Arc::new([fixture("a.sql", "SELECT 2")]));
+        let two = Recipe::new(
+            Steps::Nothing,
+            Arc::new([fixture("a.sql", "SELECT 1"), fixture("b.sql", "")]),
+        );
+        let hashes = [bare.hash(), seeded.hash(), edited.hash(), two.hash()];
+        for (i, a) in hashes.iter().enumerate() {
+            assert_eq!(a.len(), 16);
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_ne!(bare.suite(), seeded.suite());
+        assert_eq!(seeded.suite(), edited.suite(), "an edit keeps the suite");
+    }
+}
