@@ -116,7 +116,7 @@ async fn drop_marked(
 /// their own, but both look for the ended backends again only after 100 ms: a test's pool that
 /// closed a moment before costs a whole step. A backend that was told to end is gone within a
 /// millisecond or two, so poll for that here instead (for at most [`DISCONNECT_WAIT`]).
-async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
+pub(crate) async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
     let err = |e| Error::database(format!("disconnecting from {name}"), e);
     let started = std::time::Instant::now();
     // One statement ends them and says how many there were: none, most of the time.

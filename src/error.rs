@@ -162,6 +162,34 @@ pub enum Error {
         message: String,
     },
 
+    /// A migration tool or template function (`Harness::from_command`, `Harness::from_fn`)
+    /// could not build the template.
+    #[error(
+        "building template {template} with {source_name} failed (the half-built template was \
+         dropped; fix the cause and run again): {reason}"
+    )]
+    Build {
+        /// The command (`` `alembic upgrade head` ``) or function (`Harness::from_fn("key")`).
+        source_name: String,
+        /// The template being built.
+        template: String,
+        /// What went wrong: the exit status and the end of the output, the function's error
+        /// with its causes, or its panic.
+        reason: String,
+    },
+
+    /// An input file or folder of a template (`Harness::inputs`) cannot be read.
+    #[error(
+        "cannot read the template input {path}: {reason}. Inputs are relative to the working \
+         directory (the crate root under cargo test)."
+    )]
+    Input {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A database operation on the server failed.
     #[error("{action} failed: {cause}")]
     Database {

@@ -1,18 +1,22 @@
 //! [`Harness`]: hands out test databases for one template source.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::OnceCell;
 
 use crate::attribute::EmbeddedFixture;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
-use crate::recipe::{Fixture, Recipe, Steps};
+use crate::recipe::{Fixture, Recipe, Steps, Tool};
 use crate::server::address;
 use crate::testdb::TestDb;
+use crate::tool::{self, BoxError, BuildFn, DEFAULT_TIMEOUT, hash_inputs};
 use crate::{pool, worker};
 
 /// Connections per test pool unless [`Harness::with_pool_size`] says otherwise: enough for a
@@ -40,6 +44,11 @@ pub const DEFAULT_POOL_SIZE: u32 = 5;
 pub struct Harness {
     source: Source,
     fixtures: Vec<FixtureFile>,
+    /// Files and folders whose contents make the hash of a tool's template.
+    inputs: Vec<PathBuf>,
+    timeout: Duration,
+    /// A builder method used where it means nothing, reported by the first `test_db`.
+    misuse: Option<&'static str>,
     pool_size: u32,
     prepared: OnceCell<Result<Recipe>>,
 }
@@ -51,6 +60,10 @@ enum Source {
     Sqlx(Origin),
     /// Nothing: an empty database.
     Nothing,
+    /// A migration tool, run as a command.
+    Command(tool::Command),
+    /// Rust code.
+    Function(tool::Function),
 }
 
 /// A fixture file, read on first use or embedded at compile time.
@@ -83,12 +96,125 @@ impl Harness {
         Self::from_source(Source::Nothing)
     }
 
+    /// A harness whose template a migration tool builds: `argv` (program and arguments, the
+    /// program looked up on `PATH`) runs once per template, with `DB_URL`, `DATABASE_URL`,
+    /// `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD` and `PGDATABASE` naming the template being
+    /// built. What it leaves is the template, cloned for every test like a migrated one.
+    ///
+    /// The template's hash covers `argv` and the files of [`inputs`](Self::inputs): name the
+    /// migrations' folder there, or an edit would not rebuild the template. The command runs
+    /// in [`current_dir`](Self::current_dir) (default: the working directory) for at most
+    /// [`timeout`](Self::timeout) (default 10 minutes).
+    ///
+    /// ```no_run
+    /// use std::sync::LazyLock;
+    /// use pgfresh::Harness;
+    ///
+    /// static ALEMBIC: LazyLock<Harness> = LazyLock::new(|| {
+    ///     Harness::from_command(["alembic", "upgrade", "head"])
+    ///         .current_dir("alembic_project")
+    ///         .inputs(["alembic_project"])
+    /// });
+    ///
+    /// # async fn demo() -> pgfresh::Result<()> {
+    /// let db = ALEMBIC.test_db().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_command<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        Self::from_source(Source::Command(tool::Command {
+            argv: argv.into_iter().map(Into::into).collect(),
+            current_dir: None,
+        }))
+    }
+
+    /// A harness whose template Rust code builds: `f` gets the template's connect options and
+    /// migrates it (with refinery, diesel_migrations, sea-orm-migration, or by hand). `key`
+    /// and the files of [`inputs`](Self::inputs) make the template's hash: **change `key`
+    /// when the code changes** (a version string such as `"refinery v3"` will do), or tests
+    /// keep cloning the template the old code built. `f` runs on pgfresh's worker for at most
+    /// [`timeout`](Self::timeout); an error (with its `source()` chain) or a panic fails the
+    /// build and the half-built template is dropped.
+    ///
+    /// ```no_run
+    /// use pgfresh::Harness;
+    /// use pgfresh::sqlx::{Connection, PgConnection};
+    ///
+    /// let harness = Harness::from_fn("accounts v1", |options| async move {
+    ///     let mut conn = PgConnection::connect_with(&options).await?;
+    ///     pgfresh::sqlx::raw_sql("CREATE TABLE account (id bigint PRIMARY KEY)")
+    ///         .execute(&mut conn)
+    ///         .await?;
+    ///     Ok::<_, pgfresh::sqlx::Error>(())
+    /// });
+    /// ```
+    pub fn from_fn<F, Fut, E>(key: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(PgConnectOptions) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let f: Arc<BuildFn> = Arc::new(move |options| {
+            let fut = f(options);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        });
+        Self::from_source(Source::Function(tool::Function { key: key.into(), f }))
+    }
+
     const fn from_source(source: Source) -> Self {
         Self {
             source,
             fixtures: Vec::new(),
+            inputs: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            misuse: None,
             pool_size: DEFAULT_POOL_SIZE,
             prepared: OnceCell::const_new(),
+        }
+    }
+
+    /// For [`from_command`](Self::from_command) and [`from_fn`](Self::from_fn): files and
+    /// folders whose contents make the template's hash, with the command (or key). Each
+    /// file's path relative to its input root and its bytes count; folders are walked in
+    /// name order, skipping what tools write on their own (`__pycache__`, `*.pyc`,
+    /// `.pytest_cache`, `.mypy_cache`, `.ruff_cache`) and version-control metadata (`.git`,
+    /// `.hg`, `.svn`). Relative paths are relative to the working directory (the crate root
+    /// under `cargo test`), not to `current_dir`. A path that does not exist fails the first
+    /// [`test_db`](Self::test_db).
+    #[must_use]
+    pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.only_for_tools("inputs");
+        self.inputs.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// For [`from_command`](Self::from_command): the directory the command runs in (relative
+    /// to the working directory).
+    #[must_use]
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        match &mut self.source {
+            Source::Command(command) => command.current_dir = Some(dir.into()),
+            _ => self.misuse = Some("current_dir applies to Harness::from_command only"),
+        }
+        self
+    }
+
+    /// For [`from_command`](Self::from_command) and [`from_fn`](Self::from_fn): how long
+    /// building the template may take (default [`DEFAULT_TIMEOUT`], 10 minutes). A command
+    /// that runs longer is killed with every process it started; a function is cancelled.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.only_for_tools("timeout");
+        self.timeout = limit;
+        self
+    }
+
+    fn only_for_tools(&mut self, method: &'static str) {
+        if !matches!(self.source, Source::Command(_) | Source::Function(_)) {
+            self.misuse = Some(match method {
+                "inputs" => "inputs applies to Harness::from_command and Harness::from_fn only",
+                _ => "timeout applies to Harness::from_command and Harness::from_fn only",
+            });
         }
     }
 
@@ -159,12 +285,28 @@ impl Harness {
     /// first use.
     async fn head(&self) -> Result<&Recipe> {
         let prepared = self.prepared.get_or_init(|| async {
+            if let Some(misuse) = self.misuse {
+                return Err(Error::MigrationSource {
+                    location: "the Harness".into(),
+                    reason: misuse.into(),
+                });
+            }
             let steps = match &self.source {
                 Source::Sqlx(origin) => Steps::Sqlx {
                     set: Arc::new(origin.load().await?),
                     upto: None,
                 },
                 Source::Nothing => Steps::Nothing,
+                Source::Command(command) => Steps::Command(Tool {
+                    tool: command.clone(),
+                    inputs: hash_inputs(&self.inputs)?,
+                    timeout: self.timeout,
+                }),
+                Source::Function(function) => Steps::Function(Tool {
+                    tool: function.clone(),
+                    inputs: hash_inputs(&self.inputs)?,
+                    timeout: self.timeout,
+                }),
             };
             Ok(Recipe::new(steps, self.read_fixtures()?))
         });

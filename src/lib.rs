@@ -27,6 +27,7 @@ mod sqlerror;
 mod sweep;
 mod template;
 mod testdb;
+mod tool;
 mod worker;
 
 pub use config::Source;
@@ -36,6 +37,7 @@ pub use harness::{DEFAULT_POOL_SIZE, Harness};
 pub use seed::seed_files;
 pub use sqlx;
 pub use testdb::TestDb;
+pub use tool::{BoxError, DEFAULT_TIMEOUT};
 
 /// pgfresh's own migrations (`migrations/`): the reference `datadump` schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,7 +1,9 @@
-//! What a template is built from: its steps (a sqlx migration set, or nothing) and the fixture
-//! files applied after them, with the hash that names the template and the suite it belongs to.
+//! What a template is built from: its steps (a sqlx migration set, a migration tool, Rust
+//! code, or nothing) and the fixture files applied after them, with the hash that names the
+//! template and the suite it belongs to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
@@ -9,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 use crate::error::{Error, Result};
 use crate::migrations::{MigrationSet, crate_name, hex};
 use crate::server::Server;
-use crate::{seed, sqlerror};
+use crate::{seed, sqlerror, tool};
 
 /// A fixture: SQL applied to the template once, after its migrations.
 #[derive(Debug)]
@@ -29,6 +31,18 @@ pub(crate) enum Steps {
         set: Arc<MigrationSet>,
         upto: Option<i64>,
     },
+    /// A migration tool run as a command (`Harness::from_command`).
+    Command(Tool<tool::Command>),
+    /// Rust code (`Harness::from_fn`).
+    Function(Tool<tool::Function>),
+}
+
+/// A tool, the hash of its inputs (`Harness::inputs`), and how long it may take.
+#[derive(Debug, Clone)]
+pub(crate) struct Tool<T> {
+    pub tool: T,
+    pub inputs: Vec<u8>,
+    pub timeout: Duration,
 }
 
 /// A template's recipe. See the module docs.
@@ -42,9 +56,31 @@ pub(crate) struct Recipe {
 
 impl Recipe {
     pub fn new(steps: Steps, fixtures: Arc<[Fixture]>) -> Self {
+        let krate = crate_name();
         let (base, suite) = match &steps {
-            Steps::Nothing => (digest(&[b"nothing"]), digest(&[crate_name().as_bytes()])),
+            Steps::Nothing => (digest(&[b"nothing"]), digest(&[krate.as_bytes()])),
             Steps::Sqlx { set, upto } => (set.hash(*upto), set.suite.clone()),
+            Steps::Command(t) => {
+                let argv: Vec<&[u8]> = t.tool.argv.iter().map(|a| a.as_bytes()).collect();
+                let dir = t
+                    .tool
+                    .current_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                let dir = dir.as_os_str().as_encoded_bytes();
+                (
+                    digest(&[&[b"command".as_slice()], &argv[..], &[&t.inputs]].concat()),
+                    digest(&[&[krate.as_bytes(), b"command", dir], &argv[..]].concat())[..8]
+                        .to_owned(),
+                )
+            }
+            Steps::Function(t) => {
+                let key = t.tool.key.as_bytes();
+                (
+                    digest(&[b"function", key, &t.inputs]),
+                    digest(&[krate.as_bytes(), b"function", key])[..8].to_owned(),
+                )
+            }
         };
         let (hash, suite) = if fixtures.is_empty() {
             (base, suite)
@@ -82,6 +118,8 @@ impl Recipe {
         match &self.steps {
             Steps::Nothing => "no migrations".to_owned(),
             Steps::Sqlx { set, .. } => set.origin.clone(),
+            Steps::Command(t) => format!("`{}`", t.tool.shown()),
+            Steps::Function(t) => format!("Harness::from_fn({:?})", t.tool.key),
         }
     }
 
@@ -89,24 +127,45 @@ impl Recipe {
     pub fn set(&self) -> Option<&Arc<MigrationSet>> {
         match &self.steps {
             Steps::Sqlx { set, .. } => Some(set),
-            Steps::Nothing => None,
+            _ => None,
         }
     }
 
     /// Builds the template `name`, which exists and is empty: the steps, then the fixtures.
     pub async fn build(&self, server: &Server, name: &str) -> Result<()> {
-        // A one-connection pool rather than a bare connection: the migrator's future over
-        // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks need.
-        let db = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(server.options.clone().database(name))
-            .await
-            .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-        let built = self.apply(&db, name).await;
-        db.close().await;
-        built
+        let options = server.options.clone().database(name);
+        match &self.steps {
+            Steps::Command(t) => {
+                let mut url = server.url.clone();
+                url.set_path(name);
+                let target = tool::Target {
+                    url: &url,
+                    options: &options,
+                    password: server.password.as_deref(),
+                    template: name,
+                };
+                t.tool.run(&target, t.timeout).await?;
+            }
+            Steps::Function(t) => t.tool.run(options.clone(), name, t.timeout).await?,
+            Steps::Nothing | Steps::Sqlx { .. } => {}
+        }
+        if matches!(self.steps, Steps::Sqlx { .. }) || !self.fixtures.is_empty() {
+            // A one-connection pool rather than a bare connection: the migrator's future over
+            // `&mut PgConnection` is not `Send` for every lifetime, which the worker's tasks
+            // need.
+            let db = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
+            let applied = self.apply(&db, name).await;
+            db.close().await;
+            applied?;
+        }
+        Ok(())
     }
 
+    /// The sqlx migrations, then the fixtures.
     async fn apply(&self, db: &sqlx::PgPool, name: &str) -> Result<()> {
         if let Steps::Sqlx { set, upto } = &self.steps {
             let migrated = match upto {

@@ -46,6 +46,8 @@ pub(crate) struct Started {
     pub url: ::url::Url,
     /// `true` when the password came from the user (`DB_URL`) and must never be printed.
     pub password_from_user: bool,
+    /// The password, for tools that want it on its own (`PGPASSWORD`).
+    pub password: Option<String>,
     /// Where the address came from, for connection errors.
     pub hint: String,
     /// Keeps the container or cluster alive while the process runs.
@@ -61,6 +63,7 @@ pub(crate) struct Server {
     pub options: PgConnectOptions,
     pub url: ::url::Url,
     pub password_from_user: bool,
+    pub password: Option<String>,
     admin: AdminPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
@@ -231,6 +234,7 @@ async fn connect(started: Started) -> Result<Server> {
         options,
         url: started.url,
         password_from_user: started.password_from_user,
+        password: started.password,
         admin,
         version,
         owner,

@@ -86,6 +86,7 @@ impl Record {
             options: self.options(),
             url,
             password_from_user: false,
+            password: Some(self.password.clone()),
             hint,
             keepalive,
             connection: None,

@@ -26,11 +26,17 @@ pub(super) fn start(config: &Config) -> Result<Started> {
         value: redact_url(&setting.url),
         reason: format!("the URL could not be parsed ({e})"),
     })?;
+    let password = url.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
     Ok(Started {
         source: Source::Url,
         options,
         url,
         password_from_user: true,
+        password,
         hint: format!("{} is right", setting.var),
         keepalive: Box::new(()),
         connection: None,

@@ -1,0 +1,4 @@
+CREATE TABLE account (
+    id BIGSERIAL PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE
+);
