@@ -248,6 +248,14 @@ impl Harness {
         self
     }
 
+    /// The migration set's origin, when the template is built from a sqlx set.
+    pub(crate) fn sqlx_origin(&self) -> Option<&Origin> {
+        match &self.source {
+            Source::Sqlx(origin) => Some(origin),
+            _ => None,
+        }
+    }
+
     /// Sets the maximum number of connections of each test's pool (default
     /// [`DEFAULT_POOL_SIZE`]).
     #[must_use]

@@ -276,7 +276,7 @@ fn uuid() -> String {
 
 /// refinery's migrations, embedded.
 mod embedded {
-    refinery::embed_migrations!("tests/refinery");
+    refinery::embed_migrations!("examples/refinery/migrations");
 }
 
 #[tokio::test]
@@ -296,7 +296,7 @@ async fn refinery_builds_a_template_through_from_fn() {
         let _ = driver.await;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })
-    .inputs(["tests/refinery"]);
+    .inputs(["examples/refinery/migrations"]);
     let db = harness.test_db().await.unwrap();
     assert_eq!(
         tables(db.pool()).await,

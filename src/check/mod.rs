@@ -46,33 +46,47 @@ use crate::migrations::{MigrationSet, Origin};
 pub use problem::Problem;
 pub use report::{Failure, Passed, Step};
 
-/// The migration set a check runs on: `&'static Migrator` (usually `sqlx::migrate!()` in a
-/// `static`), or a folder as `&str`, `&Path` or `PathBuf`, read at run time (relative paths
-/// start at the working directory, which `cargo test` sets to the crate's root).
+/// The migrations a check runs on: `&'static Migrator` (usually `sqlx::migrate!()` in a
+/// `static`), a folder as `&str`, `&Path` or `PathBuf`, read at run time (relative paths start
+/// at the working directory, which `cargo test` sets to the crate's root), or any
+/// `&'static Harness` (a `static`, or a `LazyLock` dereferenced): [`upgrade`] and [`snapshot`]
+/// work on every template source; [`history`] and [`up_down`] need a sqlx migration set.
 #[derive(Debug, Clone)]
-pub struct Migrations(Origin);
+pub struct Migrations(Target);
+
+#[derive(Debug, Clone)]
+enum Target {
+    Set(Origin),
+    Harness(&'static Harness),
+}
 
 impl From<&'static Migrator> for Migrations {
     fn from(m: &'static Migrator) -> Self {
-        Self(Origin::Static(m))
+        Self(Target::Set(Origin::Static(m)))
+    }
+}
+
+impl From<&'static Harness> for Migrations {
+    fn from(harness: &'static Harness) -> Self {
+        Self(Target::Harness(harness))
     }
 }
 
 impl From<&str> for Migrations {
     fn from(dir: &str) -> Self {
-        Self(Origin::Dir(dir.into()))
+        Self(Target::Set(Origin::Dir(dir.into())))
     }
 }
 
 impl From<&Path> for Migrations {
     fn from(dir: &Path) -> Self {
-        Self(Origin::Dir(dir.into()))
+        Self(Target::Set(Origin::Dir(dir.into())))
     }
 }
 
 impl From<PathBuf> for Migrations {
     fn from(dir: PathBuf) -> Self {
-        Self(Origin::Dir(dir))
+        Self(Target::Set(Origin::Dir(dir)))
     }
 }
 
@@ -167,6 +181,19 @@ pub async fn update_snapshot(
     subject.snapshot(path.as_ref(), true).await
 }
 
+/// The schema of the database `db` as the snapshot check renders it (see the README's table
+/// of what it covers), leaving out the migration tools' [`BOOKKEEPING_TABLES`]: compare two
+/// databases built by different tools, say an Alembic history and its sqlx port.
+///
+/// # Errors
+///
+/// [`Failure::Harness`] when the catalogs cannot be read.
+pub async fn schema(db: &sqlx::PgPool) -> Result<String, Failure> {
+    Ok(schema::Schema::read(db, BOOKKEEPING_TABLES)
+        .await?
+        .snapshot())
+}
+
 /// Reports how a long check advances (the command draws it as a progress bar).
 pub(crate) trait Progress: Sync {
     /// `total` steps are ahead.
@@ -180,27 +207,94 @@ struct Silent;
 
 impl Progress for Silent {}
 
-/// A migration set loaded for checking.
+/// The migrations loaded for checking.
 #[derive(Debug)]
 pub(crate) struct Subject {
-    pub set: MigrationSet,
-    origin: Origin,
+    /// The sqlx migration set, when there is one.
+    pub set: Option<MigrationSet>,
+    /// Its folder, when it was read from one.
+    dir: Option<PathBuf>,
+    harness: Checked,
 }
+
+/// The harness the checks take their databases from.
+#[derive(Debug)]
+enum Checked {
+    /// Made for the check from a migration set.
+    Own(Harness),
+    /// The caller's.
+    Given(&'static Harness),
+}
+
+/// Bookkeeping tables of migration tools, left out of a schema when the migrations are not a
+/// sqlx set (whose own table is left out): they record history, not what the schema is.
+pub const BOOKKEEPING_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "alembic_version",
+    "schema_migrations",
+    "goose_db_version",
+    "flyway_schema_history",
+    "refinery_schema_history",
+    "seaql_migrations",
+    "__diesel_schema_migrations",
+    "databasechangelog",
+    "databasechangeloglock",
+];
 
 impl Subject {
     /// Reads the set (a folder is read now; a `Migrator` is copied).
     pub async fn load(migrations: Migrations) -> Result<Self, Failure> {
-        let Migrations(origin) = migrations;
-        let set = origin.load().await?;
-        Ok(Self { set, origin })
+        let Migrations(target) = migrations;
+        let origin = match &target {
+            Target::Set(origin) => Some(origin),
+            Target::Harness(harness) => harness.sqlx_origin(),
+        };
+        let set = match origin {
+            Some(origin) => Some(origin.load().await?),
+            None => None,
+        };
+        let dir = match origin {
+            Some(Origin::Dir(dir)) => Some(dir.clone()),
+            _ => None,
+        };
+        let harness = match target {
+            Target::Set(origin) => Checked::Own(Harness::from_origin(origin).with_pool_size(2)),
+            Target::Harness(harness) => Checked::Given(harness),
+        };
+        Ok(Self { set, dir, harness })
     }
 
     /// A folder's set that the caller already read.
     #[cfg(feature = "cli")]
     pub fn from_dir(set: MigrationSet, dir: &Path) -> Self {
+        let harness = Harness::from_origin(Origin::Dir(dir.to_owned())).with_pool_size(2);
         Self {
-            set,
-            origin: Origin::Dir(dir.to_owned()),
+            set: Some(set),
+            dir: Some(dir.to_owned()),
+            harness: Checked::Own(harness),
+        }
+    }
+
+    /// The sqlx set `check` needs, or the failure that says so.
+    pub fn sqlx_set(&self, check: &str) -> Result<&MigrationSet, Failure> {
+        self.set.as_ref().ok_or_else(|| {
+            Failure::Harness(Error::MigrationSource {
+                location: "the Harness".into(),
+                reason: format!(
+                    "the {check} check reads the migrations themselves, so it needs a sqlx \
+                     migration set (Harness::new, Harness::from_dir, a Migrator or a folder); \
+                     a template from Harness::from_command or Harness::from_fn has none \
+                     (check::upgrade and check::snapshot work on those)"
+                ),
+            })
+        })
+    }
+
+    /// The tables a schema of these migrations leaves out.
+    pub fn bookkeeping(&self) -> Vec<&str> {
+        match &self.set {
+            Some(set) => vec![set.migrator.table_name.as_ref()],
+            None => BOOKKEEPING_TABLES.to_vec(),
         }
     }
 
@@ -223,42 +317,46 @@ impl Subject {
         }
     }
 
-    /// A harness for this set, handing out databases at head or at a version.
-    pub fn harness(&self) -> Harness {
-        Harness::from_origin(self.origin.clone()).with_pool_size(2)
+    /// The harness the checks take their databases from.
+    pub fn harness(&self) -> &Harness {
+        match &self.harness {
+            Checked::Own(harness) => harness,
+            Checked::Given(harness) => harness,
+        }
     }
 
-    /// The newest version, `base` for an empty set, for messages.
+    /// The newest version (`base` for an empty set; `head` without a sqlx set), for messages.
     pub fn head(&self) -> String {
-        self.set
-            .ups()
-            .map(|m| m.version)
-            .max()
-            .map_or_else(|| "base".to_owned(), |v| v.to_string())
+        match &self.set {
+            Some(set) => set
+                .ups()
+                .map(|m| m.version)
+                .max()
+                .map_or_else(|| "base".to_owned(), |v| v.to_string()),
+            None => "head".to_owned(),
+        }
     }
 
     /// The history check: the set's shape, and what `database` applied when one is given.
     pub async fn history(&self, database: Option<&mut PgConnection>) -> Result<Passed, Failure> {
-        let mut problems = history::shape(&self.set);
-        if let Origin::Dir(dir) = &self.origin {
+        let set = self.sqlx_set("history")?;
+        let mut problems = history::shape(set);
+        if let Some(dir) = &self.dir {
             problems.extend(history::ignored_files(dir)?);
         }
         let compared = database.is_some();
         if let Some(conn) = database {
-            problems.extend(history::against(&self.set, conn).await?);
+            problems.extend(history::against(set, conn).await?);
         }
         problems.sort_by_key(problem::sort_key);
         if !problems.is_empty() {
             return Err(Failure::History {
-                origin: self.set.origin.clone(),
+                origin: set.origin.clone(),
                 problems,
             });
         }
-        let n = self.set.ups().count();
-        let pairs = self
-            .set
-            .ups()
-            .filter(|m| self.set.down(m.version).is_some());
+        let n = set.ups().count();
+        let pairs = set.ups().filter(|m| set.down(m.version).is_some());
         let database = if compared {
             ", and the database applied them unedited, in order"
         } else {

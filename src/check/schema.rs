@@ -44,7 +44,7 @@ macro_rules! own {
 }
 
 /// One kind of object: its heading in the rendering, and the query listing its objects as
-/// SQL, in order. `$1`, when `uses_table`, is the bookkeeping table's oid (or NULL).
+/// SQL, in order. `$1`, when `uses_table`, is the bookkeeping tables' oids.
 struct Section {
     heading: &'static str,
     query: &'static str,
@@ -154,7 +154,7 @@ const SECTIONS: &[Section] = &[
                    pg_get_expr(c.relpartbound, c.oid)) \
                  FROM pg_inherits i WHERE i.inhrelid = c.oid AND c.relispartition), '')) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND c.oid IS DISTINCT FROM $1 AND ",
+             WHERE c.relkind IN ('r', 'p') AND c.oid <> ALL ($1) AND ",
             user_schema!("n"),
             " AND ",
             own!("pg_class", "c.oid"),
@@ -169,7 +169,7 @@ const SECTIONS: &[Section] = &[
                pg_get_constraintdef(k.oid)) \
              FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE k.contype IN ('c', 'f', 'p', 'u', 'x') AND c.oid IS DISTINCT FROM $1 AND ",
+             WHERE k.contype IN ('c', 'f', 'p', 'u', 'x') AND c.oid <> ALL ($1) AND ",
             user_schema!("n"),
             " AND ",
             own!("pg_class", "c.oid"),
@@ -186,7 +186,7 @@ const SECTIONS: &[Section] = &[
              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
              JOIN pg_class c ON c.oid = x.indrelid \
              JOIN pg_namespace n ON n.oid = i.relnamespace \
-             WHERE c.oid IS DISTINCT FROM $1 AND NOT EXISTS (SELECT FROM pg_constraint k \
+             WHERE c.oid <> ALL ($1) AND NOT EXISTS (SELECT FROM pg_constraint k \
                WHERE k.conindid = i.oid AND k.conrelid = c.oid AND k.contype IN ('p', 'u', 'x')) \
              AND ",
             user_schema!("n"),
@@ -235,7 +235,7 @@ const SECTIONS: &[Section] = &[
             "SELECT pg_get_triggerdef(t.oid) || ';' \
              FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE NOT t.tgisinternal AND c.oid IS DISTINCT FROM $1 AND ",
+             WHERE NOT t.tgisinternal AND c.oid <> ALL ($1) AND ",
             user_schema!("n"),
             " AND ",
             own!("pg_class", "c.oid"),
@@ -259,17 +259,20 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// Reads the schema of the database `pool` is connected to, leaving out `bookkeeping` (the
-    /// migrations table, as the migrator names it).
-    pub async fn read(pool: &PgPool, bookkeeping: &str) -> Result<Self> {
+    /// Reads the schema of the database `pool` is connected to, leaving out the `bookkeeping`
+    /// tables (the migrations table, as the migrator names it, or the migration tools').
+    pub async fn read(pool: &PgPool, bookkeeping: &[&str]) -> Result<Self> {
         let failed = |e| Error::database("reading the schema from the catalogs", e);
         let mut tx = pool.begin().await.map_err(failed)?;
         // Resolved before the search path is emptied: the migrator names it unqualified.
-        let table: Option<Oid> = sqlx::query_scalar("SELECT to_regclass($1)::oid")
-            .bind(bookkeeping)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let tables: Vec<Oid> = sqlx::query_scalar(
+            "SELECT coalesce(array_agg(to_regclass(t)::oid) \
+             FILTER (WHERE to_regclass(t) IS NOT NULL), '{}') FROM unnest($1::text[]) t",
+        )
+        .bind(bookkeeping)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(failed)?;
         sqlx::query("SELECT set_config('search_path', '', true)")
             .execute(&mut *tx)
             .await
@@ -278,7 +281,7 @@ impl Schema {
         for section in SECTIONS {
             let query = sqlx::query_scalar::<_, String>(section.query);
             let query = if section.uses_table {
-                query.bind(table)
+                query.bind(&tables)
             } else {
                 query
             };

@@ -8,7 +8,7 @@ use super::{Failure, Passed, Subject, diff};
 /// The snapshot text of the schema at head (a clone of the head template).
 async fn at_head(subject: &Subject) -> Result<String, Failure> {
     let db = subject.harness().test_db().await?;
-    let schema = Schema::read(db.pool(), &subject.set.migrator.table_name).await;
+    let schema = Schema::read(db.pool(), &subject.bookkeeping()).await;
     db.close().await?;
     Ok(schema?.snapshot())
 }

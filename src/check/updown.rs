@@ -11,19 +11,18 @@ use sqlx::migrate::{MigrateError, Migration};
 use super::schema::Schema;
 use super::{Failure, Passed, Progress, Step, Subject, diff};
 use crate::TestDb;
+use crate::migrations::MigrationSet;
 
 pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Passed, Failure> {
-    let ups: Vec<&Migration> = subject.set.ups().collect();
-    let notes = irreversible_note(subject, &ups).into_iter().collect();
-    let Some(first) = ups
-        .iter()
-        .position(|m| subject.set.down(m.version).is_some())
-    else {
+    let set = subject.sqlx_set("up/down")?;
+    let ups: Vec<&Migration> = set.ups().collect();
+    let notes = irreversible_note(set, &ups).into_iter().collect();
+    let Some(first) = ups.iter().position(|m| set.down(m.version).is_some()) else {
         return Ok(Passed::new("no reversible migrations: nothing to check").with_notes(notes));
     };
     let start = first.checked_sub(1).map_or(0, |i| ups[i].version);
     let db = subject.harness().test_db_at(start).await?;
-    let walked = walk(subject, &db, &ups[first..], start, progress).await;
+    let walked = walk(set, &db, &ups[first..], start, progress).await;
     let closed = db.close().await;
     let checked = walked?;
     closed?;
@@ -37,22 +36,21 @@ pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Pa
 /// Applies `ups` in order to `db`, which is at version `at`; checks each reversible one on the
 /// way. Returns how many were checked.
 async fn walk(
-    subject: &Subject,
+    set: &MigrationSet,
     db: &TestDb,
     ups: &[&Migration],
     mut at: i64,
     progress: &dyn Progress,
 ) -> Result<usize, Failure> {
-    let read = || async {
-        Ok::<_, Failure>(Schema::read(db.pool(), &subject.set.migrator.table_name).await?)
-    };
+    let read =
+        || async { Ok::<_, Failure>(Schema::read(db.pool(), &[&set.migrator.table_name]).await?) };
     progress.start(ups.len() as u64);
     let mut before: Option<Schema> = None;
     let mut checked = 0;
     for &up in ups {
         progress.step(&format!("{} {}", up.version, up.description));
-        let Some(down) = subject.set.down(up.version) else {
-            apply(subject, db, up, Step::Up).await?;
+        let Some(down) = set.down(up.version) else {
+            apply(set, db, up, Step::Up).await?;
             (before, at) = (None, up.version);
             continue;
         };
@@ -60,14 +58,14 @@ async fn walk(
             Some(schema) => schema,
             None => read().await?,
         };
-        apply(subject, db, up, Step::Up).await?;
+        apply(set, db, up, Step::Up).await?;
         let applied = read().await?;
-        revert(subject, db, down, at).await?;
+        revert(set, db, down, at).await?;
         let reverted = read().await?;
         if reverted != original {
             return Err(not_reversible(up, Step::Down, &original, &reverted));
         }
-        apply(subject, db, up, Step::Reapply).await?;
+        apply(set, db, up, Step::Reapply).await?;
         let again = read().await?;
         if again != applied {
             return Err(not_reversible(up, Step::Reapply, &applied, &again));
@@ -78,19 +76,15 @@ async fn walk(
     Ok(checked)
 }
 
-async fn apply(subject: &Subject, db: &TestDb, up: &Migration, step: Step) -> Result<(), Failure> {
-    subject
-        .set
-        .migrator
+async fn apply(set: &MigrationSet, db: &TestDb, up: &Migration, step: Step) -> Result<(), Failure> {
+    set.migrator
         .run_to(up.version, db.pool())
         .await
         .map_err(|e| failed(up, step, &e))
 }
 
-async fn revert(subject: &Subject, db: &TestDb, down: &Migration, to: i64) -> Result<(), Failure> {
-    subject
-        .set
-        .migrator
+async fn revert(set: &MigrationSet, db: &TestDb, down: &Migration, to: i64) -> Result<(), Failure> {
+    set.migrator
         .undo(db.pool(), to)
         .await
         .map_err(|e| failed(down, Step::Down, &e))
@@ -120,10 +114,10 @@ fn failed(m: &Migration, step: Step, e: &MigrateError) -> Failure {
 }
 
 /// The note for migrations without a down migration: applied on the walk, not checked.
-fn irreversible_note(subject: &Subject, ups: &[&Migration]) -> Option<String> {
+fn irreversible_note(set: &MigrationSet, ups: &[&Migration]) -> Option<String> {
     let one_way: Vec<String> = ups
         .iter()
-        .filter(|m| subject.set.down(m.version).is_none())
+        .filter(|m| set.down(m.version).is_none())
         .map(|m| m.version.to_string())
         .collect();
     match one_way.len() {
