@@ -221,7 +221,7 @@ pub(crate) struct Subject {
 #[derive(Debug)]
 enum Checked {
     /// Made for the check from a migration set.
-    Own(Harness),
+    Own(Box<Harness>),
     /// The caller's.
     Given(&'static Harness),
 }
@@ -258,7 +258,9 @@ impl Subject {
             _ => None,
         };
         let harness = match target {
-            Target::Set(origin) => Checked::Own(Harness::from_origin(origin).with_pool_size(2)),
+            Target::Set(origin) => {
+                Checked::Own(Box::new(Harness::from_origin(origin).with_pool_size(2)))
+            }
             Target::Harness(harness) => Checked::Given(harness),
         };
         Ok(Self { set, dir, harness })
@@ -271,7 +273,7 @@ impl Subject {
         Self {
             set: Some(set),
             dir: Some(dir.to_owned()),
-            harness: Checked::Own(harness),
+            harness: Checked::Own(Box::new(harness)),
         }
     }
 
