@@ -201,18 +201,19 @@ pub(crate) struct Applied {
     pub execution_time: i64,
 }
 
-/// The migrations `conn`'s database applied, by version (none when it has no migrations table).
+/// The migrations `conn`'s database applied, by version; `None` when it has no migrations
+/// table at all (no record is not an empty record).
 pub(crate) async fn read_applied(
     conn: &mut sqlx::PgConnection,
     table: &str,
-) -> Result<Vec<Applied>> {
+) -> Result<Option<Vec<Applied>>> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(table)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| Error::database("looking for the migrations table", e))?;
     if !exists {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT version, description, success, checksum, installed_on, execution_time \
@@ -220,6 +221,7 @@ pub(crate) async fn read_applied(
     )))
     .fetch_all(&mut *conn)
     .await
+    .map(Some)
     .map_err(|e| Error::database(format!("reading {table}"), e))
 }
 

@@ -118,7 +118,7 @@ impl TestDb {
             .migrations
             .as_ref()
             .map_or("_sqlx_migrations", |set| &set.migrator.table_name);
-        let applied = read_applied(&mut conn, table).await?;
+        let applied = read_applied(&mut conn, table).await?.unwrap_or_default();
         Ok(applied
             .iter()
             .filter(|a| a.success)

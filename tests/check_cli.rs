@@ -221,6 +221,30 @@ async fn database_url_catches_a_migration_edited_after_it_was_applied() {
     assert!(!run.stdout.contains(&url) && !run.stderr.contains(&url));
 }
 
+#[tokio::test]
+async fn a_database_without_a_migration_record_is_not_called_clean() {
+    let dir = project(PAIR);
+    // A database nobody migrated: no _sqlx_migrations at all.
+    let db = Harness::from_dir(dir.path().join("migrations"))
+        .test_db_at(1)
+        .await
+        .unwrap();
+    pgfresh::sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let run = check(dir.path(), &["--update", "--database-url", &db.url()]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "history   FAILED  the migration history of migrations/ has 1 problem:\n  - the \
+             database has no migration record (_sqlx_migrations does not exist there)"
+        ),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains("applied them unedited"), "{run:?}");
+}
+
 #[test]
 fn a_missing_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();

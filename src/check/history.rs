@@ -106,7 +106,12 @@ pub(crate) async fn against(
     set: &MigrationSet,
     conn: &mut PgConnection,
 ) -> Result<Vec<Problem>, Error> {
-    let applied = read_applied(conn, &set.migrator.table_name).await?;
+    let table = &set.migrator.table_name;
+    let Some(applied) = read_applied(conn, table).await? else {
+        return Ok(vec![Problem::NoRecord {
+            table: table.to_string(),
+        }]);
+    };
     let mut problems = Vec::new();
     for a in &applied {
         let (version, description) = (a.version, a.description.clone());

@@ -42,7 +42,9 @@ impl Status {
 impl<'s> Ledger<'s> {
     /// Reads the migrations table (a database without one has applied nothing).
     pub async fn read(conn: &mut PgConnection, set: &'s MigrationSet) -> Result<Self> {
-        let rows = read_applied(conn, &set.migrator.table_name).await?;
+        let rows = read_applied(conn, &set.migrator.table_name)
+            .await?
+            .unwrap_or_default();
         Ok(Self {
             set,
             applied: rows.into_iter().map(|row| (row.version, row)).collect(),
