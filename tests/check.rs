@@ -130,6 +130,59 @@ async fn down_that_leaves_a_column_is_named() {
 }
 
 #[tokio::test]
+async fn every_up_down_defect_is_named_in_one_run() {
+    // 1 leaves a table behind, 2 is fine, 3 leaves a column behind, 4 fails to revert.
+    let dir = folder(&[
+        (
+            "1_a.up.sql",
+            "CREATE TABLE a (id int);\nCREATE TABLE a_log (id int);",
+        ),
+        ("1_a.down.sql", "DROP TABLE a;"),
+        ("2_b.up.sql", "CREATE TABLE b (id int);"),
+        ("2_b.down.sql", "DROP TABLE b;"),
+        ("3_c.up.sql", "ALTER TABLE b ADD COLUMN note text;"),
+        ("3_c.down.sql", "SELECT 1;"),
+        ("4_d.up.sql", "CREATE TABLE d (id int);"),
+        ("4_d.down.sql", "DROP TABLE no_such_table;"),
+        ("5_e.up.sql", "CREATE TABLE e (id int);"),
+        ("5_e.down.sql", "DROP TABLE e;"),
+    ]);
+    let e = check::up_down(dir.path()).await.unwrap_err();
+    let text = e.to_string();
+    let Failure::Defects(defects) = &e else {
+        panic!("expected every defect: {text}")
+    };
+    let found: Vec<(Option<i64>, String)> = defects
+        .iter()
+        .map(|d| (d.version(), d.to_string()))
+        .collect();
+    let versions: Vec<Option<i64>> = found.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, [Some(1), Some(3), Some(4)], "{text}");
+    let starts = "3 migrations fail the up/down check (1, 3, 4):";
+    assert!(text.starts_with(starts), "{text}");
+    let restores = "its down migration does not restore";
+    assert!(
+        found[0].1.contains(&format!("migration 1 (a): {restores}")),
+        "{text}"
+    );
+    assert!(
+        found[0].1.contains("+ CREATE TABLE public.a_log ("),
+        "{text}"
+    );
+    assert!(
+        found[1].1.contains(&format!("migration 3 (c): {restores}")),
+        "{text}"
+    );
+    assert!(found[1].1.contains("+     note text"), "{text}");
+    assert!(
+        found[2].1.contains("reverting migration 4 (d) failed"),
+        "{text}"
+    );
+    let missing = r#"table "no_such_table" does not exist"#;
+    assert!(found[2].1.contains(missing), "{text}");
+}
+
+#[tokio::test]
 async fn up_edited_after_it_was_applied_is_named() {
     let dir = folder(GOOD);
     let db = Harness::from_dir(dir.path()).test_db().await.unwrap();

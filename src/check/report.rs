@@ -104,6 +104,9 @@ pub enum Failure {
         diff: String,
     },
 
+    /// Several migrations failed the up/down check: each defect, in version order.
+    Defects(Vec<Failure>),
+
     /// The schema the migrations produce is not the committed snapshot.
     Drift {
         /// The snapshot file.
@@ -171,6 +174,20 @@ impl fmt::Display for Failure {
                  schema from before its up (- before the up, + after the down):\n{diff}Make \
                  the .down.sql of {version} undo everything its .up.sql does."
             ),
+            Self::Defects(defects) => {
+                let versions: Vec<String> = defects
+                    .iter()
+                    .filter_map(Failure::version)
+                    .map(|v| v.to_string())
+                    .collect();
+                write!(
+                    f,
+                    "{} migrations fail the up/down check ({}):",
+                    defects.len(),
+                    versions.join(", ")
+                )?;
+                defects.iter().try_for_each(|d| write!(f, "\n\n{d}"))
+            }
             Self::Drift {
                 snapshot,
                 head,
@@ -187,6 +204,16 @@ impl fmt::Display for Failure {
                 write!(f, "schema snapshot {}: {reason}", snapshot.display())
             }
             Self::Harness(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Failure {
+    /// The version of the migration a failure is about, when it is about one.
+    pub fn version(&self) -> Option<i64> {
+        match self {
+            Self::Migration { version, .. } | Self::NotReversible { version, .. } => Some(*version),
+            _ => None,
         }
     }
 }

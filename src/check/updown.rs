@@ -5,13 +5,15 @@
 //! One database walks the whole set, so each migration runs three times and the schema is
 //! read three times per migration; the walk starts from the cached template just before the
 //! first reversible migration (or from an empty database), never from scratch per migration.
+//! A defect does not end the walk: it goes on from a clone of the template just after the
+//! defective migration, and the failure lists every defect, in order.
 
 use sqlx::migrate::{MigrateError, Migration};
 
 use super::schema::Schema;
 use super::{Failure, Passed, Progress, Step, Subject, diff};
-use crate::TestDb;
 use crate::migrations::MigrationSet;
+use crate::{Harness, TestDb};
 
 pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Passed, Failure> {
     let set = subject.sqlx_set("up/down")?;
@@ -21,10 +23,29 @@ pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Pa
         return Ok(Passed::new("no reversible migrations: nothing to check").with_notes(notes));
     };
     let start = first.checked_sub(1).map_or(0, |i| ups[i].version);
-    let db = subject.harness().test_db_at(start).await?;
-    let walked = walk(set, &db, &ups[first..], start, progress).await;
-    let closed = db.close().await;
-    let checked = walked?;
+    let mut walk = Walk {
+        set,
+        harness: subject.harness(),
+        db: subject.harness().test_db_at(start).await?,
+        at: start,
+        defects: Vec::new(),
+    };
+    let walked = walk.walk(&ups[first..], progress).await;
+    let closed = walk.db.close().await;
+    let mut defects = walk.defects;
+    let checked = match walked {
+        Ok(checked) => checked,
+        Err(stop) => {
+            defects.push(stop);
+            0
+        }
+    };
+    if defects.len() > 1 {
+        return Err(Failure::Defects(defects));
+    }
+    if let Some(defect) = defects.pop() {
+        return Err(defect);
+    }
     closed?;
     Ok(Passed::new(format!(
         "each of the {checked} reversible migrations restores the schema when reverted and \
@@ -33,47 +54,82 @@ pub(crate) async fn run(subject: &Subject, progress: &dyn Progress) -> Result<Pa
     .with_notes(notes))
 }
 
-/// Applies `ups` in order to `db`, which is at version `at`; checks each reversible one on the
-/// way. Returns how many were checked.
-async fn walk(
-    set: &MigrationSet,
-    db: &TestDb,
-    ups: &[&Migration],
-    mut at: i64,
-    progress: &dyn Progress,
-) -> Result<usize, Failure> {
-    let read =
-        || async { Ok::<_, Failure>(Schema::read(db.pool(), &[&set.migrator.table_name]).await?) };
-    progress.start(ups.len() as u64);
-    let mut before: Option<Schema> = None;
-    let mut checked = 0;
-    for &up in ups {
-        progress.step(&format!("{} {}", up.version, up.description));
-        let Some(down) = set.down(up.version) else {
-            apply(set, db, up, Step::Up).await?;
-            (before, at) = (None, up.version);
-            continue;
-        };
-        let original = match before.take() {
-            Some(schema) => schema,
-            None => read().await?,
-        };
-        apply(set, db, up, Step::Up).await?;
-        let applied = read().await?;
-        revert(set, db, down, at).await?;
-        let reverted = read().await?;
-        if reverted != original {
-            return Err(not_reversible(up, Step::Down, &original, &reverted));
+/// One database walking the set, and the defects found on the way.
+struct Walk<'s> {
+    set: &'s MigrationSet,
+    harness: &'s Harness,
+    db: TestDb,
+    /// The version `db` is at.
+    at: i64,
+    defects: Vec<Failure>,
+}
+
+impl Walk<'_> {
+    /// Applies `ups` in order, checking each reversible one on the way. A defect is recorded
+    /// and the walk goes on from a clean clone of the template just after the defective
+    /// migration, so that one defect does not hide the next. Returns how many were checked;
+    /// an error stops the walk (an up that fails, or no database to go on with).
+    async fn walk(
+        &mut self,
+        ups: &[&Migration],
+        progress: &dyn Progress,
+    ) -> Result<usize, Failure> {
+        progress.start(ups.len() as u64);
+        let mut before: Option<Schema> = None;
+        let mut checked = 0;
+        for &up in ups {
+            progress.step(&format!("{} {}", up.version, up.description));
+            let Some(down) = self.set.down(up.version) else {
+                apply(self.set, &self.db, up, Step::Up).await?;
+                (before, self.at) = (None, up.version);
+                continue;
+            };
+            let original = match before.take() {
+                Some(schema) => schema,
+                None => self.read().await?,
+            };
+            apply(self.set, &self.db, up, Step::Up).await?;
+            let applied = self.read().await?;
+            checked += 1;
+            match self.check(up, down, &original, &applied).await {
+                Ok(again) => before = Some(again),
+                Err(defect) => {
+                    self.defects.push(defect);
+                    let clean = self.harness.test_db_at(up.version).await?;
+                    let spoiled = std::mem::replace(&mut self.db, clean);
+                    spoiled.close().await?;
+                }
+            }
+            self.at = up.version;
         }
-        apply(set, db, up, Step::Reapply).await?;
-        let again = read().await?;
-        if again != applied {
-            return Err(not_reversible(up, Step::Reapply, &applied, &again));
-        }
-        (before, at) = (Some(again), up.version);
-        checked += 1;
+        Ok(checked)
     }
-    Ok(checked)
+
+    /// Reverts `up` (just applied over `original`, giving `applied`) and applies it again;
+    /// returns the schema after that, or the defect.
+    async fn check(
+        &self,
+        up: &Migration,
+        down: &Migration,
+        original: &Schema,
+        applied: &Schema,
+    ) -> Result<Schema, Failure> {
+        revert(self.set, &self.db, down, self.at).await?;
+        let reverted = self.read().await?;
+        if reverted != *original {
+            return Err(not_reversible(up, Step::Down, original, &reverted));
+        }
+        apply(self.set, &self.db, up, Step::Reapply).await?;
+        let again = self.read().await?;
+        if again != *applied {
+            return Err(not_reversible(up, Step::Reapply, applied, &again));
+        }
+        Ok(again)
+    }
+
+    async fn read(&self) -> Result<Schema, Failure> {
+        Ok(Schema::read(self.db.pool(), &[&self.set.migrator.table_name]).await?)
+    }
 }
 
 async fn apply(set: &MigrationSet, db: &TestDb, up: &Migration, step: Step) -> Result<(), Failure> {
