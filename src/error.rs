@@ -190,6 +190,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// The server ran out of disk space, even after pgfresh freed what was its own to free.
+    #[error(
+        "PostgreSQL ran out of disk space {location} ({cause}). pgfresh dropped what was its own \
+         to drop (ready clones, unused templates, databases of ended processes) and tried once \
+         more. {remedy}"
+    )]
+    DiskFull {
+        /// Where: the data directory and its free space, or the server.
+        location: String,
+        /// The failure, in the server's or the system's words.
+        cause: String,
+        /// What to do about it.
+        remedy: String,
+    },
+
     /// A database operation on the server failed.
     #[error("{action} failed: {cause}")]
     Database {
@@ -316,6 +331,35 @@ impl Error {
             hint: hint.into(),
             cause: cause(&source),
             source: Arc::new(source),
+        }
+    }
+
+    /// Whether this failure is the server, or `initdb`, running out of disk space: SQLSTATE
+    /// 53100, or the system's `ENOSPC` in a message or a source. A checkpoint that failed
+    /// ("checkpoint request failed", as `CREATE DATABASE` reports it) counts when the caller
+    /// knows the disk is nearly full (`low_space`).
+    pub(crate) fn is_disk_full(&self, low_space: bool) -> bool {
+        let said = |text: &str| {
+            text.contains("No space left on device")
+                || text.contains("could not extend file")
+                || (low_space && text.contains("checkpoint request failed"))
+        };
+        match self {
+            Self::Database { source, cause, .. } | Self::Connect { source, cause, .. } => {
+                source
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    .is_some_and(|code| code == "53100")
+                    || said(cause)
+            }
+            Self::Migration { message, .. } | Self::Seed { message, .. } => said(message),
+            Self::Build { reason, .. } => said(reason),
+            Self::Local { reason, source, .. }
+            | Self::Docker { reason, source, .. }
+            | Self::RunDir { reason, source, .. } => {
+                said(reason) || source.as_ref().and_then(|e| e.raw_os_error()) == Some(28)
+            }
+            _ => false,
         }
     }
 }

@@ -127,3 +127,37 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     }
     Ok(())
 }
+
+/// Frees what is pgfresh's to free on a server that ran out of disk space: every ready clone
+/// (made again on demand), every template but `current` not used in the last ten minutes
+/// (rebuilt on demand), and what the sweep drops anyway. Databases of live processes stay.
+pub(crate) async fn free_space(server: &Server, suite: &str, current: &str) -> Result<()> {
+    let mut conn = server.admin_conn(Urgency::Now, "free disk space").await?;
+    let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
+         FROM pg_database WHERE starts_with(datname::text, $1) AND pg_has_role(datdba, 'MEMBER')",
+    )
+    .bind(PREFIX)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| Error::database("listing pgfresh databases", e))?;
+    for (name, comment, limit) in &databases {
+        if !Mark::created_by_pgfresh(name, comment.as_deref(), *limit) {
+            continue;
+        }
+        let mark = comment.as_deref().and_then(Mark::parse);
+        let unused = match &mark {
+            None => name.starts_with("pgfresh_r_"),
+            Some(Mark::Template { used, .. }) => name != current && now() - used > 600,
+            Some(_) => false,
+        };
+        if unused {
+            match drop_if_still(server.version, &mut conn, name, mark.as_ref()).await {
+                Ok(_) => tracing::info!(%name, "dropped to free disk space"),
+                Err(e) => tracing::debug!(%name, "could not drop it to free disk space: {e}"),
+            }
+        }
+    }
+    drop(conn);
+    sweep(server, suite, current).await
+}

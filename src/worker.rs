@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::prefetch::{Key, Prefetch, Prefetched};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
-use crate::{admin, pool, sweep, template};
+use crate::{admin, names, pool, sweep, template};
 
 type Job = Box<dyn FnOnce(Arc<Shared>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -172,6 +172,30 @@ impl Shared {
     /// clones are topped up and (once per process) the suite's leftovers swept.
     async fn claim(&self, recipe: &Recipe) -> Result<(Arc<Server>, String)> {
         let server = self.server().await?;
+        let name = match self.claim_on(&server, recipe).await {
+            Err(e) if e.is_disk_full(server.low_on_space()) => {
+                tracing::warn!("out of disk space; freeing pgfresh's own and trying again: {e}");
+                // The template's failure is not remembered: it is built again.
+                self.templates
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(recipe.hash());
+                let current = names::template_name(recipe.hash());
+                if let Err(e) = sweep::free_space(&server, recipe.suite(), &current).await {
+                    tracing::debug!("freeing disk space failed: {e}");
+                }
+                match self.claim_on(&server, recipe).await {
+                    Err(e) if e.is_disk_full(server.low_on_space()) => Err(server.disk_full(&e)),
+                    other => other,
+                }
+            }
+            other => other,
+        }?;
+        Ok((server, name))
+    }
+
+    /// [`claim`](Self::claim) on `server`, once.
+    async fn claim_on(&self, server: &Arc<Server>, recipe: &Recipe) -> Result<String> {
         let hash = recipe.hash();
         let entry = {
             let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,10 +203,10 @@ impl Shared {
         };
         let template = entry
             .name
-            .get_or_init(|| template::ensure(&server, recipe))
+            .get_or_init(|| template::ensure(server, recipe))
             .await
             .clone()?;
-        let name = admin::claim_or_clone(&server, &template, hash).await?;
+        let name = admin::claim_or_clone(server, &template, hash).await?;
 
         // Only now, so that the sweep's connection does not delay the first hand-out.
         if !entry.swept.swap(true, Ordering::AcqRel) {
@@ -208,7 +232,7 @@ impl Shared {
                 entry.refilling.store(false, Ordering::Release);
             });
         }
-        Ok((server, name))
+        Ok(name)
     }
 }
 

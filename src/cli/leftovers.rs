@@ -86,9 +86,11 @@ pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
                 .collect(),
         }
     }));
-    for id in labelled_containers(&crate::server::run_base_dir(&config)) {
-        if !found.contains(&Leftover::Container { id: id.clone() }) {
-            found.push(Leftover::Container { id });
+    for base in crate::server::run_base_dirs(&config) {
+        for id in labelled_containers(&base) {
+            if !found.contains(&Leftover::Container { id: id.clone() }) {
+                found.push(Leftover::Container { id });
+            }
         }
     }
     Ok(found)
@@ -188,7 +190,8 @@ enum RunKind {
 /// The run directories of running (or dead but not cleaned) servers.
 fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
     let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(crate::server::run_base_dir(config)) {
+    let bases = crate::server::run_base_dirs(config);
+    for entries in bases.iter().filter_map(|base| std::fs::read_dir(base).ok()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();

@@ -90,7 +90,6 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
         name,
         tag,
         cli: which_docker(),
-        run_dir: rundir::base_dir(config).display().to_string(),
     };
     launch::find_or_start(config, &docker).await
 }
@@ -101,8 +100,6 @@ struct Docker<'c> {
     tag: &'c str,
     /// The docker CLI, which removes containers; without it each process starts its own.
     cli: Option<String>,
-    /// The run directories' base, for the containers' label.
-    run_dir: String,
 }
 
 impl Launch for Docker<'_> {
@@ -133,10 +130,17 @@ impl Launch for Docker<'_> {
     async fn launch(&self, dir: &Arc<RunDir>, shared: bool) -> Result<(Record, Keepalive)> {
         let (name, tag) = (self.name, self.tag);
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let container = request(name, tag, &password, dir.path(), &self.run_dir)
-            .start()
-            .await
-            .map_err(|e| start_error(name, tag, &e))?;
+        let base = dir.path().parent().unwrap_or(dir.path());
+        let container = request(
+            name,
+            tag,
+            &password,
+            dir.path(),
+            &base.display().to_string(),
+        )
+        .start()
+        .await
+        .map_err(|e| start_error(name, tag, &e))?;
         let port = container
             .get_host_port_ipv4(5432)
             .await

@@ -27,6 +27,10 @@ pub(super) const SPEED_SETTINGS: &[&str] = &[
     "synchronous_commit=off",
     "full_page_writes=off",
     "autovacuum=off",
+    // Dynamic shared memory (parallel queries) as files in the data directory rather than in
+    // /dev/shm: Docker gives a container 64 MB of /dev/shm by default, and a cluster's segments
+    // there would outlive its directory.
+    "dynamic_shared_memory_type=mmap",
     // Room for 8 processes x 8 test threads x the default pool of 5, plus pgfresh's own
     // connections (at most 5 per process, and a prefetched pool's first): 8 x (40 + 5 + 1) = 368.
     "max_connections=400",
@@ -64,6 +68,11 @@ pub(super) trait Launch: Sync {
 
     /// What to check when a connection to the server fails.
     fn hint(&self, dir: &RunDir, record: &Record) -> String;
+
+    /// The cluster's data directory, when it is on this machine's file system.
+    fn data_dir(&self, _dir: &RunDir) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// The recorded server of `source` when it answers, else a new one. See the module docs.
@@ -84,6 +93,7 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
             let hint = source.hint(&dir, &record);
             let mut started = record.started(L::SOURCE, hint, Box::new(lease));
             started.connection = Some(conn);
+            started.data_dir = source.data_dir(&dir);
             return Ok(started);
         }
         tracing::info!(
@@ -110,7 +120,9 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     };
     drop(lock);
     let hint = source.hint(&dir, &record);
-    Ok(record.started(L::SOURCE, hint, Box::new((keepalive, lease))))
+    let mut started = record.started(L::SOURCE, hint, Box::new((keepalive, lease)));
+    started.data_dir = source.data_dir(&dir);
+    Ok(started)
 }
 
 fn run_dir_error(path: &std::path::Path, reason: &str, e: io::Error) -> Error {

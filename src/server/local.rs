@@ -151,11 +151,16 @@ impl Launch for Local {
         } else {
             Box::new(self.cleanup_guardian(dir)?)
         };
+        let data = dir.path().join("data");
         let record = blocking({
             let (bins, dir, owner) = (self.bins.clone(), dir.clone(), self.owner);
             move || init_and_start(&bins, &dir, owner)
         })
-        .await?;
+        .await
+        .map_err(|e| match e.is_disk_full(true) {
+            true => super::disk_full(Source::Local, Some(&data), "", &e),
+            false => e,
+        })?;
         Ok((record, keepalive))
     }
 
@@ -176,6 +181,10 @@ impl Launch for Local {
             "the server log {} shows no error",
             dir.path().join("server.log").display()
         )
+    }
+
+    fn data_dir(&self, dir: &RunDir) -> Option<std::path::PathBuf> {
+        Some(dir.path().join("data"))
     }
 }
 
@@ -239,11 +248,8 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
     );
     let _ = std::fs::remove_file(&pwfile);
     initdb?;
-    // Dynamic shared memory as files in the data directory, so that nothing is left in
-    // /dev/shm when the directory goes.
     let mut conf = format!(
-        "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-         dynamic_shared_memory_type = mmap\n",
+        "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
         dir.path().display()
     );
     for setting in SPEED_SETTINGS {
@@ -321,8 +327,9 @@ fn run(cmd: &mut Command, owner: Option<(u32, u32)>, what: &str) -> Result<()> {
     if out.status.success() {
         return Ok(());
     }
+    // Errors last: they go to stderr, and only the end of the text is shown.
     let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Err(local_error(format!(
         "{what} failed ({}): {}",
         out.status,

@@ -21,8 +21,9 @@ mod rundir;
 mod url;
 
 #[cfg(feature = "cli")]
-pub(crate) use rundir::{base_dir as run_base_dir, euid, recorded_handle, trusted_run_dir};
+pub(crate) use rundir::{base_dirs as run_base_dirs, euid, recorded_handle, trusted_run_dir};
 use std::any::Any;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -50,6 +51,8 @@ pub(crate) struct Started {
     pub password: Option<String>,
     /// Where the address came from, for connection errors.
     pub hint: String,
+    /// The cluster's data directory, when pgfresh knows it (the local source).
+    pub data_dir: Option<PathBuf>,
     /// Keeps the container or cluster alive while the process runs.
     pub keepalive: Box<dyn Any + Send + Sync>,
     /// A connection already open to the server (the one that found a recorded server
@@ -64,6 +67,8 @@ pub(crate) struct Server {
     pub url: ::url::Url,
     pub password_from_user: bool,
     pub password: Option<String>,
+    /// The cluster's data directory, when pgfresh knows it (the local source).
+    pub data_dir: Option<PathBuf>,
     admin: AdminPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
@@ -90,6 +95,25 @@ impl Server {
             .clone()
             .database(name)
             .application_name("pgfresh-test")
+    }
+
+    /// Whether the cluster's data directory is known and has less than 64 MiB left (a failed
+    /// checkpoint is then a full disk).
+    pub fn low_on_space(&self) -> bool {
+        self.data_dir
+            .as_deref()
+            .and_then(rundir_free_space)
+            .is_some_and(|free| free < 64 << 20)
+    }
+
+    /// The error for this server running out of disk space (`cause`).
+    pub fn disk_full(&self, cause: &Error) -> Error {
+        disk_full(
+            self.source,
+            self.data_dir.as_deref(),
+            &address(&self.options),
+            cause,
+        )
     }
 
     /// A connection of the administrative pool, to do `why` (for error messages).
@@ -170,6 +194,65 @@ fn local_available(config: &Config) -> Result<(), String> {
     }
 }
 
+/// The free space of the file system `path` is (or would be) on, where there is a way to
+/// tell: a data directory `initdb` removed after it failed is measured at its parent.
+fn rundir_free_space(path: &Path) -> Option<u64> {
+    #[cfg(any(feature = "docker", feature = "local"))]
+    return path.ancestors().find_map(rundir::free_space);
+    #[cfg(not(any(feature = "docker", feature = "local")))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The error for a server of `source` (data in `data_dir`, when known; at `address`) that ran
+/// out of disk space with `cause`: where, how much is left, what to do.
+pub(crate) fn disk_full(
+    source: Source,
+    data_dir: Option<&Path>,
+    address: &str,
+    cause: &Error,
+) -> Error {
+    let (location, remedy) = match (source, data_dir) {
+        (_, Some(dir)) => (
+            format!(
+                "in {} ({} MiB free)",
+                dir.display(),
+                rundir_free_space(dir).map_or_else(|| "?".to_owned(), |b| (b >> 20).to_string())
+            ),
+            "Free space there, or set PGFRESH_RUN_DIR to a directory with more room: it holds \
+             the data of the clusters pgfresh starts (/dev/shm is used only when it has 1 GiB \
+             free)",
+        ),
+        (Source::Docker, None) => (
+            "in the container's data directory (a tmpfs, in memory)".to_owned(),
+            "Give Docker more memory, or run fewer tests at once",
+        ),
+        _ => (
+            format!("on the server at {address}"),
+            "Free space on that server, or drop pgfresh's leftovers there with `pgfresh gc \
+             --database-url URL`",
+        ),
+    };
+    // The line that says it, when the cause is a tool's whole output (initdb's, say).
+    let text = cause.to_string();
+    let telling = [
+        "No space left on device",
+        "could not extend file",
+        "checkpoint request",
+    ];
+    let line = text
+        .lines()
+        .find(|l| telling.iter().any(|t| l.contains(t)))
+        .unwrap_or(&text);
+    Error::DiskFull {
+        location,
+        cause: line.trim().to_owned(),
+        remedy: remedy.to_owned(),
+    }
+}
+
 /// `host:port/database`, for messages (never the password).
 pub(crate) fn address(o: &PgConnectOptions) -> String {
     format!(
@@ -235,6 +318,7 @@ async fn connect(started: Started) -> Result<Server> {
         url: started.url,
         password_from_user: started.password_from_user,
         password: started.password,
+        data_dir: started.data_dir,
         admin,
         version,
         owner,

@@ -88,6 +88,7 @@ impl Record {
             password_from_user: false,
             password: Some(self.password.clone()),
             hint,
+            data_dir: None,
             keepalive,
             connection: None,
         }
@@ -115,18 +116,44 @@ impl Record {
     }
 }
 
-/// `PGFRESH_RUN_DIR`, else `/dev/shm` when it is a writable directory (tmpfs: data never
-/// touches a disk), else the temporary directory.
-pub(crate) fn base_dir(config: &Config) -> PathBuf {
-    if let Some(dir) = &config.run_dir {
-        return dir.clone();
+/// The least room `/dev/shm` must have for pgfresh to put a new run directory there: a
+/// cluster takes ~40 MB after `initdb`, and every database ~8 MB more (15 MB at 50 migrations);
+/// a suite with one migration set, its 4 ready clones and 16 tests at a time peaks near
+/// 300 MB, and this crate's own suite near 1.6 GB. Docker's default 64 MB `/dev/shm`
+/// (GitLab's docker executor, GitHub's container jobs, devcontainers) is far below it.
+pub(crate) const SHM_ROOM: u64 = 1 << 30;
+
+/// Where run directories go: `PGFRESH_RUN_DIR`, else `/dev/shm` and the temporary directory.
+pub(crate) fn base_dirs(config: &Config) -> Vec<PathBuf> {
+    match &config.run_dir {
+        Some(dir) => vec![dir.clone()],
+        None => vec![PathBuf::from("/dev/shm"), std::env::temp_dir()],
     }
-    let shm = Path::new("/dev/shm");
-    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly()) {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
+}
+
+/// The directory the run directory `name` goes in: `PGFRESH_RUN_DIR`; else the one it is in
+/// already (so that processes of one run meet whatever the room left); else `/dev/shm` when
+/// it is a writable directory with [`SHM_ROOM`] free (tmpfs: data never touches a disk);
+/// else the temporary directory.
+fn base_for(config: &Config, name: &str) -> PathBuf {
+    let bases = base_dirs(config);
+    if let Some(existing) = bases.iter().find(|b| b.join(name).exists()) {
+        return existing.clone();
     }
+    let roomy = |dir: &Path| {
+        std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && !m.permissions().readonly())
+            && free_space(dir).is_some_and(|free| free >= SHM_ROOM)
+    };
+    match bases.as_slice() {
+        [shm, tmp] if !roomy(shm) => tmp.clone(),
+        _ => bases[0].clone(),
+    }
+}
+
+/// The bytes an unprivileged user may still write on the file system of `path`.
+pub(crate) fn free_space(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
@@ -169,7 +196,7 @@ pub(super) fn key(text: &str) -> String {
 }
 
 impl RunDir {
-    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_dir`], private to the
+    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_for`], private to the
     /// server's user (see [`super::private`]).
     pub fn open(
         config: &Config,
@@ -177,9 +204,10 @@ impl RunDir {
         key: &str,
         server_user: Option<(u32, u32)>,
     ) -> Result<Self> {
-        let base = base_dir(config);
+        let name = format!("pgfresh-{}-{kind}-{key}", euid());
+        let base = base_for(config, &name);
         private::base(&base)?;
-        let path = base.join(format!("pgfresh-{}-{kind}-{key}", euid()));
+        let path = base.join(name);
         let owner = Owner::of(server_user);
         private::directory(&path, owner)?;
         let dir = Self {
@@ -268,6 +296,7 @@ impl RunDir {
     ) -> io::Result<()> {
         let script = format!(
             r#"trap '' HUP INT
+umask 077
 d=$1; gen=$2; linger=$3; shift 3
 idle=0
 while sleep 1; do

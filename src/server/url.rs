@@ -37,6 +37,7 @@ pub(super) fn start(config: &Config) -> Result<Started> {
         url,
         password_from_user: true,
         password,
+        data_dir: None,
         hint: format!("{} is right", setting.var),
         keepalive: Box::new(()),
         connection: None,
