@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{output, rerun};
+use common::output;
 
 #[tokio::test]
 async fn probe() {
@@ -58,7 +58,7 @@ fn open_dir() -> tempfile::TempDir {
 }
 
 /// Runs this binary's test `name` in a private mount namespace where a tmpfs of `size` is
-/// mounted on `target` first; `env` as for [`rerun`]. Returns the child's output, and the
+/// mounted on `target` first; `env` as for `common::rerun`. Returns the child's output, and the
 /// listing of `target` once the child exited (still inside the namespace).
 fn in_namespace(target: &Path, size: &str, name: &str, env: &[(&str, &str)]) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
