@@ -107,6 +107,17 @@ pub enum Error {
         source: Arc<sqlx::Error>,
     },
 
+    /// The server asks for TLS (or `DB_URL` does) and this build has none.
+    #[error(
+        "cannot connect to PostgreSQL at {target}: the connection needs TLS (sslmode=require, \
+         verify-ca or verify-full), and this build of pgfresh has no TLS. Enable pgfresh's \
+         `tls` cargo feature (on by default: check `default-features = false` in Cargo.toml)."
+    )]
+    TlsDisabled {
+        /// `host:port/database`.
+        target: String,
+    },
+
     /// The server (or the role) has no connection to spare.
     #[error(
         "PostgreSQL at {target} has no connection to spare ({cause}). Raise the server's \
@@ -326,9 +337,20 @@ impl Error {
         if let Some(cause) = too_many_connections(&source) {
             return Self::TooManyConnections { target, cause };
         }
+        let hint = match &source {
+            sqlx::Error::Tls(e) if e.to_string().contains("without TLS support") => {
+                return Self::TlsDisabled { target };
+            }
+            // The server is there; what failed is trusting it.
+            sqlx::Error::Tls(_) => "its certificate is trusted: name the CA that signed it with \
+                 sslrootcert=<file> in the URL (sslmode=verify-full also checks that the \
+                 certificate names the host; verify-ca does not; require trusts any)"
+                .to_owned(),
+            _ => hint.into(),
+        };
         Self::Connect {
             target,
-            hint: hint.into(),
+            hint,
             cause: cause(&source),
             source: Arc::new(source),
         }
