@@ -33,11 +33,8 @@ pub use config::Source;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};
-/// `pgfresh::migrate!()`, `pgfresh::migrate!("dir")`: a migration set embedded like
-/// `sqlx::migrate!`, usable with no `sqlx` dependency of the crate's own.
-pub use pgfresh_macros::migrate;
-/// `#[pgfresh::test]`: a drop-in for `#[sqlx::test]` that gives the test a fresh database.
-pub use pgfresh_macros::test;
+// `pgfresh::migrate!` and `#[pgfresh::test]` (their docs are the macros' own, in `macros/`).
+pub use pgfresh_macros::{migrate, test};
 pub use seed::seed_files;
 pub use sqlx;
 pub use testdb::TestDb;

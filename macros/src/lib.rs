@@ -31,9 +31,10 @@ mod test_attr;
 /// # Rebuilding when a migration is added
 ///
 /// Each migration file is embedded with `include_str!`, so editing one rebuilds the crate.
-/// A *new* file is another matter: the compiler only watches the files it read, so adding
-/// one to the folder does not rebuild anything by itself, and the program keeps the old
-/// list. Give the crate a `build.rs` that tells cargo to watch the folder:
+/// A *new* file is another matter: cargo only watches the files the compiler read, so adding
+/// one to the folder (or removing or renaming one) rebuilds nothing, and the tests keep
+/// running the old list. Give the crate a `build.rs` that tells cargo to watch the folder
+/// (the path is relative to the crate root; name the folder `migrate!` reads):
 ///
 /// ```ignore
 /// // build.rs
@@ -42,9 +43,11 @@ mod test_attr;
 /// }
 /// ```
 ///
-/// Cargo then compares the modification times of everything under the folder on every
-/// build: a file added, changed or removed re-runs the script and rebuilds the crate, its
-/// tests included.
+/// Cargo then compares the modification times of the folder and everything in it on every
+/// build: a file added, changed, removed or renamed re-runs the script, and that rebuilds
+/// the crate, its tests included. (A `build.rs` that prints no `rerun-if-changed` at all is
+/// re-run on a change to any file of the package, which covers the folder too, less
+/// precisely.) The same holds for the migrations `#[pgfresh::test]` embeds.
 #[proc_macro]
 pub fn migrate(input: TokenStream) -> TokenStream {
     let dir = syn::parse_macro_input!(input as Option<LitStr>);

@@ -3,9 +3,9 @@
 //! for) and wraps the `async fn` in a plain `#[test]` that hands it to
 //! `pgfresh::__private::TestFn`, whose implementations (one per argument form) run it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
@@ -80,15 +80,15 @@ struct Fixture {
 /// The attribute's arguments.
 #[derive(Default)]
 struct Args {
-    /// `migrations` or `migrator`, with the argument's span and name.
-    migrations: Option<(Span, &'static str, Migrations)>,
-    /// The `fixtures(...)` groups' files, in order, and the span of the first group.
+    /// `migrations` or `migrator`, with the argument (for messages) and its name.
+    migrations: Option<(TokenStream, &'static str, Migrations)>,
+    /// The `fixtures(...)` groups' files, in order, and the first group (for messages).
     fixtures: Vec<Fixture>,
-    fixtures_span: Option<Span>,
+    first_fixtures: Option<TokenStream>,
     /// `flavor`: `true` for `"multi_thread"`.
-    flavor: Option<(Span, bool)>,
+    flavor: Option<(TokenStream, bool)>,
     /// `worker_threads = N`.
-    worker_threads: Option<(Span, usize)>,
+    worker_threads: Option<(TokenStream, usize)>,
 }
 
 impl Args {
@@ -133,7 +133,7 @@ impl Args {
                     args.set_migrations(&meta, "migrator", Migrations::Migrator(path))?;
                 }
                 ("fixtures", Meta::List(list)) => {
-                    args.fixtures_span.get_or_insert(meta.span());
+                    args.first_fixtures.get_or_insert_with(|| quote!(#meta));
                     let group =
                         (|input: ParseStream| parse_fixtures(input)).parse2(list.tokens.clone())?;
                     args.fixtures.extend(group);
@@ -147,7 +147,7 @@ impl Args {
                     if args.flavor.is_some() {
                         return Err(twice(&meta, "flavor"));
                     }
-                    args.flavor = Some((meta.span(), multi));
+                    args.flavor = Some((quote!(#meta), multi));
                 }
                 ("worker_threads", Meta::NameValue(nv)) => {
                     let Some(Lit::Int(n)) = literal(&nv.value) else {
@@ -157,18 +157,22 @@ impl Args {
                     if args.worker_threads.is_some() {
                         return Err(twice(&meta, "worker_threads"));
                     }
-                    args.worker_threads = Some((meta.span(), n));
+                    args.worker_threads = Some((quote!(#meta), n));
                 }
                 ("migrations" | "migrator" | "fixtures" | "flavor" | "worker_threads", _) => {
                     return Err(expected(&meta, &name));
                 }
                 _ => {
-                    let written = quote!(#meta).to_string();
-                    let name = if name.is_empty() { written } else { name };
-                    return Err(syn::Error::new(
-                        meta.span(),
+                    let path = meta.path();
+                    let written = quote!(#path).to_string().replace(' ', "");
+                    let hint = did_you_mean(&written)
+                        .map(|known| format!(" (did you mean `{known}`?)"))
+                        .unwrap_or_default();
+                    return Err(syn::Error::new_spanned(
+                        path,
                         format!(
-                            "unknown argument `{name}` of `#[pgfresh::test]`; it takes {ARGUMENTS}"
+                            "unknown argument `{written}` of `#[pgfresh::test]`{hint}; it takes \
+                             {ARGUMENTS}"
                         ),
                     ));
                 }
@@ -185,12 +189,12 @@ impl Args {
     ) -> syn::Result<()> {
         match &self.migrations {
             None => {
-                self.migrations = Some((meta.span(), name, migrations));
+                self.migrations = Some((quote!(#meta), name, migrations));
                 Ok(())
             }
             Some((_, first, _)) if *first == name => Err(twice(meta, name)),
-            Some(_) => Err(syn::Error::new(
-                meta.span(),
+            Some(_) => Err(syn::Error::new_spanned(
+                meta,
                 "give either `migrations` or `migrator`, not both: `migrations = \"dir\"` embeds \
                  a folder of the crate, `migrator = \"path::TO::MIGRATOR\"` uses a `Migrator` \
                  static you already have",
@@ -204,11 +208,14 @@ impl Args {
             let database_argument = self
                 .migrations
                 .as_ref()
-                .map(|(span, name, _)| (*span, *name))
-                .or(self.fixtures_span.map(|span| (span, "fixtures")));
-            if let Some((span, name)) = database_argument {
-                return Err(syn::Error::new(
-                    span,
+                .map(|(tokens, name, _)| (tokens, *name))
+                .or(self
+                    .first_fixtures
+                    .as_ref()
+                    .map(|tokens| (tokens, "fixtures")));
+            if let Some((tokens, name)) = database_argument {
+                return Err(syn::Error::new_spanned(
+                    tokens,
                     format!(
                         "`{name}` needs a database, and this test takes none: add an argument \
                          such as `pool: PgPool` to `{}`, or remove `{name}`",
@@ -217,25 +224,20 @@ impl Args {
                 ));
             }
         }
-        if let Some((span, _)) = self.worker_threads {
-            match self.flavor {
+        if let Some((worker_threads, _)) = &self.worker_threads {
+            match &self.flavor {
                 Some((_, true)) => {}
-                Some((flavor, false)) => {
-                    let mut e = syn::Error::new(
-                        span,
+                Some((_, false)) => {
+                    return Err(syn::Error::new_spanned(
+                        worker_threads,
                         "`worker_threads` is for the multi-thread runtime, and this test asks for \
                          `flavor = \"current_thread\"`: write `flavor = \"multi_thread\", \
                          worker_threads = N`, or remove `worker_threads`",
-                    );
-                    e.combine(syn::Error::new(
-                        flavor,
-                        "the current-thread runtime is asked for here",
                     ));
-                    return Err(e);
                 }
                 None => {
-                    return Err(syn::Error::new(
-                        span,
+                    return Err(syn::Error::new_spanned(
+                        worker_threads,
                         "`worker_threads` is for the multi-thread runtime: add \
                          `flavor = \"multi_thread\"` (the default is `\"current_thread\"`)",
                     ));
@@ -260,8 +262,8 @@ fn check_signature(item: &ItemFn) -> syn::Result<()> {
         ));
     }
     if let Some(third) = sig.inputs.iter().nth(2) {
-        return Err(syn::Error::new(
-            third.span(),
+        return Err(syn::Error::new_spanned(
+            third,
             format!(
                 "`#[pgfresh::test]` passes the database as one argument (or two): take {FORMS}"
             ),
@@ -404,11 +406,43 @@ fn expected(meta: &Meta, name: &str) -> syn::Error {
         "flavor" => "`flavor = \"multi_thread\"` or `flavor = \"current_thread\"`",
         _ => "`worker_threads = N` with N >= 1 (and `flavor = \"multi_thread\"`)",
     };
-    syn::Error::new(meta.span(), format!("expected {form}"))
+    syn::Error::new_spanned(meta, format!("expected {form}"))
 }
 
 fn twice(meta: &Meta, name: &str) -> syn::Error {
-    syn::Error::new(meta.span(), format!("`{name}` is given twice: keep one"))
+    syn::Error::new_spanned(meta, format!("`{name}` is given twice: keep one"))
+}
+
+/// The known argument `written` is closest to, when it is a likely typo of one.
+fn did_you_mean(written: &str) -> Option<&'static str> {
+    [
+        "migrations",
+        "migrator",
+        "fixtures",
+        "flavor",
+        "worker_threads",
+    ]
+    .into_iter()
+    .map(|known| (edit_distance(written, known), known))
+    .filter(|(distance, _)| *distance <= 2)
+    .min()
+    .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// The generated test.
@@ -455,11 +489,12 @@ fn generate(item: &ItemFn, args: &Args, mark: Mark) -> syn::Result<TokenStream> 
         Mark::Test => quote!(#[::core::prelude::v1::test]),
         Mark::TypeCheckOnly => quote!(#[allow(dead_code)]),
     };
-    // The call is where a wrong argument type surfaces (`TestFn`'s message): point at them.
-    let call_span = if sig.inputs.is_empty() {
-        sig.ident.span()
-    } else {
-        sig.inputs.span()
+    // The call is where a wrong argument type surfaces (`TestFn`'s message): point at the
+    // first argument's type.
+    let call_span = match sig.inputs.first() {
+        Some(syn::FnArg::Typed(arg)) => arg.ty.span(),
+        Some(other) => other.span(),
+        None => sig.ident.span(),
     };
     let run = quote_spanned! {call_span=>
         ::pgfresh::__private::TestFn::run_test(f, args)
@@ -524,7 +559,7 @@ fn fixture_tokens(fixtures: &[Fixture]) -> syn::Result<Vec<TokenStream>> {
         .collect()
 }
 
-fn missing_fixture(fixture: &Fixture, absolute: &PathBuf) -> syn::Error {
+fn missing_fixture(fixture: &Fixture, absolute: &Path) -> syn::Error {
     let written = fixture.written.value();
     let rule = match &fixture.kind {
         FixtureKind::Bare => format!(
@@ -547,4 +582,17 @@ fn missing_fixture(fixture: &Fixture, absolute: &PathBuf) -> syn::Error {
         fixture.written.span(),
         format!("fixture file `{}` {what} ({rule})", absolute.display()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_a_close_argument_only() {
+        assert_eq!(did_you_mean("migration"), Some("migrations"));
+        assert_eq!(did_you_mean("fixture"), Some("fixtures"));
+        assert_eq!(did_you_mean("worker_thread"), Some("worker_threads"));
+        assert_eq!(did_you_mean("timeout"), None);
+    }
 }
