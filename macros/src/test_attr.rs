@@ -134,9 +134,8 @@ impl Args {
                 }
                 ("fixtures", Meta::List(list)) => {
                     args.first_fixtures.get_or_insert_with(|| quote!(#meta));
-                    let group =
-                        (|input: ParseStream| parse_fixtures(input)).parse2(list.tokens.clone())?;
-                    args.fixtures.extend(group);
+                    args.fixtures
+                        .extend(parse_fixtures.parse2(list.tokens.clone())?);
                 }
                 ("flavor", Meta::NameValue(nv)) => {
                     let multi = match literal(&nv.value) {
