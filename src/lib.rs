@@ -34,6 +34,8 @@ pub use config::Source;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};
+// `pgfresh::migrate!` and `#[pgfresh::test]` (their docs are the macros' own, in `macros/`).
+pub use pgfresh_macros::{migrate, test};
 pub use seed::seed_files;
 pub use sqlx;
 pub use testdb::TestDb;
