@@ -337,15 +337,16 @@ impl Error {
         if let Some(cause) = too_many_connections(&source) {
             return Self::TooManyConnections { target, cause };
         }
+        let text = source.to_string();
         let hint = match &source {
-            sqlx::Error::Tls(e) if e.to_string().contains("without TLS support") => {
-                return Self::TlsDisabled { target };
-            }
-            // The server is there; what failed is trusting it.
-            sqlx::Error::Tls(_) => "its certificate is trusted: name the CA that signed it with \
+            _ if text.contains("without TLS support") => return Self::TlsDisabled { target },
+            // The server is there; what failed is trusting it (rustls reports it as I/O).
+            sqlx::Error::Tls(_) | sqlx::Error::Io(_) if text.contains("certificate") => {
+                "its certificate is trusted: name the CA that signed it with \
                  sslrootcert=<file> in the URL (sslmode=verify-full also checks that the \
                  certificate names the host; verify-ca does not; require trusts any)"
-                .to_owned(),
+                    .to_owned()
+            }
             _ => hint.into(),
         };
         Self::Connect {
