@@ -284,6 +284,26 @@ pub enum Error {
 
     #[cfg(feature = "cli")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+    /// A fixture file failed while pgfresh applied it to a template
+    /// (`Harness::with_fixtures`, the attribute's `fixtures(...)`).
+    #[error(
+        "fixture {file} failed at line {line}, column {column} while building template \
+         {template}: {message}. Fix the file; the half-built template was dropped and is \
+         rebuilt on the next run."
+    )]
+    Fixture {
+        /// The file as given.
+        file: String,
+        /// 1-based line of the error (see [`Error::Seed`]).
+        line: usize,
+        /// 1-based column on that line.
+        column: usize,
+        /// The server's message and detail.
+        message: String,
+        /// The template being built.
+        template: String,
+    },
+
     /// The `pgfresh` command refused to act: an unknown version, a step past either end,
     /// a database whose migration history does not match the folder, and the like.
     #[error("{reason}. {remedy}.")]
@@ -375,7 +395,9 @@ impl Error {
                     .is_some_and(|code| code == "53100")
                     || said(cause)
             }
-            Self::Migration { message, .. } | Self::Seed { message, .. } => said(message),
+            Self::Migration { message, .. }
+            | Self::Seed { message, .. }
+            | Self::Fixture { message, .. } => said(message),
             Self::Build { reason, .. } => said(reason),
             Self::Local { reason, source, .. }
             | Self::Docker { reason, source, .. }

@@ -175,7 +175,23 @@ impl Recipe {
             migrated.map_err(|e| migration_error(set, name, e))?;
         }
         for fixture in self.fixtures.iter() {
-            seed::apply(db, &fixture.path, &fixture.sql).await?;
+            seed::apply(db, &fixture.path, &fixture.sql)
+                .await
+                .map_err(|e| match e {
+                    Error::Seed {
+                        file,
+                        line,
+                        column,
+                        message,
+                    } => Error::Fixture {
+                        file,
+                        line,
+                        column,
+                        message,
+                        template: name.to_owned(),
+                    },
+                    other => other,
+                })?;
         }
         Ok(())
     }
