@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 use crate::harness::{DEFAULT_POOL_SIZE, Harness};
+use crate::recipe::EmbeddedFixture;
 use crate::testdb::TestDb;
 
 /// What the attribute tells the runner about one test.
@@ -29,15 +30,6 @@ pub struct TestArgs {
     pub multi_thread: bool,
     /// `worker_threads = N` (multi-thread runtime only).
     pub worker_threads: Option<usize>,
-}
-
-/// A fixture file embedded by the attribute.
-#[derive(Debug)]
-pub struct EmbeddedFixture {
-    /// The file as the attribute names it, for messages.
-    pub path: &'static str,
-    /// Its SQL.
-    pub contents: &'static str,
 }
 
 /// Whether a test's result is a success: `()`, or `Ok` of a `Result`.

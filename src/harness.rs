@@ -9,11 +9,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::OnceCell;
 
-use crate::attribute::EmbeddedFixture;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
-use crate::recipe::{Fixture, Recipe, Steps, Tool};
+use crate::recipe::{EmbeddedFixture, Fixture, Recipe, Steps, Tool};
 use crate::server::address;
 use crate::testdb::TestDb;
 use crate::tool::{self, BoxError, BuildFn, DEFAULT_TIMEOUT, hash_inputs};

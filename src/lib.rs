@@ -34,6 +34,7 @@ pub use config::Source;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};
+pub use server::SLOT_WAIT;
 // `pgfresh::migrate!` and `#[pgfresh::test]` (their docs are the macros' own, in `macros/`).
 pub use pgfresh_macros::{migrate, test};
 pub use seed::seed_files;
@@ -47,5 +48,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// What `#[pgfresh::test]` and `pgfresh::migrate!` expand to; not an API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::attribute::{EmbeddedFixture, TestArgs, TestFn, TestTermination};
+    pub use crate::attribute::{TestArgs, TestFn, TestTermination};
+    pub use crate::recipe::EmbeddedFixture;
 }

@@ -5,11 +5,18 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::server::CONNECT_TIMEOUT;
+use crate::server::{CONNECT_TIMEOUT, waiting_for_a_slot};
 
 /// A test's pool of at most `size` connections, with its first connection open: a server that
 /// refuses the test fails here, not in the test's first query.
 pub(crate) async fn connect(
+    options: &PgConnectOptions,
+    size: u32,
+) -> std::result::Result<PgPool, sqlx::Error> {
+    waiting_for_a_slot(|| connect_once(options, size)).await
+}
+
+async fn connect_once(
     options: &PgConnectOptions,
     size: u32,
 ) -> std::result::Result<PgPool, sqlx::Error> {

@@ -21,6 +21,15 @@ pub(crate) struct Fixture {
     pub sql: String,
 }
 
+/// A fixture file embedded by the attribute.
+#[derive(Debug)]
+pub struct EmbeddedFixture {
+    /// The file as the attribute names it, for messages.
+    pub path: &'static str,
+    /// Its SQL.
+    pub contents: &'static str,
+}
+
 /// What builds the template before the fixtures.
 #[derive(Debug, Clone)]
 pub(crate) enum Steps {

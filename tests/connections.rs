@@ -95,3 +95,54 @@ async fn eight_processes_of_eight_tests_fit() {
         admin.close().await;
     }
 }
+
+/// A server with few connection slots (12) and more processes wanting them than it has: each
+/// process waits for a slot (pgfresh's own connection and its test pool's first) instead of
+/// failing with "sorry, too many clients already".
+#[test]
+fn processes_wait_for_a_connection_slot() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let mut server = common::OwnServer::new("local", 5);
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = common::rerun("probe", &env);
+    assert!(first.status.success(), "{}", output(&first));
+    server.hold(Duration::from_secs(10));
+    server.restart_with(&["max_connections = 12"]);
+    let url = server.admin_url();
+
+    let children: Vec<_> = (0..16)
+        .map(|_| {
+            common::child(
+                "probe",
+                &[
+                    ("PGFRESH_SERVER", "url"),
+                    ("DB_URL", &url),
+                    ("PGFRESH_READY", "0"),
+                    ("PGFRESH_TEST_SLEEP", "400"),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let failed: Vec<String> = outputs
+        .iter()
+        .filter(|o| !o.status.success())
+        .map(output)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 16 failed:\n{}",
+        failed.len(),
+        failed.join("\n---\n")
+    );
+}

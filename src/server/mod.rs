@@ -18,6 +18,7 @@ mod local;
 mod private;
 #[cfg(any(feature = "docker", feature = "local"))]
 mod rundir;
+mod slot;
 mod url;
 
 #[cfg(feature = "cli")]
@@ -34,6 +35,8 @@ use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
+pub use slot::SLOT_WAIT;
+pub(crate) use slot::waiting_for_a_slot;
 
 /// How long pgfresh waits for a server to accept a connection before giving up.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,10 +277,16 @@ fn admin_options(options: &PgConnectOptions) -> PgConnectOptions {
 /// One direct connection: it fails with the real cause (refused, unknown host, wrong password),
 /// where a pool would only say that it timed out.
 async fn connect_direct(options: &PgConnectOptions, hint: &str) -> Result<PgConnection> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+    let attempt = || async {
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+            Ok(connected) => connected.map(Ok),
+            Err(elapsed) => Ok(Err(elapsed)),
+        }
+    };
+    match waiting_for_a_slot(attempt).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(Error::connect(address(options), hint, e)),
-        Err(_) => Err(Error::Timeout {
+        Err(e) => Err(Error::connect(address(options), hint, e)),
+        Ok(Err(_)) => Err(Error::Timeout {
             what: format!("connecting to PostgreSQL at {}", address(options)),
             seconds: CONNECT_TIMEOUT.as_secs(),
             remedy: format!("Check that the server is running and that {hint}"),

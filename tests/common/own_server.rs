@@ -91,6 +91,40 @@ impl OwnServer {
         format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres")
     }
 
+    /// Restarts the running cluster (local kind) with `settings` added to its configuration,
+    /// on the same port, as the user that owns it.
+    pub fn restart_with(&self, settings: &[&str]) {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.run_dir().expect("the server is running");
+        let data = dir.join("data");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "\n{}", settings.join("\n")).unwrap();
+        let text = std::fs::read_to_string(dir.join("state")).unwrap();
+        let pg_ctl = text
+            .lines()
+            .find_map(|l| l.strip_prefix("handle="))
+            .expect("the local cluster records its pg_ctl");
+        let owner = std::fs::metadata(&data).unwrap();
+        let status = Command::new("setpriv")
+            .args([
+                "--reuid",
+                &owner.uid().to_string(),
+                "--regid",
+                &owner.gid().to_string(),
+            ])
+            .args(["--clear-groups", pg_ctl, "-D"])
+            .arg(&data)
+            .args(["restart", "-m", "fast", "-w"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl restart failed");
+    }
+
     /// Takes a lease on the server like a test process does, as soon as a child has created the
     /// run directory (within `limit`), so that the server outlives gaps between the children.
     pub fn hold(&mut self, limit: std::time::Duration) {
