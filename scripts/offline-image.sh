@@ -226,22 +226,24 @@ build() {
       line=$(apt_sources "$host" | head -n1)
       [[ -z $line ]] || log "no apt source lists '$suite main'; using the mirror of '$host main'"
     fi
-    [[ -n $line ]] || die "no apt source serves '$suite main'${host:+ or '$host main'} (looked in /etc/apt/sources.list{,.d/*.list,.d/*.sources}); set PGFRESH_DEBIAN_MIRROR"
+    local looked_for="'$suite main'"
+    [[ -z $host || $host == "$suite" ]] || looked_for+=" or '$host main'"
+    [[ -n $line ]] || die "no apt source serves $looked_for (looked in /etc/apt/sources.list{,.d/*.list,.d/*.sources}); set PGFRESH_DEBIAN_MIRROR"
     mirror=${line%%$'\t'*} signed=${line#*$'\t'}
   fi
   local -a keyring=()
   # debootstrap checks with gpgv, which reads binary keyrings only.
   if [[ $signed == *.gpg && -r $signed ]]; then
-    keyring=(--keyring="$signed")
+    keyring=("$signed")
   fi
 
   command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
   rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/pgfresh-rootfs.XXXXXX")
   log "debootstrap $suite from $mirror into $rootfs (postgresql-$pg_major)"
-  debootstrap --variant=minbase "${keyring[@]}" --include="postgresql-$pg_major" \
+  debootstrap --variant=minbase "${keyring[@]/#/--keyring=}" --include="postgresql-$pg_major" \
     "$suite" "$rootfs" "$mirror" >&2 ||
     die "debootstrap $suite failed (above). postgresql-$pg_major must be in $suite main (15: bookworm, \
-17: trixie); a suite newer than the host's needs its signing keys in the keyring (${keyring[*]:-debootstrap default}) \
+17: trixie); a suite newer than the host's needs its signing keys in the keyring (${keyring[*]:-the default of debootstrap}) \
 (update debian-archive-keyring) and a debootstrap that knows it (/usr/share/debootstrap/scripts/$suite)"
 
   local pgbin=/usr/lib/postgresql/$pg_major/bin

@@ -45,6 +45,7 @@ elif [[ $(id -u) == 0 ]]; then
 else
   cache=${XDG_CACHE_HOME:-$HOME/.cache}/pgfresh/pg
 fi
+# shellcheck disable=SC2174 # -m for the cache directory alone, and only when it is created here
 mkdir -p -m 755 "$cache"
 cache=$(cd "$cache" && pwd -P)
 
