@@ -11,9 +11,16 @@
 #
 # Needs root, debootstrap and a running Docker daemon. Optional environment:
 #   PGFRESH_OFFLINE_PG_MAJOR  PostgreSQL major to install (default 15: postgresql-<major> must exist
-#                             in the suite)
+#                             in the suite: 15 in bookworm, 17 in trixie)
 #   PGFRESH_DEBIAN_SUITE      suite to bootstrap (default: VERSION_CODENAME from /etc/os-release)
-#   PGFRESH_DEBIAN_MIRROR     mirror URL (default: the apt source that serves that suite's main)
+#   PGFRESH_DEBIAN_MIRROR     mirror URL (default: the apt source that serves that suite's main; for
+#                             a suite the apt sources do not list, e.g. trixie on a bookworm host,
+#                             the one that serves the host's own suite: a Debian mirror carries
+#                             every current suite)
+#
+# e.g. PGFRESH_OFFLINE_PG_MAJOR=17 PGFRESH_DEBIAN_SUITE=trixie scripts/offline-image.sh builds
+# pgfresh-offline/postgres:17 on a bookworm host (debootstrap 1.0.128+nmu2+deb12u2 knows trixie;
+# debian-archive-keyring 2023.3+deb12u2 holds trixie's signing keys).
 #
 # The image honours the official postgres image's contract as testcontainers-modules' `Postgres`
 # uses it: POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, POSTGRES_HOST_AUTH_METHOD,
@@ -34,17 +41,21 @@ die() { log "error: $*"; exit 1; }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# The Debian suite to bootstrap: the host's own release.
+# The host's own Debian release (empty when /etc/os-release does not tell).
+host_suite() {
+  [[ -r /etc/os-release ]] || return 0
+  # shellcheck source=/dev/null
+  (. /etc/os-release && printf '%s\n' "${VERSION_CODENAME:-}")
+}
+
+# The Debian suite to bootstrap: PGFRESH_DEBIAN_SUITE, else the host's own release.
 debian_suite() {
   if [[ -n ${PGFRESH_DEBIAN_SUITE:-} ]]; then
     printf '%s\n' "$PGFRESH_DEBIAN_SUITE"
     return
   fi
-  local codename=
-  if [[ -r /etc/os-release ]]; then
-    # shellcheck source=/dev/null
-    codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
-  fi
+  local codename
+  codename=$(host_suite)
   [[ -n $codename ]] || die "cannot tell the Debian suite: set PGFRESH_DEBIAN_SUITE (e.g. bookworm)"
   printf '%s\n' "$codename"
 }
@@ -202,26 +213,38 @@ ENTRYPOINT
 }
 
 build() {
-  local suite mirror signed line
+  local suite host mirror signed line
   suite=$(debian_suite)
+  host=$(host_suite)
   if [[ -n ${PGFRESH_DEBIAN_MIRROR:-} ]]; then
     mirror=$PGFRESH_DEBIAN_MIRROR signed=
   else
     line=$(apt_sources "$suite" | head -n1)
-    [[ -n $line ]] || die "no apt source serves '$suite main' (looked in /etc/apt/sources.list{,.d/*.list,.d/*.sources}); set PGFRESH_DEBIAN_MIRROR"
+    # Another suite than the host's (trixie on bookworm): the apt sources list only the host's,
+    # but the mirror that serves the host's main serves the other suites of the archive too.
+    if [[ -z $line && -n $host && $host != "$suite" ]]; then
+      line=$(apt_sources "$host" | head -n1)
+      [[ -z $line ]] || log "no apt source lists '$suite main'; using the mirror of '$host main'"
+    fi
+    local looked_for="'$suite main'"
+    [[ -z $host || $host == "$suite" ]] || looked_for+=" or '$host main'"
+    [[ -n $line ]] || die "no apt source serves $looked_for (looked in /etc/apt/sources.list{,.d/*.list,.d/*.sources}); set PGFRESH_DEBIAN_MIRROR"
     mirror=${line%%$'\t'*} signed=${line#*$'\t'}
   fi
   local -a keyring=()
   # debootstrap checks with gpgv, which reads binary keyrings only.
   if [[ $signed == *.gpg && -r $signed ]]; then
-    keyring=(--keyring="$signed")
+    keyring=("$signed")
   fi
 
   command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
   rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/pgfresh-rootfs.XXXXXX")
   log "debootstrap $suite from $mirror into $rootfs (postgresql-$pg_major)"
-  debootstrap --variant=minbase "${keyring[@]}" --include="postgresql-$pg_major" \
-    "$suite" "$rootfs" "$mirror" >&2
+  debootstrap --variant=minbase "${keyring[@]/#/--keyring=}" --include="postgresql-$pg_major" \
+    "$suite" "$rootfs" "$mirror" >&2 ||
+    die "debootstrap $suite failed (above). postgresql-$pg_major must be in $suite main (15: bookworm, \
+17: trixie); a suite newer than the host's needs its signing keys in the keyring (${keyring[*]:-the default of debootstrap}) \
+(update debian-archive-keyring) and a debootstrap that knows it (/usr/share/debootstrap/scripts/$suite)"
 
   local pgbin=/usr/lib/postgresql/$pg_major/bin
   [[ -x $rootfs$pgbin/postgres ]] || die "postgresql-$pg_major did not install $pgbin/postgres"
@@ -239,7 +262,8 @@ build() {
   rm -rf "$rootfs/usr/lib/postgresql/$pg_major/lib/llvmjit.so" \
     "$rootfs/usr/lib/postgresql/$pg_major/lib/llvmjit_types.bc" \
     "$rootfs/usr/lib/postgresql/$pg_major/lib/bitcode"
-  rm -f "$rootfs"/usr/lib/*/libLLVM-*.so* "$rootfs"/usr/lib/*/libz3.so*   # z3: used by LLVM only
+  # libLLVM-14.so.1 (bookworm), libLLVM.so.19.1 (trixie).
+  rm -f "$rootfs"/usr/lib/*/libLLVM[.-]*so* "$rootfs"/usr/lib/*/libz3.so*   # z3: used by LLVM only
   # Locale sources for localedef; the server uses the compiled-in C.UTF-8.
   rm -rf "$rootfs/usr/share/i18n"
 
