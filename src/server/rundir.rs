@@ -10,8 +10,9 @@
 //! - `state`: the port, password and generation of the running server.
 //!
 //! A guardian (`sh`, detached from the test run) polls the lease every second; once no process
-//! has held it for the linger time, it takes `lock`, checks again, removes `state` and stops
-//! the server. A process that starts within the linger time simply reuses the server.
+//! has held it for more than the linger time (a whole number of idle polls past it, so at least
+//! the linger time, at most a second more), it takes `lock`, checks again, removes `state` and
+//! stops the server. A process that starts within the linger time simply reuses the server.
 
 use std::fs::File;
 use std::io;
@@ -302,7 +303,7 @@ idle=0
 while sleep 1; do
   grep -qx "generation=$gen" "$d/state" 2>/dev/null || exit 0
   if flock -n -x "$d/lease" true; then idle=$((idle + 1)); else idle=0; fi
-  [ "$idle" -ge "$linger" ] || continue
+  [ "$idle" -gt "$linger" ] || continue
   exec 9<"$d/lock"
   flock -x 9
   if grep -qx "generation=$gen" "$d/state" 2>/dev/null && flock -n -x "$d/lease" true; then
