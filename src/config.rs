@@ -96,6 +96,8 @@ pub(crate) struct Config {
     pub linger: Option<Duration>,
     /// How many clones of each template to keep ready.
     pub ready: usize,
+    /// How long to wait for a connection slot on a full server (`PGFRESH_SLOT_WAIT`).
+    pub slot_wait: Duration,
     /// Where processes sharing a local cluster or container meet (`PGFRESH_RUN_DIR`).
     #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub run_dir: Option<PathBuf>,
@@ -108,6 +110,15 @@ pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(20);
 /// `PGFRESH_READY` default: enough to absorb a burst of tests starting together, few enough
 /// that the refill never competes with the tests for the server.
 pub(crate) const DEFAULT_READY: usize = 4;
+
+/// `PGFRESH_SLOT_WAIT` default: how long a connection the server refuses for lack of slots
+/// (SQLSTATE 53300) is tried again. Slots come free within milliseconds when tests run in many
+/// processes (`cargo nextest run -j N`), so a refusal is not a reason to fail a test at once; a
+/// server that stays full for this long is.
+pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(30);
+
+/// The most `PGFRESH_SLOT_WAIT` accepts, in seconds.
+const MAX_SLOT_WAIT: u64 = 600;
 
 /// The most `PGFRESH_READY` accepts.
 const MAX_READY: usize = 64;
@@ -206,6 +217,21 @@ impl Config {
                 })?,
         };
 
+        let slot_wait = match get("PGFRESH_SLOT_WAIT") {
+            None => DEFAULT_SLOT_WAIT,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s <= MAX_SLOT_WAIT)
+                .map(Duration::from_secs)
+                .ok_or_else(|| Error::InvalidConfig {
+                    var: "PGFRESH_SLOT_WAIT",
+                    value: v.clone(),
+                    reason: format!("expected a number of seconds from 0 to {MAX_SLOT_WAIT}"),
+                })?,
+        };
+
         Ok(Self {
             choice,
             url,
@@ -214,6 +240,7 @@ impl Config {
             keep,
             linger,
             ready,
+            slot_wait,
             run_dir: get("PGFRESH_RUN_DIR").map(PathBuf::from),
         })
     }
@@ -288,6 +315,7 @@ mod tests {
         assert!(c.pg_bin.is_none());
         assert_eq!(c.linger, Some(DEFAULT_LINGER));
         assert_eq!(c.ready, DEFAULT_READY);
+        assert_eq!(c.slot_wait, DEFAULT_SLOT_WAIT);
     }
 
     #[test]
@@ -301,6 +329,15 @@ mod tests {
             .to_string();
         assert!(
             e.contains("PGFRESH_LINGER=soon") && e.contains("`forever`"),
+            "{e}"
+        );
+        let c = config(&[("PGFRESH_SLOT_WAIT", "0")]).unwrap();
+        assert_eq!(c.slot_wait, Duration::ZERO);
+        let e = config(&[("PGFRESH_SLOT_WAIT", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PGFRESH_SLOT_WAIT=soon") && e.contains("0 to 600"),
             "{e}"
         );
         let e = config(&[("PGFRESH_READY", "1000")])

@@ -123,7 +123,8 @@ pub enum Error {
         "PostgreSQL at {target} has no connection to spare ({cause}). Raise the server's \
          max_connections (or the role's CONNECTION LIMIT), give each test's pool fewer \
          connections (Harness::with_pool_size), or run fewer tests at once \
-         (cargo test -- --test-threads=N, cargo nextest run -j N)."
+         (cargo test -- --test-threads=N, cargo nextest run -j N). pgfresh waited \
+         PGFRESH_SLOT_WAIT seconds (default 30) for a slot before giving up."
     )]
     TooManyConnections {
         /// `host:port/database`.

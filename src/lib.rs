@@ -30,11 +30,11 @@ mod testdb;
 mod tool;
 mod worker;
 
+pub use config::DEFAULT_SLOT_WAIT;
 pub use config::Source;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};
-pub use server::SLOT_WAIT;
 // `pgfresh::migrate!` and `#[pgfresh::test]` (their docs are the macros' own, in `macros/`).
 pub use pgfresh_macros::{migrate, test};
 pub use seed::seed_files;

@@ -202,9 +202,14 @@ async fn exhausted_connections_name_the_cause_and_the_remedy() {
     .await;
 
     let started = Instant::now();
+    // pgfresh waits for a slot first: two seconds here, thirty by default.
     let out = rerun(
         "probe",
-        &[("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())],
+        &[
+            ("PGFRESH_SERVER", "url"),
+            ("DB_URL", url.as_str()),
+            ("PGFRESH_SLOT_WAIT", "2"),
+        ],
     );
     let took = started.elapsed();
     drop_role(&admin, &role).await;
@@ -233,6 +238,7 @@ async fn exhausted_connections_name_the_cause_and_the_remedy() {
         .any(|remedy| text.contains(remedy)),
         "no remedy is named:\n{text}"
     );
+    assert!(text.contains("waited PGFRESH_SLOT_WAIT seconds"), "{text}");
     assert!(!text.contains("role-pw-88"), "{text}");
 }
 

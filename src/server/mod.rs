@@ -35,7 +35,6 @@ use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
-pub use slot::SLOT_WAIT;
 pub(crate) use slot::waiting_for_a_slot;
 
 /// How long pgfresh waits for a server to accept a connection before giving up.

@@ -3,24 +3,22 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// How long pgfresh waits for a connection slot when the server has none to spare (SQLSTATE
-/// 53300: `max_connections`, or a role's or database's `CONNECTION LIMIT`, used up). Slots come
-/// free within milliseconds when tests run in many processes (`cargo nextest run -j N`), so a
-/// refusal is not a reason to fail a test at once; a server that stays full for this long is.
-pub const SLOT_WAIT: Duration = Duration::from_secs(30);
+use crate::config::{Config, DEFAULT_SLOT_WAIT};
 
 /// Runs `attempt` again while the server refuses it for lack of connection slots, backing off
-/// from 5 ms to 250 ms, for at most [`SLOT_WAIT`]; then returns the last refusal.
+/// from 5 ms to 250 ms, for at most `PGFRESH_SLOT_WAIT` (default
+/// [`DEFAULT_SLOT_WAIT`](crate::config::DEFAULT_SLOT_WAIT)); then returns the last refusal.
 pub(crate) async fn waiting_for_a_slot<T, F, Fut>(mut attempt: F) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
+    let limit = Config::global().map_or(DEFAULT_SLOT_WAIT, |c| c.slot_wait);
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
         match attempt().await {
-            Err(e) if no_slot(&e) && started.elapsed() + pause < SLOT_WAIT => {
+            Err(e) if no_slot(&e) && started.elapsed() + pause < limit => {
                 tracing::debug!("no connection slot yet, waiting {pause:?}: {e}");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(250));
