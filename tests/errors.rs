@@ -292,16 +292,16 @@ async fn drop_role(admin: &sqlx::PgPool, role: &str) {
     .unwrap();
     for name in owned {
         // Two statements, two calls: several in one string run as one transaction, which
-        // DROP DATABASE refuses.
-        for sql in [
-            format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#),
-            format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#),
-        ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(admin)
-                .await
-                .unwrap();
-        }
+        // DROP DATABASE refuses. A sweep of another test may drop a ready clone first.
+        let unmark = format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#);
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(unmark))
+            .execute(admin)
+            .await;
+        let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(admin)
+            .await
+            .unwrap();
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
         .execute(admin)
