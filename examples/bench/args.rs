@@ -19,6 +19,13 @@ usage: cargo run --release --example bench -- [flags]
   --work MS          the warm-set suite: pgfresh's main suite again, each test body
                      also spending MS ms (so the ready clones can keep up), under
                      cargo test, for the warm hand-out latency; 0 skips it [20]
+  --attribute on|off the attribute suite: the main suite's tests written with
+                     #[pgfresh::test], beside the Harness::test_db suite in every
+                     round, under each runner            [on]
+  --fixture-rows N   the fixture suite: the main suite's tests with fixtures a, b
+                     and c of N rows each, #[pgfresh::test(fixtures(...))] against
+                     #[sqlx::test(fixtures(...))] in every round, under each
+                     runner; 0 skips it                  [1000]
   --quick            small numbers for a smoke run; explicit flags still win
   --pgfresh DIR      the pgfresh checkout to measure     [this crate]
                      (copied to a snapshot first, so edits during the run do not leak in)
@@ -35,6 +42,8 @@ pub struct Args {
     scale_tests: Option<usize>,
     runner: Option<String>,
     work: Option<usize>,
+    attribute: Option<String>,
+    fixture_rows: Option<usize>,
     quick: bool,
     pgfresh: Option<PathBuf>,
 }
@@ -83,6 +92,8 @@ impl Args {
             "--scale" => self.scale = Some(value),
             "--runner" => self.runner = Some(value),
             "--work" => self.work = Some(number()?),
+            "--attribute" => self.attribute = Some(value),
+            "--fixture-rows" => self.fixture_rows = Some(number()?),
             "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}; see --help")),
         }
@@ -120,6 +131,10 @@ pub struct Settings {
     pub runners: Vec<Runner>,
     /// Milliseconds each test of the warm-set suite spends in its body; 0: no such suite.
     pub work: usize,
+    /// Whether the attribute suite (`#[pgfresh::test]`, no fixtures) runs.
+    pub attribute: bool,
+    /// Rows in each fixture file of the fixture suite; 0: no such suite.
+    pub fixture_rows: usize,
     pub pgfresh: PathBuf,
 }
 
@@ -149,6 +164,12 @@ impl Args {
                 }
             },
             work: pick(self.work, 20, 20),
+            attribute: match self.attribute.as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(format!("--attribute {other}: expected on or off")),
+            },
+            fixture_rows: pick(self.fixture_rows, 1000, 1000),
             pgfresh: self
                 .pgfresh
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
@@ -186,9 +207,16 @@ impl Settings {
             [Runner::Nextest] => "nextest",
             _ => "both",
         };
+        let attribute = if self.attribute { "on" } else { "off" };
         format!(
-            "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {}",
-            self.tests, self.migrations, self.rounds, self.scale_tests, self.work
+            "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {} \
+             --attribute {attribute} --fixture-rows {}",
+            self.tests,
+            self.migrations,
+            self.rounds,
+            self.scale_tests,
+            self.work,
+            self.fixture_rows
         )
     }
 }

@@ -18,6 +18,11 @@ pub fn print_header(s: &Settings, server: &str, build: Duration) {
         4 * s.migrations,
         s.rounds
     );
+    let suites: Vec<String> = crate::round_crates(s).iter().map(|c| c.label()).collect();
+    println!(
+        "suites in every round, under each runner: {}",
+        suites.join(", ")
+    );
     println!("date: {}", chrono::Local::now().format("%Y-%m-%d %H:%M %Z"));
     println!("machine: {}", machine());
     println!("server: {server}");

@@ -20,7 +20,18 @@
 //!   `static HARNESS: Harness = Harness::new(&MIGRATOR)` and appends each hand-out's latency
 //!   (`Instant` around `HARNESS.test_db().await`), and how long dropping the `TestDb` took at
 //!   the end of the test, to the file named by `PGFRESH_BENCH_TIMINGS`;
-//!   `sqlx_…` uses `#[sqlx::test(migrations = "…")]`, with the sqlx version of pgfresh's lock file.
+//!   `sqlx_…` uses `#[sqlx::test(migrations = "…")]`, with the sqlx version of pgfresh's lock file;
+//! - `ws/crates/attribute_…` (`--attribute`, on by default): the main suite's tests written
+//!   with pgfresh's attribute, `#[pgfresh::test(migrations = "…")] async fn tNNNN(pool: PgPool)`,
+//!   in a crate whose only dependency is `pgfresh` (the bodies use `pgfresh::sqlx`). Its
+//!   migrations are the main suite's, so it clones the same template;
+//! - `ws/crates/{attribute,sqlx}_…_fNNNN` (`--fixture-rows`, 1,000 by default): the fixture
+//!   suite. The main suite's tests, each also reading one row of one of three fixture files
+//!   (`src/fixtures/{a,b,c}.sql` beside the tests, where both attributes look for a bare
+//!   name: `--fixture-rows` rows each, into `bench_0001`..`bench_0003`, 100 rows per
+//!   `INSERT`), under `#[pgfresh::test(migrations = "…", fixtures("a", "b", "c"))]` (applied
+//!   once, into the template) and `#[sqlx::test(migrations = "…", fixtures("a", "b", "c"))]`
+//!   (applied to every test's database).
 //!
 //! All crates share one `CARGO_TARGET_DIR` and are compiled once with `--release`, before
 //! anything is timed; a timed run that compiles anything is flagged `(compiled!)`.
@@ -35,13 +46,18 @@
 //!
 //! 1. Each suite runs once per runner untimed (warm-up: pgfresh builds its template there, which
 //!    later runs reuse, as they would in a developer's edit-test loop).
-//! 2. `--rounds` rounds, each running pgfresh then sqlx under each runner: the wall time of the
-//!    whole `cargo test --release -p …` / `cargo nextest run --release -p …` command. Between runs
+//! 2. `--rounds` rounds, each running pgfresh, sqlx, the floor (5.), the attribute suite and the
+//!    fixture suite (pgfresh, then sqlx) under each runner: the wall time of the whole
+//!    `cargo test --release -p …` / `cargo nextest run --release -p …` command. Between runs
 //!    the benchmark waits until no session on the server is active, so background work one
 //!    suite leaves (drops, refills) is not billed to the next.
 //! 3. The medians, the pgfresh/sqlx ratio per runner, and pgfresh's hand-out latency p50/p99,
 //!    split into cold hand-outs (started before the process had its first database: every
 //!    test under nextest) and warm ones, and how long the test spent dropping its `TestDb`.
+//!    The attribute suite's median against the `Harness::test_db` suite's (target: no slower,
+//!    within noise), with the per-round ratios and the harness suite's own spread; the fixture
+//!    suite's pgfresh/sqlx ratio per runner beside its target (≤ 0.2 under `cargo test`,
+//!    ≤ 0.3 under nextest), and what the fixtures add per test to each tool.
 //! 4. Scaling: smaller suites (`--scale-tests`, 40) over `--scale` migration counts, under
 //!    `cargo test`: per-test cost (median suite wall / tests) and cost(largest)/cost(smallest).
 //! 5. The floor, to tell what pgfresh could still save from what any harness pays here: a
@@ -144,6 +160,7 @@ fn main_crates(s: &Settings) -> [Crate; 2] {
         migrations: s.migrations,
         tests: s.tests,
         work: 0,
+        fixtures: 0,
     })
 }
 
@@ -151,25 +168,44 @@ fn main_crates(s: &Settings) -> [Crate; 2] {
 fn floor_crate(s: &Settings) -> Crate {
     Crate {
         suite: Suite::Shared,
-        migrations: s.migrations,
-        tests: s.tests,
-        work: 0,
+        ..main_crates(s)[0]
     }
 }
 
-/// The main crates and the floor, in the order every round runs them.
-fn round_crates(s: &Settings) -> [Crate; 3] {
+/// The main suite's tests written with `#[pgfresh::test]`, unless `--attribute off`.
+fn attribute_crate(s: &Settings) -> Option<Crate> {
+    s.attribute.then(|| Crate {
+        suite: Suite::Attribute,
+        ..main_crates(s)[0]
+    })
+}
+
+/// The fixture suite, `#[pgfresh::test]` then `#[sqlx::test]`, unless `--fixture-rows 0`.
+fn fixture_crates(s: &Settings) -> Option<[Crate; 2]> {
+    (s.fixture_rows > 0).then(|| {
+        [Suite::Attribute, Suite::Sqlx].map(|suite| Crate {
+            suite,
+            fixtures: s.fixture_rows,
+            ..main_crates(s)[0]
+        })
+    })
+}
+
+/// Every crate of a round, in the order every round runs them under each runner: the main
+/// crates and the floor, then the attribute suite, then the fixture suite.
+fn round_crates(s: &Settings) -> Vec<Crate> {
     let [pgfresh, sqlx] = main_crates(s);
-    [pgfresh, sqlx, floor_crate(s)]
+    let mut all = vec![pgfresh, sqlx, floor_crate(s)];
+    all.extend(attribute_crate(s));
+    all.extend(fixture_crates(s).into_iter().flatten());
+    all
 }
 
 /// pgfresh's main suite with `--work` ms in every test body, when asked for.
 fn work_crate(s: &Settings) -> Option<Crate> {
     (s.work > 0).then_some(Crate {
-        suite: Suite::Pgfresh,
-        migrations: s.migrations,
-        tests: s.tests,
         work: s.work,
+        ..main_crates(s)[0]
     })
 }
 
@@ -184,6 +220,7 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
                 migrations,
                 tests: s.scale_tests,
                 work: 0,
+                fixtures: 0,
             })
         })
         .filter(|c| !main.contains(c))
@@ -191,7 +228,7 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
 }
 
 fn all_crates(s: &Settings) -> Vec<Crate> {
-    let mut all = round_crates(s).to_vec();
+    let mut all = round_crates(s);
     all.extend(work_crate(s));
     all.extend(scale_crates(s));
     all
@@ -271,7 +308,8 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    /// Per round and runner: pgfresh, sqlx, the floor; then the warm-set suite under `cargo test`.
+    /// Per round and runner: pgfresh, sqlx, the floor, the attribute suite, the fixture suite
+    /// (pgfresh, sqlx); then the warm-set suite under `cargo test`.
     fn timed_rounds(&mut self) -> Result<(), String> {
         for round in 1..=self.settings.rounds {
             for runner in self.settings.runners.clone() {
@@ -296,6 +334,7 @@ impl<'a> Bench<'a> {
                         migrations,
                         tests: self.settings.scale_tests,
                         work: 0,
+                        fixtures: 0,
                     };
                     self.record(krate, Runner::Test, round)?;
                 }

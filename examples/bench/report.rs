@@ -168,7 +168,7 @@ fn print_runs(samples: &[Sample]) {
                 s.round.to_string()
             },
             s.runner.label().to_owned(),
-            s.krate.suite.label().to_owned(),
+            s.krate.label(),
             s.krate.migrations.to_string(),
             s.krate.tests.to_string(),
             wall,
@@ -209,6 +209,145 @@ fn print_summary(samples: &[Sample], main: &[Crate; 2], runners: &[Runner]) {
             format!("{}/{}", p.len(), s.len()),
         ]);
     }
+    table.print();
+}
+
+/// `a`'s wall time over `b`'s, per timed round in which both ran under `runner`.
+fn round_ratios(samples: &[Sample], a: &Crate, b: &Crate, runner: Runner) -> Vec<f64> {
+    let wall = |krate: &Crate, round: usize| {
+        samples
+            .iter()
+            .find(|s| s.round == round && s.krate == *krate && s.runner == runner)
+            .map(|s| s.outcome.wall.as_secs_f64())
+    };
+    let rounds = samples.iter().map(|s| s.round).max().unwrap_or(0);
+    (1..=rounds)
+        .filter_map(|round| Some(wall(a, round)? / wall(b, round)?))
+        .filter(|r| r.is_finite())
+        .collect()
+}
+
+/// `0.95-1.04`: the smallest and the largest of some ratios.
+fn spread(ratios: &[f64]) -> String {
+    let lo = ratios.iter().copied().reduce(f64::min);
+    let hi = ratios.iter().copied().reduce(f64::max);
+    match lo.zip(hi) {
+        Some((lo, hi)) => format!("{lo:.2}-{hi:.2}"),
+        None => "-".to_owned(),
+    }
+}
+
+/// The attribute suite against the `Harness::test_db` suite: the same tests, the same
+/// template, in the same rounds.
+fn print_attribute(samples: &[Sample], harness: &Crate, attribute: &Crate, runners: &[Runner]) {
+    let mut table = Table::new(&[
+        "runner",
+        "harness median",
+        "attribute median",
+        "attribute/harness",
+        "per round",
+        "harness max/min",
+        "attribute min",
+        "attribute/harness (min)",
+        "runs each",
+    ]);
+    for &runner in runners {
+        let h = walls(samples, harness, runner);
+        let a = walls(samples, attribute, runner);
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(median(&h), secs),
+            opt(median(&a), secs),
+            ratio(median(&a), median(&h)),
+            spread(&round_ratios(samples, attribute, harness, runner)),
+            ratio(h.iter().max().copied(), minimum(&h)),
+            opt(minimum(&a), secs),
+            ratio(minimum(&a), minimum(&h)),
+            format!("{}/{}", h.len(), a.len()),
+        ]);
+    }
+    table.print();
+}
+
+/// The fixture suite's targets: pgfresh/sqlx at most this, per runner.
+fn fixture_target(runner: Runner) -> f64 {
+    match runner {
+        Runner::Test => 0.2,
+        Runner::Nextest => 0.3,
+    }
+}
+
+/// The fixture suite: pgfresh's attribute against sqlx's, with the targets, and what the
+/// fixtures add per test to each tool (against `plain`: the same tests without fixtures,
+/// pgfresh's then sqlx's).
+fn print_fixtures(samples: &[Sample], pair: &[Crate; 2], plain: &[Crate; 2], runners: &[Runner]) {
+    let mut table = Table::new(&[
+        "runner",
+        "pgfresh median",
+        "sqlx median",
+        "pgfresh/sqlx",
+        "target",
+        "per round",
+        "pgfresh min",
+        "sqlx min",
+        "pgfresh/sqlx (min)",
+        "runs each",
+    ]);
+    for &runner in runners {
+        let p = walls(samples, &pair[0], runner);
+        let s = walls(samples, &pair[1], runner);
+        let target = fixture_target(runner);
+        let verdict = match median(&p).zip(median(&s)) {
+            Some((p, s)) if !s.is_zero() => {
+                if p.as_secs_f64() / s.as_secs_f64() <= target {
+                    "met"
+                } else {
+                    "missed"
+                }
+            }
+            _ => "-",
+        };
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(median(&p), secs),
+            opt(median(&s), secs),
+            ratio(median(&p), median(&s)),
+            format!("<= {target:.2}: {verdict}"),
+            spread(&round_ratios(samples, &pair[0], &pair[1], runner)),
+            opt(minimum(&p), secs),
+            opt(minimum(&s), secs),
+            ratio(minimum(&p), minimum(&s)),
+            format!("{}/{}", p.len(), s.len()),
+        ]);
+    }
+    table.print();
+    let mut table = Table::new(&[
+        "runner",
+        &format!("pgfresh: {} - {}", pair[0].label(), plain[0].label()),
+        &format!("sqlx: {} - {}", pair[1].label(), plain[1].label()),
+    ]);
+    for &runner in runners {
+        let added = |with: &Crate, without: &Crate| {
+            let tests = with.tests.max(1) as f64;
+            let with = median(&walls(samples, with, runner));
+            let without = median(&walls(samples, without, runner));
+            with.zip(without).map_or_else(
+                || "-".to_owned(),
+                |(w, o)| {
+                    let per_test = (w.as_secs_f64() - o.as_secs_f64()) / tests;
+                    format!("{:+.1} ms", per_test * 1000.0)
+                },
+            )
+        };
+        table.row(vec![
+            runner.label().to_owned(),
+            added(&pair[0], &plain[0]),
+            added(&pair[1], &plain[1]),
+        ]);
+    }
+    println!(
+        "  what the fixtures add per test (median suite wall with them - without them) / tests:"
+    );
     table.print();
 }
 
@@ -270,6 +409,7 @@ fn per_test_cost(
         migrations,
         tests,
         work: 0,
+        fixtures: 0,
     };
     stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
 }
@@ -294,6 +434,7 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
             migrations: m,
             tests,
             work: 0,
+            fixtures: 0,
         };
         let warm = timings(samples, &krate, Runner::Test, Kind::Warm);
         table.row(vec![
@@ -435,6 +576,25 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     );
     print_handouts(samples, &main[0], &s.runners);
     print_first_handout(samples, &main[0]);
+    if let Some(attribute) = crate::attribute_crate(s) {
+        println!(
+            "\nthe attribute: the same tests as #[pgfresh::test(migrations = \"…\")] async fn t(pool: PgPool),\n  \
+             beside the HARNESS.test_db() suite (the same template) in every round; target: no slower\n  \
+             within noise. per round: that round's attribute/harness; harness max/min: the harness's own\n  \
+             spread over the rounds, the noise to judge the ratio by"
+        );
+        print_attribute(samples, &main[0], &attribute, &s.runners);
+    }
+    if let Some(pair) = crate::fixture_crates(s) {
+        println!(
+            "\nfixtures: the same tests, each also reading a row of fixtures a, b and c ({} rows each, into\n  \
+             bench_0001..3): #[pgfresh::test(migrations = \"…\", fixtures(\"a\", \"b\", \"c\"))] (applied once, into the\n  \
+             template) against #[sqlx::test(…, fixtures(\"a\", \"b\", \"c\"))] (applied to every test's database)",
+            pair[0].fixtures
+        );
+        let plain = [crate::attribute_crate(s).unwrap_or(main[0]), main[1]];
+        print_fixtures(samples, &pair, &plain, &s.runners);
+    }
     if let Some(krate) = crate::work_crate(s) {
         println!(
             "\nwarm ready set: pgfresh's suite again, each test also spending {} ms in its body (cargo test);\n  \
