@@ -2,7 +2,10 @@
 // would see pgfresh's own dependencies (sqlx, tokio, …); scripts/readme-crate.sh builds them in
 // a new crate with only the dependencies the README tells a reader to add.
 #![cfg_attr(not(doctest), doc = include_str!("../README.md"))]
-#![cfg_attr(doctest, doc = "pgfresh (the README's snippets are built by scripts/readme-crate.sh)")]
+#![cfg_attr(
+    doctest,
+    doc = "pgfresh (the README's snippets are built by scripts/readme-crate.sh)"
+)]
 #![deny(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
