@@ -283,8 +283,6 @@ pub enum Error {
         message: String,
     },
 
-    #[cfg(feature = "cli")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
     /// A fixture file failed while pgfresh applied it to a template
     /// (`Harness::with_fixtures`, the attribute's `fixtures(...)`).
     #[error(
@@ -305,6 +303,8 @@ pub enum Error {
         template: String,
     },
 
+    #[cfg(feature = "cli")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
     /// The `pgfresh` command refused to act: an unknown version, a step past either end,
     /// a database whose migration history does not match the folder, and the like.
     #[error("{reason}. {remedy}.")]

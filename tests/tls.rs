@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{OwnServer, output, probe_field, rerun};
+use common::{OwnServer, output, rerun};
 
 #[tokio::test]
 async fn probe() {
@@ -97,7 +97,7 @@ async fn a_server_that_requires_tls_works_out_of_the_box() {
         ] {
             let out = run(url);
             assert!(out.status.success(), "{case}: {}", output(&out));
-            assert_eq!(probe_field(&out, "source"), "url", "{case}");
+            assert_eq!(common::probe_field(&out, "source"), "url", "{case}");
         }
 
         let out = run(url("localhost", "sslmode=verify-full"));
@@ -117,6 +117,7 @@ async fn a_server_that_requires_tls_works_out_of_the_box() {
 
     #[cfg(not(feature = "tls"))]
     {
+        let _ = ca; // only verify-full needs the CA
         let out = run(url("127.0.0.1", "sslmode=require"));
         let text = output(&out);
         assert!(!out.status.success(), "{text}");
