@@ -23,21 +23,14 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// Tables of the public schema, and whether sqlx's bookkeeping table is there.
-async fn tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
 // --- argument forms and return types ---------------------------------------------------------
 
 #[pgfresh::test]
 async fn takes_a_pool(pool: PgPool) {
-    assert_eq!(tables(&pool).await, ["_sqlx_migrations", "datadump"]);
+    assert_eq!(
+        common::tables(&pool).await,
+        ["_sqlx_migrations", "datadump"]
+    );
 }
 
 #[pgfresh::test]
@@ -93,22 +86,28 @@ async fn two_tests_never_share_a_database(pool: PgPool) {
 
 #[pgfresh::test(migrations = "migrations")]
 async fn migrations_by_folder(pool: PgPool) {
-    assert_eq!(tables(&pool).await, ["_sqlx_migrations", "datadump"]);
+    assert_eq!(
+        common::tables(&pool).await,
+        ["_sqlx_migrations", "datadump"]
+    );
 }
 
 #[pgfresh::test(migrations = "./tests/fixtures/attribute_migrations")]
 async fn migrations_by_another_folder(pool: PgPool) {
-    assert_eq!(tables(&pool).await, ["_sqlx_migrations", "widget"]);
+    assert_eq!(common::tables(&pool).await, ["_sqlx_migrations", "widget"]);
 }
 
 #[pgfresh::test(migrations = false)]
 async fn no_migrations_is_an_empty_database(pool: PgPool) {
-    assert!(tables(&pool).await.is_empty());
+    assert!(common::tables(&pool).await.is_empty());
 }
 
 #[pgfresh::test(migrator = "pgfresh::MIGRATOR")]
 async fn migrations_by_migrator(db: TestDb) {
-    assert_eq!(tables(db.pool()).await, ["_sqlx_migrations", "datadump"]);
+    assert_eq!(
+        common::tables(db.pool()).await,
+        ["_sqlx_migrations", "datadump"]
+    );
 }
 
 #[pgfresh::test]
@@ -161,7 +160,7 @@ async fn several_fixture_groups_apply_in_order(pool: PgPool) {
 
 #[pgfresh::test(migrations = false, fixtures("attribute_table"))]
 async fn fixtures_without_migrations(pool: PgPool) {
-    assert_eq!(tables(&pool).await, ["note"]);
+    assert_eq!(common::tables(&pool).await, ["note"]);
 }
 
 // --- runtime ---------------------------------------------------------------------------------

@@ -125,17 +125,7 @@ async fn a_fixture_with_an_error_names_file_line_and_column_and_its_template_goe
     );
     assert!(e.contains(r#"syntax error at or near "VALUS""#), "{e}");
     assert!(e.contains("the half-built template was dropped"), "{e}");
-    let template = e
-        .split_whitespace()
-        .find(|w| w.starts_with("pgfresh_t_"))
-        .unwrap()
-        .trim_end_matches(':');
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    assert!(
-        !common::database_exists(&admin, template).await,
-        "{template} is left"
-    );
+    common::assert_template_gone(&e).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use pgfresh::Harness;
-use pgfresh::sqlx::{self, PgPool};
+use pgfresh::sqlx;
 
 #[tokio::test]
 async fn probe() {
@@ -24,15 +24,6 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
     for (name, text) in files {
         std::fs::write(dir.join(name), text).unwrap();
     }
-}
-
-async fn tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -68,7 +59,7 @@ async fn real_world_folder_shapes() {
     ]);
     let db = Harness::from_dir(dir.path()).test_db().await.unwrap();
     assert_eq!(
-        tables(db.pool()).await,
+        common::tables(db.pool()).await,
         ["_sqlx_migrations", "accounts", "own_tx", "things", "users"]
     );
     let tags: String =
@@ -98,16 +89,19 @@ async fn reversible_folder_at_every_revision() {
     ]);
     let harness = Harness::from_dir(dir.path());
     let db = harness.test_db_at(1).await.unwrap();
-    assert_eq!(tables(db.pool()).await, ["_sqlx_migrations", "a"]);
+    assert_eq!(common::tables(db.pool()).await, ["_sqlx_migrations", "a"]);
     assert_eq!(db.current_version().await.unwrap(), Some(1));
     db.migrate_to(2).await.unwrap();
-    assert_eq!(tables(db.pool()).await, ["_sqlx_migrations", "a", "b"]);
+    assert_eq!(
+        common::tables(db.pool()).await,
+        ["_sqlx_migrations", "a", "b"]
+    );
     db.migrate_to(1).await.unwrap();
-    assert_eq!(tables(db.pool()).await, ["_sqlx_migrations", "a"]);
+    assert_eq!(common::tables(db.pool()).await, ["_sqlx_migrations", "a"]);
     db.migrate_to(0).await.unwrap();
-    assert_eq!(tables(db.pool()).await, ["_sqlx_migrations"]);
+    assert_eq!(common::tables(db.pool()).await, ["_sqlx_migrations"]);
     let base = harness.test_db_at(0).await.unwrap();
-    assert_eq!(tables(base.pool()).await, ["_sqlx_migrations"]);
+    assert_eq!(common::tables(base.pool()).await, ["_sqlx_migrations"]);
     assert_eq!(base.current_version().await.unwrap(), None);
 
     let e = harness.test_db_at(3).await.unwrap_err().to_string();
@@ -209,9 +203,13 @@ async fn two_migration_sets_in_one_process() {
     let other = Harness::from_dir(dir.path());
     let (own, theirs) = tokio::join!(pgfresh::test_db(), other.test_db());
     let theirs = theirs.unwrap();
-    assert!(tables(own.pool()).await.contains(&"datadump".to_owned()));
+    assert!(
+        common::tables(own.pool())
+            .await
+            .contains(&"datadump".to_owned())
+    );
     assert_eq!(
-        tables(theirs.pool()).await,
+        common::tables(theirs.pool()).await,
         ["_sqlx_migrations", "other_app"]
     );
 }

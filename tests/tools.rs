@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pgfresh::Harness;
-use pgfresh::sqlx::{self, Connection, PgConnection, PgPool};
+use pgfresh::sqlx::{self, Connection, PgConnection};
 
 #[tokio::test]
 async fn probe() {
@@ -23,15 +23,6 @@ fn sh(script: &str, dir: &Path) -> Harness {
         "-c".to_owned(),
         script.replace("$DIR", &dir.display().to_string()),
     ])
-}
-
-async fn tables(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 /// How many times a tool appended to `log`.
@@ -55,9 +46,9 @@ async fn a_command_builds_the_template_once_with_the_template_in_its_environment
     let harness = || sh(script, dir.path()).inputs([dir.path().join("schema.sql")]);
 
     let first = harness().test_db().await.unwrap();
-    assert_eq!(tables(first.pool()).await, ["by_url", "item"]);
+    assert_eq!(common::tables(first.pool()).await, ["by_url", "item"]);
     let second = harness().test_db().await.unwrap();
-    assert_eq!(tables(second.pool()).await, ["by_url", "item"]);
+    assert_eq!(common::tables(second.pool()).await, ["by_url", "item"]);
     assert_ne!(first.name(), second.name());
     assert_eq!(runs(&log), 1, "the template is built once and cloned");
 
@@ -68,7 +59,7 @@ async fn a_command_builds_the_template_once_with_the_template_in_its_environment
     )
     .unwrap();
     let edited = harness().test_db().await.unwrap();
-    assert_eq!(tables(edited.pool()).await, ["by_url", "other"]);
+    assert_eq!(common::tables(edited.pool()).await, ["by_url", "other"]);
     assert_eq!(runs(&log), 2);
 }
 
@@ -84,7 +75,7 @@ async fn sessions_a_command_leaves_open_do_not_block_the_clones() {
         .test_db()
         .await
         .unwrap();
-    assert_eq!(tables(db.pool()).await, ["t"]);
+    assert_eq!(common::tables(db.pool()).await, ["t"]);
 }
 
 #[tokio::test]
@@ -105,7 +96,7 @@ async fn a_command_runs_in_its_current_dir() {
     .test_db()
     .await
     .unwrap();
-    assert_eq!(tables(db.pool()).await, ["here"]);
+    assert_eq!(common::tables(db.pool()).await, ["here"]);
 }
 
 /// The message of the error `harness`'s first database ends with.
@@ -252,16 +243,7 @@ async fn a_panicking_function_is_caught_and_its_template_dropped() {
     }))
     .await;
     assert!(e.contains("it panicked: boom"), "{e}");
-    let template = e
-        .split_whitespace()
-        .find(|w| w.starts_with("pgfresh_t_"))
-        .expect("the message names the template");
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    assert!(
-        !common::database_exists(&admin, template).await,
-        "{template} is left"
-    );
+    common::assert_template_gone(&e).await;
 }
 
 /// Unique enough for a key of this run.
@@ -299,7 +281,7 @@ async fn refinery_builds_a_template_through_from_fn() {
     .inputs(["examples/refinery/migrations"]);
     let db = harness.test_db().await.unwrap();
     assert_eq!(
-        tables(db.pool()).await,
+        common::tables(db.pool()).await,
         ["account", "refinery_schema_history"]
     );
     let id: i64 = sqlx::query_scalar("INSERT INTO account (email) VALUES ('a@b') RETURNING id")

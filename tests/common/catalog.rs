@@ -83,3 +83,29 @@ pub async fn pgfresh_databases(admin: &PgPool) -> Vec<(String, String, Option<St
         })
         .collect()
 }
+
+/// The tables of the public schema of `pool`'s database, by name.
+pub async fn tables(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Asserts that the template an error message names (`pgfresh_t_…`) is not on the server:
+/// a failed build drops what it half built.
+pub async fn assert_template_gone(message: &str) {
+    let template = message
+        .split_whitespace()
+        .find(|w| w.starts_with("pgfresh_t_"))
+        .unwrap_or_else(|| panic!("the message names no template: {message}"))
+        .trim_end_matches([':', ',', '.']);
+    let db = pgfresh::test_db().await;
+    let admin = admin(&db).await;
+    assert!(
+        !database_exists(&admin, template).await,
+        "{template} is left"
+    );
+}
