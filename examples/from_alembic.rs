@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let first = harness.test_db().await?;
     println!(
-        "first database {} in {:.0?} (the template built by `alembic upgrade head`, or found)",
+        "first database {} in {:.2?} (the template built by `alembic upgrade head`, or found)",
         first.name(),
         start.elapsed()
     );
