@@ -26,6 +26,8 @@ usage: cargo run --release --example bench -- [flags]
                      and c of N rows each, #[pgfresh::test(fixtures(...))] against
                      #[sqlx::test(fixtures(...))] in every round, under each
                      runner; 0 skips it                  [1000]
+  --rows-per-insert N  rows per INSERT statement in those fixture files: 1 is what
+                     pg_dump --inserts writes, larger batches are cheaper to apply [100]
   --quick            small numbers for a smoke run; explicit flags still win
   --pgfresh DIR      the pgfresh checkout to measure     [this crate]
                      (copied to a snapshot first, so edits during the run do not leak in)
@@ -44,6 +46,7 @@ pub struct Args {
     work: Option<usize>,
     attribute: Option<String>,
     fixture_rows: Option<usize>,
+    rows_per_insert: Option<usize>,
     quick: bool,
     pgfresh: Option<PathBuf>,
 }
@@ -94,6 +97,7 @@ impl Args {
             "--work" => self.work = Some(number()?),
             "--attribute" => self.attribute = Some(value),
             "--fixture-rows" => self.fixture_rows = Some(number()?),
+            "--rows-per-insert" => self.rows_per_insert = Some(number()?),
             "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}; see --help")),
         }
@@ -135,6 +139,8 @@ pub struct Settings {
     pub attribute: bool,
     /// Rows in each fixture file of the fixture suite; 0: no such suite.
     pub fixture_rows: usize,
+    /// Rows per `INSERT` statement in the fixture files.
+    pub rows_per_insert: usize,
     pub pgfresh: PathBuf,
 }
 
@@ -170,6 +176,7 @@ impl Args {
                 Some(other) => return Err(format!("--attribute {other}: expected on or off")),
             },
             fixture_rows: pick(self.fixture_rows, 1000, 1000),
+            rows_per_insert: pick(self.rows_per_insert, 100, 100),
             pgfresh: self
                 .pgfresh
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
@@ -181,9 +188,16 @@ impl Args {
 
 impl Settings {
     fn check(&self) -> Result<(), String> {
-        if self.tests == 0 || self.migrations == 0 || self.rounds == 0 || self.scale_tests == 0 {
+        if self.tests == 0
+            || self.migrations == 0
+            || self.rounds == 0
+            || self.scale_tests == 0
+            || self.rows_per_insert == 0
+        {
             return Err(
-                "--tests, --migrations, --rounds and --scale-tests must be at least 1".into(),
+                "--tests, --migrations, --rounds, --scale-tests and --rows-per-insert \
+                        must be at least 1"
+                    .into(),
             );
         }
         if !self.pgfresh.join("Cargo.toml").is_file() {
@@ -210,13 +224,14 @@ impl Settings {
         let attribute = if self.attribute { "on" } else { "off" };
         format!(
             "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {} \
-             --attribute {attribute} --fixture-rows {}",
+             --attribute {attribute} --fixture-rows {} --rows-per-insert {}",
             self.tests,
             self.migrations,
             self.rounds,
             self.scale_tests,
             self.work,
-            self.fixture_rows
+            self.fixture_rows,
+            self.rows_per_insert
         )
     }
 }

@@ -28,8 +28,8 @@
 //! - `ws/crates/{attribute,sqlx}_…_fNNNN` (`--fixture-rows`, 1,000 by default): the fixture
 //!   suite. The main suite's tests, each also reading one row of one of three fixture files
 //!   (`src/fixtures/{a,b,c}.sql` beside the tests, where both attributes look for a bare
-//!   name: `--fixture-rows` rows each, into `bench_0001`..`bench_0003`, 100 rows per
-//!   `INSERT`), under `#[pgfresh::test(migrations = "…", fixtures("a", "b", "c"))]` (applied
+//!   name: `--fixture-rows` rows each, into `bench_0001`..`bench_0003`, `--rows-per-insert`
+//!   rows (100) per `INSERT`), under `#[pgfresh::test(migrations = "…", fixtures("a", "b", "c"))]` (applied
 //!   once, into the template) and `#[sqlx::test(migrations = "…", fixtures("a", "b", "c"))]`
 //!   (applied to every test's database).
 //!
@@ -118,7 +118,7 @@ fn bench(s: &Settings) -> Result<(), String> {
     let layout = Layout {
         root: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pgfresh-bench"),
     };
-    generate::write_all(&layout, &s.pgfresh, &all_crates(s))
+    generate::write_all(&layout, &s.pgfresh, &all_crates(s), s.rows_per_insert)
         .map_err(|e| format!("writing {}: {e}", layout.root.display()))?;
     let server = Server::start()?;
     let mut bench = Bench::new(s, layout, &server)?;

@@ -587,10 +587,10 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     }
     if let Some(pair) = crate::fixture_crates(s) {
         println!(
-            "\nfixtures: the same tests, each also reading a row of fixtures a, b and c ({} rows each, into\n  \
-             bench_0001..3): #[pgfresh::test(migrations = \"…\", fixtures(\"a\", \"b\", \"c\"))] (applied once, into the\n  \
+            "\nfixtures: the same tests, each also reading a row of fixtures a, b and c ({} rows each, {} per\n  \
+             INSERT, into bench_0001..3): #[pgfresh::test(migrations = \"…\", fixtures(\"a\", \"b\", \"c\"))] (applied once, into the\n  \
              template) against #[sqlx::test(…, fixtures(\"a\", \"b\", \"c\"))] (applied to every test's database)",
-            pair[0].fixtures
+            pair[0].fixtures, s.rows_per_insert
         );
         let plain = [crate::attribute_crate(s).unwrap_or(main[0]), main[1]];
         print_fixtures(samples, &pair, &plain, &s.runners);
