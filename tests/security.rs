@@ -241,3 +241,37 @@ fn a_base_directory_others_can_rename_in_is_refused() {
     assert!(text.contains("Set PGFRESH_RUN_DIR to a directory only you can write to"));
     assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "{text}");
 }
+
+#[test]
+fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
+    if !can_play_another_user() {
+        return;
+    }
+    // Private to root, as the remedy for a shared PGFRESH_RUN_DIR suggests: the local server
+    // runs as another user, which must be able to enter it.
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let shown = base.path().display().to_string();
+    let env = [
+        ("PGFRESH_SERVER", "local"),
+        ("PGFRESH_RUN_DIR", shown.as_str()),
+        ("PGFRESH_LINGER", "1"),
+    ];
+    let out = rerun("probe", &env);
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "run directory {shown}: the server runs as postgres (uid "
+        )) && text.contains(&format!(
+            "which cannot enter {shown} (owner root (uid 0), mode 0700)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Let it in (`chmod o+x {shown}`)")), "{text}");
+    assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "{text}");
+
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let out = rerun("probe", &env);
+    assert!(out.status.success(), "{}", output(&out));
+}

@@ -104,6 +104,47 @@ pub(super) fn base(path: &Path) -> Result<()> {
     })
 }
 
+/// Checks that `owner`, when it is not this process's user (root runs the local server as
+/// `postgres`), may enter `path`: every directory from `/` down must let it search. Without
+/// that, a private `PGFRESH_RUN_DIR` of root's fails later in `initdb`, as "Permission denied"
+/// on a file pgfresh has just written.
+pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
+    if owner.uid == super::rundir::euid() {
+        return Ok(());
+    }
+    let full = std::fs::canonicalize(path).map_err(|e| failed(path, "cannot read it", e))?;
+    for dir in full.ancestors() {
+        let meta = std::fs::metadata(dir).map_err(|e| failed(dir, "cannot read it", e))?;
+        let mode = meta.mode();
+        let search = if meta.uid() == owner.uid {
+            0o100
+        } else if meta.gid() == owner.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if mode & search == 0 {
+            return Err(Error::RunDir {
+                path: path.display().to_string(),
+                reason: format!(
+                    "the server runs as {}, which cannot enter {} (owner {}, mode {:04o})",
+                    user_name(owner.uid),
+                    dir.display(),
+                    user_name(meta.uid()),
+                    mode & 0o7777
+                ),
+                remedy: format!(
+                    "Let it in (`chmod o+x {}`), or set PGFRESH_RUN_DIR to a directory it can \
+                     enter",
+                    dir.display()
+                ),
+                source: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The owner of the existing directory `path` when pgfresh could have made it for this
 /// process (owned by this process's user, or, for root, by a user a local server runs as) and
 /// it can be trusted.

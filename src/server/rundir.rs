@@ -208,8 +208,9 @@ impl RunDir {
         let name = format!("pgfresh-{}-{kind}-{key}", euid());
         let base = base_for(config, &name);
         private::base(&base)?;
-        let path = base.join(name);
         let owner = Owner::of(server_user);
+        private::reachable(&base, owner)?;
+        let path = base.join(name);
         private::directory(&path, owner)?;
         let dir = Self {
             path,
