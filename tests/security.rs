@@ -268,7 +268,10 @@ fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
         )),
         "{text}"
     );
-    assert!(text.contains(&format!("Let it in (`chmod o+x {shown}`)")), "{text}");
+    assert!(
+        text.contains(&format!("Let it in (`chmod o+x {shown}`)")),
+        "{text}"
+    );
     assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "{text}");
 
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
