@@ -223,15 +223,7 @@ fn a_base_directory_others_can_rename_in_is_refused() {
     if !can_play_another_user() {
         return;
     }
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let shown = base.path().display().to_string();
-    let out = rerun(
-        "probe",
-        &[("PGFRESH_SERVER", "local"), ("PGFRESH_RUN_DIR", &shown)],
-    );
-    let text = output(&out);
-    assert!(!out.status.success(), "{text}");
+    let (base, shown, text) = refused_base(0o777);
     assert!(
         text.contains(&format!(
             "run directory {shown}: other users may write to it (mode 0777) and it has no sticky bit"
@@ -249,17 +241,7 @@ fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
     }
     // Private to root, as the remedy for a shared PGFRESH_RUN_DIR suggests: the local server
     // runs as another user, which must be able to enter it.
-    let base = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let shown = base.path().display().to_string();
-    let env = [
-        ("PGFRESH_SERVER", "local"),
-        ("PGFRESH_RUN_DIR", shown.as_str()),
-        ("PGFRESH_LINGER", "1"),
-    ];
-    let out = rerun("probe", &env);
-    let text = output(&out);
-    assert!(!out.status.success(), "{text}");
+    let (base, shown, text) = refused_base(0o700);
     assert!(
         text.contains(&format!(
             "run directory {shown}: the server runs as postgres (uid "
@@ -275,6 +257,27 @@ fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
     assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "{text}");
 
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let out = rerun("probe", &env);
+    let out = rerun("probe", &base_env(&shown));
     assert!(out.status.success(), "{}", output(&out));
+}
+
+/// The environment of a probe on the local source with `PGFRESH_RUN_DIR` = `base`.
+fn base_env(base: &str) -> [(&'static str, &str); 3] {
+    [
+        ("PGFRESH_SERVER", "local"),
+        ("PGFRESH_RUN_DIR", base),
+        ("PGFRESH_LINGER", "1"),
+    ]
+}
+
+/// A new base directory of `mode`, and a probe that uses it and fails: the directory, its
+/// path as shown, and the probe's output.
+fn refused_base(mode: u32) -> (tempfile::TempDir, String, String) {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    let shown = base.path().display().to_string();
+    let out = rerun("probe", &base_env(&shown));
+    let text = output(&out);
+    assert!(!out.status.success(), "{text}");
+    (base, shown, text)
 }
