@@ -270,16 +270,21 @@ pub(crate) async fn drop_test_db(server: &Server, urgency: Urgency, name: &str) 
     drop_marked(server.version, &mut conn, name, is_template).await
 }
 
-/// Marks a test database as kept by this run of `suite`: it outlives this process, and the next
-/// run of the same suite drops it.
-pub(crate) async fn keep_test_db(server: &Server, name: &str, suite: &str) -> Result<()> {
+/// Marks a test database as kept by the run `run` of `suite`: it outlives this process, and the
+/// next run of the same suite drops it.
+pub(crate) async fn keep_test_db(
+    server: &Server,
+    name: &str,
+    suite: &str,
+    run: &str,
+) -> Result<()> {
     let mut conn = server
         .admin_conn(Urgency::Now, &format!("keep {name}"))
         .await?;
     mark_of(&mut conn, name).await?;
     let kept = Mark::Kept {
         suite: suite.to_owned(),
-        run: crate::marker::run_id(server.owner),
+        run: run.to_owned(),
     };
     set_mark(&mut conn, name, &kept).await
 }

@@ -101,6 +101,8 @@ pub(crate) struct Config {
     /// Where processes sharing a local cluster or container meet (`PGFRESH_RUN_DIR`).
     #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub run_dir: Option<PathBuf>,
+    /// Whether test processes get their databases from the run's broker (`PGFRESH_BROKER`).
+    pub broker: bool,
 }
 
 /// `PGFRESH_LINGER` default: long enough for the next `cargo test` of an edit-test loop to
@@ -232,6 +234,19 @@ impl Config {
                 })?,
         };
 
+        let broker = match get("PGFRESH_BROKER") {
+            None => true,
+            Some(v) if v.trim().eq_ignore_ascii_case("on") => true,
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => false,
+            Some(v) => {
+                return Err(Error::InvalidConfig {
+                    var: "PGFRESH_BROKER",
+                    value: v,
+                    reason: "expected `on` or `off`".into(),
+                });
+            }
+        };
+
         Ok(Self {
             choice,
             url,
@@ -242,6 +257,7 @@ impl Config {
             ready,
             slot_wait,
             run_dir: get("PGFRESH_RUN_DIR").map(PathBuf::from),
+            broker,
         })
     }
 }
@@ -338,6 +354,14 @@ mod tests {
             .to_string();
         assert!(
             e.contains("PGFRESH_SLOT_WAIT=soon") && e.contains("0 to 600"),
+            "{e}"
+        );
+        assert!(!config(&[("PGFRESH_BROKER", "OFF")]).unwrap().broker);
+        let e = config(&[("PGFRESH_BROKER", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PGFRESH_BROKER=maybe") && e.contains("`on` or `off`"),
             "{e}"
         );
         let e = config(&[("PGFRESH_READY", "1000")])

@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lease::Lease;
 use crate::migrations::Origin;
 use crate::recipe::{EmbeddedFixture, Fixture, Recipe, Steps, Tool};
 use crate::server::address;
@@ -377,8 +378,11 @@ impl Harness {
                 Ok(pool) => pool,
                 Err(e) => {
                     let name = handout.name.clone();
-                    let _ = worker::call(move |shared| async move { shared.drop_now(&name).await })
-                        .await;
+                    if !handout.lease.take().is_some_and(Lease::release) {
+                        let _ =
+                            worker::call(move |shared| async move { shared.drop_now(&name).await })
+                                .await;
+                    }
                     return Err(Error::connect(
                         address(&handout.options),
                         "the server has connections to spare (max_connections)",

@@ -12,6 +12,7 @@
 
 mod admin;
 mod attribute;
+mod broker;
 pub mod check;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
@@ -21,6 +22,7 @@ pub mod datadump;
 mod error;
 mod fixture;
 mod harness;
+mod lease;
 mod locks;
 mod marker;
 mod migrations;

@@ -10,7 +10,9 @@
 //!
 //! The rules, applied once per process and migration set, in the background:
 //! - `trash` (a drop that was cut short): dropped.
-//! - `test` or `building` of an owner that holds no lock any more: dropped.
+//! - `test` or `building` of an owner that holds no lock any more: dropped; a `test` database
+//!   only once nobody is connected to it (the owner may be a broker, see [`crate::broker`],
+//!   that died while the test it handed the database to still runs).
 //! - no comment yet on a test database or template (created by a process that died before it
 //!   wrote the marker): dropped when the owner its name carries is gone, or for a template when
 //!   nobody holds its build lock.
@@ -36,13 +38,20 @@ const STALE_SUITE_TEMPLATE: i64 = 3600;
 /// Any template is stale this long after its last use.
 const STALE_TEMPLATE: i64 = 7 * 24 * 3600;
 
-/// Applies the sweep rules (see the module docs) for `suite`, whose current template is
-/// `current`.
-pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result<()> {
+/// Applies the sweep rules (see the module docs) for the run `this_run` (see
+/// [`crate::marker::run_id`]) of `suite`, whose current template is `current`. Returns what
+/// the user should hear of: the databases kept by an earlier run that it dropped.
+pub(crate) async fn sweep(
+    server: &Server,
+    suite: &str,
+    current: &str,
+    this_run: &str,
+) -> Result<Vec<String>> {
     let mut conn = server.admin_conn(Urgency::CanWait, "sweep").await?;
-    let databases: Vec<(String, Option<String>, i32)> = sqlx::query_as(
-        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit \
-         FROM pg_database WHERE starts_with(datname::text, $1)",
+    let databases: Vec<(String, Option<String>, i32, bool)> = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database'), datconnlimit, \
+                EXISTS (SELECT FROM pg_stat_activity a WHERE a.datid = d.oid) \
+         FROM pg_database d WHERE starts_with(datname::text, $1)",
     )
     .bind(PREFIX)
     .fetch_all(&mut *conn)
@@ -63,10 +72,9 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     let held = |class: i32, key: i64| locks.contains(&(i64::from(class), key));
     let alive = |owner: i32| held(OWNER_LOCK_CLASS, i64::from(owner));
     let names: HashSet<&str> = databases.iter().map(|(n, ..)| n.as_str()).collect();
-    let this_run = run_id(server.owner);
 
     let mut doomed = Vec::new();
-    for (name, comment, limit) in &databases {
+    for (name, comment, limit, in_use) in &databases {
         if !Mark::created_by_pgfresh(name, comment.as_deref(), *limit) {
             continue;
         }
@@ -88,7 +96,10 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
             Some(None) => false,
             Some(Some(mark)) => match mark {
                 Mark::Trash => true,
-                Mark::Test { owner } | Mark::Building { owner } => !alive(owner),
+                // A broker's test database outlives a broker that died while its test runs:
+                // that test drops it when it ends.
+                Mark::Test { owner } => !alive(owner) && !in_use,
+                Mark::Building { owner } => !alive(owner),
                 Mark::Kept { suite: s, run } => s == suite && run != this_run,
                 Mark::Template { suite: s, used } => {
                     let age = now() - used;
@@ -105,7 +116,7 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     // work instead of queueing on the same database.
     doomed.sort_by_cached_key(|_| uuid::Uuid::new_v4());
 
-    let mut dropped = 0_usize;
+    let (mut dropped, mut notices) = (0_usize, Vec::new());
     for (name, comment) in doomed {
         let listed = comment.as_deref().and_then(Mark::parse);
         match drop_if_still(server.version, &mut conn, &name, listed.as_ref()).await {
@@ -115,7 +126,9 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
                     .as_deref()
                     .is_some_and(|c| c.starts_with("pgfresh:kept"))
                 {
-                    eprintln!("pgfresh: dropped {name}, kept by an earlier run of this test suite");
+                    notices.push(format!(
+                        "pgfresh: dropped {name}, kept by an earlier run of this test suite"
+                    ));
                 }
                 dropped += 1;
             }
@@ -125,7 +138,7 @@ pub(crate) async fn sweep(server: &Server, suite: &str, current: &str) -> Result
     if dropped > 0 {
         tracing::info!(count = dropped, "swept databases left behind");
     }
-    Ok(())
+    Ok(notices)
 }
 
 /// Frees what is pgfresh's to free on a server that ran out of disk space: every ready clone
@@ -159,5 +172,8 @@ pub(crate) async fn free_space(server: &Server, suite: &str, current: &str) -> R
         }
     }
     drop(conn);
-    sweep(server, suite, current).await
+    for notice in sweep(server, suite, current, &run_id(server.owner)).await? {
+        eprintln!("{notice}");
+    }
+    Ok(())
 }

@@ -42,20 +42,32 @@ pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
     built.map(|()| name)
 }
 
+/// The template of `hash` when it is built and complete (its use by `suite` recorded as
+/// [`ensure`] records it); `None` when it is not, or is being built.
+pub(crate) async fn built(server: &Server, hash: &str, suite: &str) -> Result<Option<String>> {
+    let name = names::template_name(hash);
+    let mut conn = server
+        .admin_conn(Urgency::Now, "look for a template")
+        .await?;
+    let Some((true, Some(Mark::Template { used, .. }))) = admin::mark_of(&mut conn, &name).await?
+    else {
+        return Ok(None);
+    };
+    if now() - used >= USE_RECORDED_EVERY {
+        record_use(&mut conn, &name, suite).await?;
+    }
+    Ok(Some(name))
+}
+
 async fn build_locked(
     server: &Server,
     conn: &mut PgConnection,
     recipe: &Recipe,
     name: &str,
 ) -> Result<()> {
-    let used = Mark::Template {
-        suite: recipe.suite().to_owned(),
-        used: now(),
-    };
     match admin::mark_of(conn, name).await? {
         Some((true, Some(Mark::Template { .. }))) => {
-            // Record the use, so that sweeps can tell live templates from abandoned ones.
-            return set_mark(conn, name, &used).await;
+            return record_use(conn, name, recipe.suite()).await;
         }
         Some((_, mark)) => {
             tracing::info!(template = name, ?mark, "dropping a half-built template");
@@ -87,6 +99,36 @@ async fn build_locked(
         &format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"#),
     )
     .await?;
+    let used = Mark::Template {
+        suite: recipe.suite().to_owned(),
+        used: now(),
+    };
+    set_mark(conn, name, &used).await
+}
+
+/// Records a use of the complete template `name` by `suite`, so that sweeps can tell live
+/// templates from abandoned ones. Only its owner (or a superuser) may: another role on the
+/// same server clones it all the same and leaves the record to the owner's runs (were the
+/// template swept meanwhile, that role builds its own).
+async fn record_use(conn: &mut PgConnection, name: &str, suite: &str) -> Result<()> {
+    let may: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_has_role(datdba, 'MEMBER') FROM pg_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| Error::database(format!("looking up the owner of template {name}"), e))?;
+    if may != Some(true) {
+        tracing::debug!(
+            template = name,
+            "another role owns the template: its use goes unrecorded"
+        );
+        return Ok(());
+    }
+    let used = Mark::Template {
+        suite: suite.to_owned(),
+        used: now(),
+    };
     set_mark(conn, name, &used).await
 }
 

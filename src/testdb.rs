@@ -9,6 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{KeepPolicy, Source, redact_url};
 use crate::error::{Error, Result};
+use crate::lease::Lease;
 use crate::migrations::{MigrationSet, read_applied};
 use crate::worker::{self, Handout};
 
@@ -46,6 +47,9 @@ pub struct TestDb {
     /// Under `#[pgfresh::test]`: where a guard dropped by a test that has not failed (yet)
     /// goes, so that the attribute decides once the test's result is known.
     hand_back: Option<HandBack>,
+    /// The broker's hold on the database, when the broker handed it out (see
+    /// [`crate::lease`]); else this process drops it.
+    lease: Option<Lease>,
 }
 
 /// See [`TestDb::hand_back`].
@@ -54,7 +58,7 @@ pub(crate) type HandBack = Arc<Mutex<Option<TestDb>>>;
 impl TestDb {
     /// The guard of the database the worker handed out, with its pool.
     pub(crate) fn new(
-        handout: Handout,
+        mut handout: Handout,
         pool: PgPool,
         keep: KeepPolicy,
         migrations: Option<Arc<MigrationSet>>,
@@ -72,6 +76,7 @@ impl TestDb {
             suite,
             armed: true,
             hand_back: None,
+            lease: handout.lease.take(),
         }
     }
 
@@ -177,6 +182,14 @@ impl TestDb {
         self.armed = false;
         self.pool.close().await;
         let name = std::mem::take(&mut self.name);
+        if let Some(lease) = self.lease.take() {
+            match tokio::task::spawn_blocking(move || lease.drop_now()).await {
+                Ok(Ok(())) => return Ok(()),
+                // The drop below says what is wrong in its own words, or finds it done.
+                Ok(Err(why)) => tracing::debug!("the broker did not drop {name}: {why}"),
+                Err(e) => tracing::debug!("the broker did not drop {name}: {e}"),
+            }
+        }
         worker::call(move |shared| async move { shared.drop_now(&name).await }).await
     }
 
@@ -207,7 +220,10 @@ impl TestDb {
 
     /// Drops the database in the background: the test goes on at once, and the process waits
     /// for the drop when it exits (see [`worker::submit_before_exit`]).
-    fn drop_later(&self) -> Result<()> {
+    fn drop_later(&mut self) -> Result<()> {
+        if self.lease.take().is_some_and(Lease::release) {
+            return Ok(());
+        }
         let name = self.name.clone();
         worker::submit_before_exit(move |shared| async move {
             shared.drop_in_background(&name).await;
@@ -216,7 +232,13 @@ impl TestDb {
 
     /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
     /// when it goes). Waits at most [`KEEP_WAIT`]: it runs from `Drop`.
-    fn mark_kept(&self) -> Result<()> {
+    fn mark_kept(&mut self) -> Result<()> {
+        if let Some(lease) = self.lease.take() {
+            match lease.keep(&crate::lease::this_run(), &self.suite) {
+                Ok(()) => return Ok(()),
+                Err(why) => tracing::debug!("the broker did not keep {}: {why}", self.name),
+            }
+        }
         let (name, suite) = (self.name.clone(), self.suite.clone());
         let kept = worker::call_blocking(KEEP_WAIT, move |shared| async move {
             shared.keep(&name, &suite).await
@@ -302,6 +324,7 @@ impl Drop for TestDb {
                 suite: std::mem::take(&mut self.suite),
                 armed: true,
                 hand_back: None,
+                lease: self.lease.take(),
             };
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(moved);
             return;

@@ -6,7 +6,7 @@
 //! and the template state live here, on a runtime that lives as long as the process; tests talk
 //! to it through channels that work from any runtime (or none).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
+use crate::lease::{Broker, Claim, Granted, Lease};
 use crate::prefetch::{Key, Prefetch, Prefetched};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     templates: Mutex<HashMap<String, Arc<Template>>>,
     /// Databases claimed and connected for the next tests of this process.
     prefetch: Prefetch,
+    /// The broker of this environment (see [`crate::lease`]), unless there is none.
+    broker: OnceCell<Option<Broker>>,
 }
 
 /// One template's state in this process.
@@ -42,8 +45,9 @@ struct Template {
     name: OnceCell<Result<String>>,
     /// A refill of the ready clones is under way.
     refilling: AtomicBool,
-    /// This process swept the leftovers of the template's suite (once is enough).
-    swept: AtomicBool,
+    /// The runs (see [`crate::marker::run_id`]) for which this process swept the leftovers of
+    /// the template's suite (once per run is enough; a broker serves one run after another).
+    swept: Mutex<HashSet<String>>,
 }
 
 /// The worker's answer to a request for a test database: only copies of the server's settings
@@ -60,10 +64,12 @@ pub(crate) struct Handout {
     /// The database's pool when it was prefetched (see [`crate::prefetch`]), connected
     /// already; else the caller connects one.
     pub pool: Option<PgPool>,
+    /// The broker's hold on the database, when the broker handed it out.
+    pub lease: Option<Lease>,
 }
 
 impl Handout {
-    fn new(server: &Server, name: String, pool: Option<PgPool>) -> Self {
+    pub(crate) fn new(server: &Server, name: String, pool: Option<PgPool>) -> Self {
         let mut url = server.url.clone();
         url.set_path(&name);
         Self {
@@ -73,6 +79,19 @@ impl Handout {
             password_from_user: server.password_from_user,
             name,
             pool,
+            lease: None,
+        }
+    }
+
+    fn granted(granted: Granted) -> Self {
+        Self {
+            name: granted.name,
+            options: granted.options,
+            url: granted.url,
+            source: granted.source,
+            password_from_user: granted.password_from_user,
+            pool: None,
+            lease: Some(granted.lease),
         }
     }
 }
@@ -99,10 +118,13 @@ impl Shared {
         };
         let handout = match self.prefetch.take(&key) {
             Some(ready) => Handout::new(&*self.server().await?, ready.name, Some(ready.pool)),
-            None => {
-                let (server, name) = self.claim(&recipe).await?;
-                Handout::new(&server, name, None)
-            }
+            None => match self.claim_from_broker(&recipe).await {
+                Some(granted) => Handout::granted(granted),
+                None => {
+                    let (server, name) = self.claim(&recipe).await?;
+                    Handout::new(&server, name, None)
+                }
+            },
         };
         if self.prefetch.handed_out(&key) {
             let unfinished = Unfinished::start();
@@ -122,6 +144,70 @@ impl Shared {
             });
         }
         Ok(handout)
+    }
+
+    /// A database from the broker, started if need be, unless there is none or it cannot help.
+    async fn claim_from_broker(&self, recipe: &Recipe) -> Option<Granted> {
+        let broker = self
+            .broker
+            .get_or_init(|| async { Broker::find(Config::global().ok()?) })
+            .await
+            .as_ref()?;
+        let (hash, suite) = (recipe.hash(), recipe.suite());
+        match broker.claim(hash, suite).await {
+            Claim::Granted(granted) => return Some(*granted),
+            Claim::Declined => return None,
+            Claim::NotRunning => {}
+        }
+        // The server first, here: where it cannot be had, this process says why, and the
+        // broker then finds it running.
+        self.server().await.ok()?;
+        if let Err(why) = broker.start().await {
+            tracing::debug!("no broker: {why}");
+            return None;
+        }
+        match broker.claim(hash, suite).await {
+            Claim::Granted(granted) => Some(*granted),
+            Claim::NotRunning | Claim::Declined => None,
+        }
+    }
+
+    /// For the broker: a clone of the template `hash` of `suite`, when that template is built
+    /// and complete (`None` when it is not: the test process builds it).
+    pub async fn claim_built(
+        self: Arc<Self>,
+        hash: &str,
+        suite: &str,
+        run: &str,
+    ) -> Result<Option<(Arc<Server>, String, Vec<String>)>> {
+        let server = self.server().await?;
+        let entry = self.template(hash);
+        let template = match entry.name.get() {
+            Some(known) => known.clone()?,
+            None => match template::built(&server, hash, suite).await? {
+                Some(name) => entry
+                    .name
+                    .get_or_init(|| async { Ok(name) })
+                    .await
+                    .clone()?,
+                None => return Ok(None),
+            },
+        };
+        // A run's first claim waits for the sweep, so that what it tells the user reaches the
+        // test process (the broker's own stderr goes nowhere).
+        let mut notices = Vec::new();
+        if entry.first_of_run(run) {
+            notices = sweep::sweep(&server, suite, &template, run)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("sweeping left-behind databases failed: {e}");
+                    Vec::new()
+                });
+        }
+        let name = self
+            .clone_template(&server, &entry, &template, hash, suite, run)
+            .await?;
+        Ok(Some((server, name, notices)))
     }
 
     /// Claims a database for the next test and connects its pool.
@@ -164,7 +250,14 @@ impl Shared {
 
     /// Marks a test database as kept by this run of `suite` (see [`crate::sweep`]).
     pub async fn keep(&self, name: &str, suite: &str) -> Result<()> {
-        admin::keep_test_db(&*self.server().await?, name, suite).await
+        let server = self.server().await?;
+        let run = crate::marker::run_id(server.owner);
+        admin::keep_test_db(&server, name, suite, &run).await
+    }
+
+    /// For the broker: marks a test database as kept by the run `run` of `suite`.
+    pub async fn keep_for_run(&self, name: &str, suite: &str, run: &str) -> Result<()> {
+        admin::keep_test_db(&*self.server().await?, name, suite, run).await
     }
 
     /// A new test database cloned from `recipe`'s template: the template is built on first
@@ -197,25 +290,50 @@ impl Shared {
     /// [`claim`](Self::claim) on `server`, once.
     async fn claim_on(&self, server: &Arc<Server>, recipe: &Recipe) -> Result<String> {
         let hash = recipe.hash();
-        let entry = {
-            let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(hash.to_owned()).or_default().clone()
-        };
+        let entry = self.template(hash);
         let template = entry
             .name
             .get_or_init(|| template::ensure(server, recipe))
             .await
             .clone()?;
-        let name = admin::claim_or_clone(server, &template, hash).await?;
+        let run = crate::marker::run_id(server.owner);
+        self.clone_template(server, &entry, &template, hash, recipe.suite(), &run)
+            .await
+    }
+
+    /// This process's state of the template `hash`.
+    fn template(&self, hash: &str) -> Arc<Template> {
+        let mut map = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(hash.to_owned()).or_default().clone()
+    }
+
+    /// A clone of the complete `template` (of `hash`, of `suite`): a ready clone claimed or a
+    /// new one; then, in the background, the ready clones are topped up and (once per
+    /// process) the suite's leftovers swept.
+    async fn clone_template(
+        &self,
+        server: &Arc<Server>,
+        entry: &Arc<Template>,
+        template: &str,
+        hash: &str,
+        suite: &str,
+        run: &str,
+    ) -> Result<String> {
+        let name = admin::claim_or_clone(server, template, hash).await?;
 
         // Only now, so that the sweep's connection does not delay the first hand-out.
-        if !entry.swept.swap(true, Ordering::AcqRel) {
-            let (server, suite, current) =
-                (server.clone(), recipe.suite().to_owned(), template.clone());
+        if entry.first_of_run(run) {
+            let (server, suite, current, run) = (
+                server.clone(),
+                suite.to_owned(),
+                template.to_owned(),
+                run.to_owned(),
+            );
             let unfinished = Unfinished::start();
             tokio::spawn(async move {
-                if let Err(e) = sweep::sweep(&server, &suite, &current).await {
-                    tracing::warn!("sweeping left-behind databases failed: {e}");
+                match sweep::sweep(&server, &suite, &current, &run).await {
+                    Ok(notices) => notices.iter().for_each(|n| eprintln!("{n}")),
+                    Err(e) => tracing::warn!("sweeping left-behind databases failed: {e}"),
                 }
                 drop(unfinished);
             });
@@ -223,7 +341,8 @@ impl Shared {
 
         let target = Config::global()?.ready;
         if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
-            let (server, hash) = (server.clone(), hash.to_owned());
+            let (server, hash, template) = (server.clone(), hash.to_owned(), template.to_owned());
+            let entry = entry.clone();
             tokio::spawn(async move {
                 let refilled = admin::refill_ready(&server, &template, &hash, target);
                 if let Err(e) = refilled.await {
@@ -233,6 +352,16 @@ impl Shared {
             });
         }
         Ok(name)
+    }
+}
+
+impl Template {
+    /// Whether `run` is new to this template here: its suite is swept once per run.
+    fn first_of_run(&self, run: &str) -> bool {
+        self.swept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run.to_owned())
     }
 }
 

@@ -196,6 +196,29 @@ fn local_available(config: &Config) -> Result<(), String> {
     }
 }
 
+/// The directory where the broker of the processes sharing this environment listens (see
+/// [`crate::lease`]); `None` in a build without run directories (no docker or local source).
+pub(crate) fn broker_dir(config: &Config, key: &str) -> Option<PathBuf> {
+    #[cfg(any(feature = "docker", feature = "local"))]
+    return Some(rundir::broker_dir(config, key));
+    #[cfg(not(any(feature = "docker", feature = "local")))]
+    {
+        let _ = (config, key);
+        None
+    }
+}
+
+/// Creates the broker's directory `path` (from [`broker_dir`]), private to this process's user.
+pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
+    #[cfg(any(feature = "docker", feature = "local"))]
+    return rundir::make_broker_dir(path);
+    #[cfg(not(any(feature = "docker", feature = "local")))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// The free space of the file system `path` is (or would be) on, where there is a way to
 /// tell: a data directory `initdb` removed after it failed is measured at its parent.
 fn rundir_free_space(path: &Path) -> Option<u64> {

@@ -151,6 +151,22 @@ fn base_for(config: &Config, name: &str) -> PathBuf {
     }
 }
 
+/// The broker's directory `pgfresh-<uid>-broker-<key>` (see [`crate::lease`]), in the base a
+/// run directory would go in.
+pub(crate) fn broker_dir(config: &Config, key: &str) -> PathBuf {
+    let name = format!("pgfresh-{}-broker-{key}", euid());
+    base_for(config, &name).join(name)
+}
+
+/// Creates the broker's directory `path` unless it exists, private to this process's user
+/// (who also runs the broker), and checks it and its base (see [`super::private`]).
+pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
+    if let Some(base) = path.parent() {
+        private::base(base)?;
+    }
+    private::directory(path, Owner::of(None))
+}
+
 /// The bytes an unprivileged user may still write on the file system of `path`.
 pub(crate) fn free_space(path: &Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(path).ok()?;

@@ -1,0 +1,324 @@
+//! A test process's side of the broker (the broker itself is [`crate::broker`]).
+//!
+//! Under `cargo nextest run` every test is a process, and a process that claims its own
+//! database pays for an administrative connection (a backend start and a password exchange),
+//! an owner lock, a sweep, and a wait at exit for its database's drop. Instead, the first
+//! process of a run starts a broker, and every process asks it for a database over a Unix
+//! socket in the broker's directory, then keeps that socket open for as long as its test holds
+//! the database: the [`Lease`]. Closing it (which the kernel also does when the process dies,
+//! however it dies) tells the broker to drop the database. A test process then opens only its
+//! own pool and waits for nothing at exit.
+//!
+//! The broker is found by the environment that chooses and configures the server (every
+//! `PGFRESH_*`, `DB_URL`, `DATABASE_URL` and `PG*` variable, and the working directory): tests
+//! run with the same environment share one, tests run with another get their own.
+//!
+//! Wherever the broker cannot help (`PGFRESH_BROKER=off`, it cannot be started, the template is
+//! not built yet, it answers with an error, or it is gone when a test ends) the process does
+//! the work itself, as it would without a broker; every failure a user can meet is reported by
+//! that path, in its own words.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream as StdStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::config::{Config, Source};
+use crate::server;
+
+/// The variable that makes a test binary the broker of the directory it names.
+pub(crate) const SERVE_VAR: &str = "PGFRESH_BROKER_SERVE";
+/// The broker's socket, in its directory.
+pub(crate) const SOCKET: &str = "socket";
+/// Held by the live broker for as long as it runs.
+pub(crate) const ALIVE_LOCK: &str = "alive.lock";
+/// Held by the process starting a broker, so that processes starting together start one.
+const SPAWN_LOCK: &str = "spawn.lock";
+/// The line a broker prints on its standard output once it accepts connections.
+pub(crate) const READY_LINE: &str = "ready";
+
+/// Where a broker can start: the platforms whose executables run constructors
+/// ([`crate::broker`]'s hook).
+pub(crate) const SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "macos"));
+
+/// How long a process waits for a broker it started to accept connections (it finds the server
+/// the process has just found or started).
+const START_WAIT: Duration = Duration::from_secs(30);
+/// How long a process waits for the broker's answer to a claim (it may have to clone the
+/// template) before doing the work itself.
+const CLAIM_WAIT: Duration = Duration::from_secs(60);
+/// How long a process waits for the broker to keep or drop a database.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// The broker of this process's environment.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    dir: PathBuf,
+}
+
+/// What the broker said to a claim.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// A database.
+    Granted(Box<Granted>),
+    /// No broker runs: [`Broker::start`] one.
+    NotRunning,
+    /// The broker cannot help (the reason is logged): the process claims one itself.
+    Declined,
+}
+
+/// A database the broker handed out.
+#[derive(Debug)]
+pub(crate) struct Granted {
+    pub lease: Lease,
+    pub name: String,
+    pub url: url::Url,
+    pub options: PgConnectOptions,
+    pub source: Source,
+    pub password_from_user: bool,
+}
+
+/// The connection to the broker that holds one test database: dropping it gives the database
+/// back (the broker drops it).
+#[derive(Debug)]
+pub(crate) struct Lease {
+    stream: StdStream,
+}
+
+impl Broker {
+    /// The broker of this environment, unless `PGFRESH_BROKER=off`, this process is a broker,
+    /// or there is no directory for one (a build without the docker and local sources).
+    pub fn find(config: &Config) -> Option<Self> {
+        if !config.broker || !SUPPORTED || std::env::var_os(SERVE_VAR).is_some() {
+            return None;
+        }
+        let dir = server::broker_dir(config, &environment_key())?;
+        Some(Self { dir })
+    }
+
+    /// A clone of the template `hash` (of `suite`) from the broker.
+    pub async fn claim(&self, hash: &str, suite: &str) -> Claim {
+        let Ok(stream) = UnixStream::connect(self.dir.join(SOCKET)).await else {
+            return Claim::NotRunning;
+        };
+        match self.try_claim(stream, hash, suite).await {
+            Ok(granted) => Claim::Granted(Box::new(granted)),
+            Err(why) => {
+                tracing::debug!("the broker handed out no database: {why}");
+                Claim::Declined
+            }
+        }
+    }
+
+    /// Starts the broker, unless one answers by the time this process holds the spawn lock:
+    /// the test binary itself, run again with [`SERVE_VAR`] (see [`crate::broker`]).
+    pub async fn start(&self) -> Result<(), String> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || start(&dir))
+            .await
+            .map_err(|e| format!("starting the broker: {e}"))?
+    }
+
+    async fn try_claim(
+        &self,
+        mut stream: UnixStream,
+        hash: &str,
+        suite: &str,
+    ) -> Result<Granted, String> {
+        let request = json!({ "claim": { "hash": hash, "suite": suite, "run": this_run() } });
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .map_err(|e| format!("sending the claim: {e}"))?;
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(&mut stream);
+        match tokio::time::timeout(CLAIM_WAIT, reader.read_line(&mut line)).await {
+            Err(_) => return Err(format!("no answer within {} s", CLAIM_WAIT.as_secs())),
+            Ok(Err(e)) => return Err(format!("reading the answer: {e}")),
+            Ok(Ok(_)) => {}
+        }
+        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+        let Some(granted) = answer.get("granted") else {
+            return Err(answer["none"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned());
+        };
+        // What the broker's sweep would have told the user, had it run here.
+        for notice in granted["notices"].as_array().into_iter().flatten() {
+            eprintln!("{}", notice.as_str().unwrap_or_default());
+        }
+        let text = |key: &str| granted[key].as_str().unwrap_or_default().to_owned();
+        let name = text("name");
+        let url = url::Url::parse(&text("url")).map_err(|e| format!("the URL: {e}"))?;
+        let options = PgConnectOptions::from_str(url.as_str())
+            .map_err(|e| format!("the URL: {e}"))?
+            .application_name("pgfresh-test");
+        let source = match text("source").as_str() {
+            "url" => Source::Url,
+            "docker" => Source::Docker,
+            "local" => Source::Local,
+            other => return Err(format!("an unknown source {other:?}")),
+        };
+        let stream = stream
+            .into_std()
+            .and_then(|s| s.set_nonblocking(false).map(|()| s))
+            .map_err(|e| format!("keeping the connection: {e}"))?;
+        Ok(Granted {
+            lease: Lease { stream },
+            name,
+            url,
+            options,
+            source,
+            password_from_user: granted["password_from_user"].as_bool().unwrap_or(true),
+        })
+    }
+}
+
+/// This process's run (see [`crate::marker::run_id`]): the broker sweeps what earlier runs
+/// kept, and marks what this one keeps.
+pub(crate) fn this_run() -> String {
+    crate::marker::run_id(i32::try_from(std::process::id()).unwrap_or(0))
+}
+
+/// See [`Broker::start`].
+fn start(dir: &Path) -> Result<(), String> {
+    server::make_broker_dir(dir).map_err(|e| e.to_string())?;
+    let lock = private_file(&dir.join(SPAWN_LOCK))?;
+    lock.lock()
+        .map_err(|e| format!("locking {SPAWN_LOCK}: {e}"))?;
+    if StdStream::connect(dir.join(SOCKET)).is_ok() {
+        return Ok(());
+    }
+    // A broker that holds its lock but does not answer is leaving (idle) or stuck: this
+    // process does without it rather than wait.
+    let alive = private_file(&dir.join(ALIVE_LOCK))?;
+    if alive.try_lock().is_err() {
+        return Err("the broker is leaving".into());
+    }
+    drop(alive);
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let mut child = Command::new(exe)
+        .env(SERVE_VAR, dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Out of the test run's process group: a Ctrl-C meant for the tests does not reach it.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the broker: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout.take(64)).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let ready = rx
+        .recv_timeout(START_WAIT)
+        .is_ok_and(|line| line.trim_end() == READY_LINE);
+    if !ready {
+        let _ = child.kill();
+    }
+    // Reaps it when it exits, so that a long-lived process does not collect a zombie.
+    std::thread::spawn(move || child.wait());
+    if ready {
+        Ok(())
+    } else {
+        Err(format!(
+            "the broker did not start within {} s",
+            START_WAIT.as_secs()
+        ))
+    }
+}
+
+/// Opens (creating, mode `0600`) a lock file of the broker's directory.
+pub(crate) fn private_file(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
+}
+
+/// A key for everything in the environment that chooses or configures the server, and the
+/// working directory (relative paths in it mean another place elsewhere).
+fn environment_key() -> String {
+    use sha2::{Digest, Sha256};
+    let mut vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| {
+            (k.starts_with("PG") || k == "DB_URL" || k == "DATABASE_URL") && k != SERVE_VAR
+        })
+        .collect();
+    vars.sort();
+    let mut hash = Sha256::new();
+    hash.update(env!("CARGO_PKG_VERSION"));
+    for (k, v) in vars {
+        hash.update(format!("\0{k}={v}"));
+    }
+    if let Ok(dir) = std::env::current_dir() {
+        hash.update(format!("\0{}", dir.display()));
+    }
+    hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Lease {
+    /// Gives the database back for the broker to drop. `false` when the broker is gone: the
+    /// caller drops it.
+    pub fn release(mut self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        // The broker never writes unasked: readable means closed.
+        // (`Ok(0)` is the close, `Ok(n)` a broken protocol: either way the caller drops it.)
+        match self.stream.read(&mut [0]) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(0 | 1..) => false,
+        }
+    }
+
+    /// Asks the broker to keep the database for run `run` of `suite`.
+    pub fn keep(self, run: &str, suite: &str) -> Result<(), String> {
+        self.ask(&json!({ "keep": { "run": run, "suite": suite } }))
+    }
+
+    /// Asks the broker to drop the database now, and waits for it.
+    pub fn drop_now(self) -> Result<(), String> {
+        self.ask(&json!({ "drop": {} }))
+    }
+
+    fn ask(mut self, request: &Value) -> Result<(), String> {
+        let stream = &mut self.stream;
+        stream
+            .set_read_timeout(Some(ANSWER_WAIT))
+            .map_err(|e| e.to_string())?;
+        writeln!(stream, "{request}").map_err(|e| format!("asking the broker: {e}"))?;
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the broker's answer: {e}"))?;
+        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+        match answer.get("error") {
+            None if answer.get("ok").is_some() => Ok(()),
+            None => Err(format!("an unexpected answer {line:?}")),
+            Some(e) => Err(e.as_str().unwrap_or_default().to_owned()),
+        }
+    }
+}
