@@ -283,7 +283,7 @@ async fn a_failing_or_err_test_keeps_its_database_and_says_how_to_connect() {
         } else {
             assert!(!text.contains("kept database"), "{test}:\n{text}");
             assert!(
-                !common::database_exists(&admin, &name).await,
+                common::dropped_within(&admin, &name, std::time::Duration::from_secs(10)).await,
                 "{test}: {name} is left"
             );
         }

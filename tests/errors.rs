@@ -249,10 +249,41 @@ async fn another_role_on_the_same_server_gets_its_own_ready_databases() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
     let (role, url) = login_role(&db, &admin, "pgfresh_second", "role-pw-77", "CREATEDB").await;
-    let env = [("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
+    let env = [
+        ("PGFRESH_SERVER", "url"),
+        ("DB_URL", url.as_str()),
+        ("PGFRESH_TEST_TAG", role.as_str()),
+    ];
+    // The template the superuser built (and owns), its last use recorded long enough ago that
+    // this role's first run records a new one: a use another role's run cannot write down.
+    let hash8 = common::hash8(db.name());
+    let (template, mark): (String, String) = sqlx::query_as(
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE starts_with(datname::text, $1)",
+    )
+    .bind(format!("pgfresh_t_{hash8}"))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    let (kept, _) = mark.rsplit_once(" used=").unwrap();
+    let long_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 400;
+    let comment = format!("COMMENT ON DATABASE \"{template}\" IS '{kept} used={long_ago}'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(comment))
+        .execute(&admin)
+        .await
+        .unwrap();
     // Twice: the second run finds the first one's ready clones.
     let outs = [rerun("probe", &env), rerun("probe", &env)];
+    // The role's broker drops and makes its databases until it ends, idle.
+    let gone = common::eventually(Duration::from_secs(20), || {
+        common::broker_pid(&role).is_none()
+    });
     drop_role(&admin, &role).await;
+    assert!(gone, "the broker of {role} still runs");
     for out in outs {
         assert!(out.status.success(), "{}", output(&out));
     }
@@ -394,7 +425,7 @@ async fn the_database_in_db_url_is_never_written_into() {
     user.close().await;
     common::drop_kept(&admin, &common::probe_field(&failing, "name")).await;
     let new_name = common::probe_field(&new_set, "name");
-    let hash8 = &new_name["pgfresh_".len().."pgfresh_".len() + 8];
+    let hash8 = common::hash8(&new_name);
     drop_template_of(&admin, hash8).await;
     common::drop_kept(&admin, &name).await;
     assert_eq!(before, after, "pgfresh wrote into {name}");

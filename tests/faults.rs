@@ -190,9 +190,14 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
     let spec = format!("4:{}", go.display());
     let mut child = Running::spawn(
         "probe",
+        // The process's own administrative connections, which a broker would spare it.
         &env_with(
             &base,
-            &[("PGFRESH_TEST_BUSY", &spec), ("PGFRESH_READY", "0")],
+            &[
+                ("PGFRESH_TEST_BUSY", &spec),
+                ("PGFRESH_READY", "0"),
+                ("PGFRESH_BROKER", "off"),
+            ],
         ),
     );
     let names = field(&child.line("BUSY ", Duration::from_secs(60)), "names");

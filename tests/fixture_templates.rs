@@ -24,7 +24,7 @@ async fn rows(pool: &PgPool) -> Vec<String> {
 /// The template a test database was cloned from: its name carries the first 8 hex digits of
 /// the template's hash.
 async fn template_of(db: &TestDb) -> String {
-    let hash8 = db.name().split('_').nth(1).unwrap().to_owned();
+    let hash8 = common::hash8(db.name());
     let admin = common::admin(db).await;
     let name: String = sqlx::query_scalar(
         "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1)",

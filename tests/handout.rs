@@ -198,7 +198,7 @@ async fn databases_carry_the_pgfresh_marker() {
     let mark = mark.unwrap();
     assert!(mark.starts_with("pgfresh:test owner="), "{mark}");
 
-    let hash8 = &db.name()["pgfresh_".len().."pgfresh_".len() + 8];
+    let hash8 = common::hash8(db.name());
     let templates: Vec<(bool, Option<String>)> = sqlx::query_as(
         "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database \
          WHERE datname LIKE 'pgfresh_t_' || $1 || '%'",
@@ -234,7 +234,7 @@ async fn templates_carry_the_relation_cache_init_file() {
         .await
         .unwrap();
     let admin = common::admin(&db).await;
-    let hash8 = &db.name()["pgfresh_".len().."pgfresh_".len() + 8];
+    let hash8 = common::hash8(db.name());
     // The init file's size in the first database named like `pattern`, `None` without one.
     let init_file = async |pattern: String| -> Option<Option<i64>> {
         sqlx::query_scalar(

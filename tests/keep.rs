@@ -64,7 +64,10 @@ async fn the_policy_decides_whether_a_database_survives_its_test() {
         let name = probe_field(&out, "name");
         let Some(why) = case.kept_because else {
             assert!(!text.contains("kept database"), "{what}:\n{text}");
-            assert!(!common::database_exists(&admin, &name).await, "{what}");
+            assert!(
+                common::dropped_within(&admin, &name, std::time::Duration::from_secs(10)).await,
+                "{what}"
+            );
             continue;
         };
         assert!(

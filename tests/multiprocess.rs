@@ -82,7 +82,7 @@ async fn processes_share_one_template_built_once() {
     names.dedup();
     assert_eq!(names.len(), PROCESSES);
 
-    let hash8 = &names[0]["pgfresh_".len().."pgfresh_".len() + 8];
+    let hash8 = common::hash8(&names[0]);
     let templates: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgfresh_t_' || $1 || '%' AND datistemplate",
     )

@@ -109,3 +109,9 @@ pub async fn assert_template_gone(message: &str) {
         "{template} is left"
     );
 }
+
+/// The first 8 hex digits of the migration set's hash that a test database's name
+/// (`pgfresh_<hash8>_…`) carries: the prefix of its template's name after `pgfresh_t_`.
+pub fn hash8(name: &str) -> &str {
+    &name["pgfresh_".len().."pgfresh_".len() + 8]
+}

@@ -205,3 +205,19 @@ pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) ->
     }
     done()
 }
+
+/// The pid of the broker serving the environment tagged `tag` (a child's
+/// `PGFRESH_TEST_TAG`), if one runs.
+pub fn broker_pid(tag: &str) -> Option<u32> {
+    let wanted = format!("PGFRESH_TEST_TAG={tag}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            let serving = vars.iter().any(|v| v.starts_with(b"PGFRESH_BROKER_SERVE="));
+            (serving && vars.contains(&wanted.as_bytes())).then_some(pid)
+        })
+}

@@ -1,0 +1,141 @@
+//! The broker: test processes get their databases from one process per environment, which
+//! drops each database when its test's process lets go of it, however that process ends, and
+//! whose own death leaks nothing and breaks no running test.
+//!
+//! Every test here gives its children an environment of their own (`PGFRESH_TEST_TAG`), so
+//! they meet a broker of their own, which the test can find and kill.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Running, broker_pid, output, probe_field, rerun};
+
+#[tokio::test]
+async fn probe() {
+    common::probe().await;
+}
+
+/// The owner a test database's name carries: `pgfresh_<hash>_<owner>_<random>`.
+fn owner(name: &str) -> &str {
+    name.split('_').nth(2).expect("a test database's name")
+}
+
+/// The environment of a test's children: the url source on this suite's server, a broker of
+/// their own.
+fn env<'a>(url: &'a str, tag: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("PGFRESH_SERVER", "url"),
+        ("DB_URL", url),
+        ("PGFRESH_TEST_TAG", tag),
+    ]
+}
+
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL {pid}");
+}
+
+#[tokio::test]
+async fn test_processes_get_their_databases_from_one_broker_which_drops_them_after() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let mut owners = Vec::new();
+    for _ in 0..3 {
+        let out = rerun("probe", &env(&url, &tag));
+        assert!(out.status.success(), "{}", output(&out));
+        let name = probe_field(&out, "name");
+        assert!(
+            common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
+            "{name} outlived its test"
+        );
+        owners.push(owner(&name).to_owned());
+    }
+    owners.dedup();
+    assert_eq!(owners.len(), 1, "one owner, the broker: {owners:?}");
+    assert!(broker_pid(&tag).is_some(), "the broker still runs");
+    // Idle, it leaves.
+    assert!(common::eventually(Duration::from_secs(10), || broker_pid(
+        &tag
+    )
+    .is_none()));
+
+    // Without it, every process is its own owner.
+    let mut without = env(&url, &tag);
+    without.push(("PGFRESH_BROKER", "off"));
+    let mut owners = Vec::new();
+    for _ in 0..2 {
+        let out = rerun("probe", &without);
+        assert!(out.status.success(), "{}", output(&out));
+        owners.push(owner(&probe_field(&out, "name")).to_owned());
+    }
+    assert_ne!(owners[0], owners[1]);
+    assert!(broker_pid(&tag).is_none(), "PGFRESH_BROKER=off starts none");
+}
+
+#[tokio::test]
+async fn a_killed_test_process_database_is_dropped_by_the_broker() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let mut holding = env(&url, &tag);
+    holding.push(("PGFRESH_TEST_SLEEP", "60000"));
+    let mut child = Running::spawn("probe", &holding);
+    let name = common::field(&child.probe_line(), "name");
+    assert!(common::database_exists(&admin, &name).await);
+    child.kill();
+    assert!(
+        common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        "{name} outlived its killed process"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keeps_its_own() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let tag = uuid::Uuid::new_v4().to_string();
+
+    // A holds its database through the broker's death, B dies with the broker.
+    let mut a_env = env(&url, &tag);
+    a_env.push(("PGFRESH_TEST_SLEEP", "8000"));
+    let mut a = Running::spawn("probe", &a_env);
+    let a_name = common::field(&a.probe_line(), "name");
+    let mut b_env = env(&url, &tag);
+    b_env.push(("PGFRESH_TEST_SLEEP", "60000"));
+    let mut b = Running::spawn("probe", &b_env);
+    let b_name = common::field(&b.probe_line(), "name");
+    let first = broker_pid(&tag).expect("a broker serves them");
+    kill(first);
+    b.kill();
+
+    // The next process starts another broker, whose sweep drops B's database and leaves A's.
+    let out = rerun("probe", &env(&url, &tag));
+    assert!(out.status.success(), "{}", output(&out));
+    let second = broker_pid(&tag).expect("a new broker");
+    assert_ne!(first, second);
+    assert_ne!(owner(&probe_field(&out, "name")), owner(&a_name));
+    assert!(
+        common::dropped_within(&admin, &b_name, Duration::from_secs(10)).await,
+        "{b_name} of the dead broker was not swept"
+    );
+    assert!(
+        common::database_exists(&admin, &a_name).await,
+        "{a_name} was swept while its test ran"
+    );
+
+    // A's test ends: with its broker gone, its own process drops the database.
+    let (status, text) = a.finish(Duration::from_secs(30));
+    assert!(status.success(), "{text}");
+    assert!(
+        common::dropped_within(&admin, &a_name, Duration::from_secs(10)).await,
+        "{a_name} outlived its test"
+    );
+}
