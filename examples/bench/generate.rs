@@ -257,7 +257,8 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
          tokio = {{ version = \"1\", features = [\"rt\", \"macros\"] }}\n"
     );
     let dependencies = match krate.suite {
-        Suite::Pgfresh => pgfresh + &sqlx_and_tokio,
+        // libc: the suite times its own steps' CPU (clock_gettime).
+        Suite::Pgfresh => pgfresh + &sqlx_and_tokio + "libc = \"0.2\"\n",
         Suite::Sqlx | Suite::Shared => sqlx_and_tokio,
         // The attribute's expansion names `::pgfresh` only; the body uses `pgfresh::sqlx`.
         Suite::Attribute => pgfresh,
@@ -391,10 +392,12 @@ const FIXTURE_READ: &str = r#"async fn fixture_read(pool: &sqlx::PgPool, lookup:
 }
 "#;
 
-/// The pgfresh fixture, timing each hand-out and each drop. A hand-out is `cold` when it started
-/// before this process had received its first database (server connect, template check, first
-/// clone), `warm` otherwise; under nextest every test is its own process, so every hand-out is
-/// cold. `drop` is the time the test spends dropping its `TestDb` at the end.
+/// The pgfresh fixture, timing a test process's steps, wall and the process's CPU: `start`
+/// (from the process's start to its first hand-out: exec, the test harness, the runtime), the
+/// hand-out (`cold` when it started before this process had received its first database: find
+/// the server or the broker, claim, connect the pool; `warm` otherwise; under nextest every
+/// test is its own process, so every hand-out is cold), `test` (the body) and `drop` (dropping
+/// the `TestDb` at the end).
 const PGFRESH_SETUP: &str = r#"
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -408,34 +411,64 @@ static WARM: AtomicBool = AtomicBool::new(false);
 
 async fn db() -> Db {
     let cold = !WARM.load(Ordering::SeqCst);
-    let start = Instant::now();
+    if cold {
+        record("start", since_process_start(), cpu());
+    }
+    let (start, cpu_before) = (Instant::now(), cpu());
     let db = HARNESS.test_db().await.unwrap_or_else(|e| panic!("{e}"));
-    record(if cold { "cold" } else { "warm" }, start.elapsed());
+    record(if cold { "cold" } else { "warm" }, start.elapsed(), cpu() - cpu_before);
     WARM.store(true, Ordering::SeqCst);
-    Db(Some(db))
+    Db { db: Some(db), since: Instant::now(), cpu: cpu() }
 }
 
-/// The test's database; its drop is timed.
-struct Db(Option<TestDb>);
+/// The test's database; the test body and the drop are timed.
+struct Db {
+    db: Option<TestDb>,
+    since: Instant,
+    cpu: Duration,
+}
 
 impl std::ops::Deref for Db {
     type Target = TestDb;
     fn deref(&self) -> &TestDb {
-        self.0.as_ref().expect("present until dropped")
+        self.db.as_ref().expect("present until dropped")
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let start = Instant::now();
-        drop(self.0.take());
-        record("drop", start.elapsed());
+        record("test", self.since.elapsed(), cpu() - self.cpu);
+        let (start, cpu_before) = (Instant::now(), cpu());
+        drop(self.db.take());
+        record("drop", start.elapsed(), cpu() - cpu_before);
     }
 }
 
-fn record(kind: &str, took: Duration) {
+/// This process's CPU time so far, every thread's, user and system.
+fn cpu() -> Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec to write into.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Wall time since this process started (the kernel counts in clock ticks: 10 ms).
+fn since_process_start() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Field 22, starttime; the fields after the command's closing parenthesis start at 3.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..].split(' ').collect();
+    let started: f64 = fields[19].parse().expect("starttime");
+    let uptime = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
+    let uptime: f64 = uptime.split(' ').next().and_then(|u| u.parse().ok()).expect("uptime");
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Duration::from_secs_f64((uptime - started / ticks).max(0.0))
+}
+
+fn record(kind: &str, took: Duration, cpu: Duration) {
     if let Ok(path) = std::env::var("PGFRESH_BENCH_TIMINGS") {
-        let line = format!("{kind} {}\n", took.as_micros());
+        let line = format!("{kind} {} {}\n", took.as_micros(), cpu.as_micros());
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::args::{Runner, Settings};
 use crate::cpu::cores;
 use crate::generate::{Crate, Suite};
-use crate::runner::{Kind, Outcome};
+use crate::runner::{Kind, Outcome, Timing};
 use crate::server::{Pair, Quiet};
 
 /// One run of one suite, as recorded.
@@ -129,15 +129,25 @@ fn walls(samples: &[Sample], krate: &Crate, runner: Runner) -> Vec<Duration> {
         .collect()
 }
 
-/// Timings of one kind from the timed runs of one suite crate under one runner.
+/// Timings of one kind from the timed runs of one suite crate under one runner: wall times.
 fn timings(samples: &[Sample], krate: &Crate, runner: Runner, kind: Kind) -> Vec<Duration> {
+    recorded(samples, krate, runner, kind)
+        .map(|t| t.took)
+        .collect()
+}
+
+/// Timings of one kind from the timed runs of one suite crate under one runner.
+fn recorded<'a>(
+    samples: &'a [Sample],
+    krate: &'a Crate,
+    runner: Runner,
+    kind: Kind,
+) -> impl Iterator<Item = &'a Timing> {
     samples
         .iter()
-        .filter(|s| s.round > 0 && s.krate == *krate && s.runner == runner)
+        .filter(move |s| s.round > 0 && s.krate == *krate && s.runner == runner)
         .flat_map(|s| s.outcome.timings.iter())
-        .filter(|t| t.kind == kind)
-        .map(|h| h.took)
-        .collect()
+        .filter(move |t| t.kind == kind)
 }
 
 /// The per-run table (warm-up rows marked).
@@ -351,17 +361,25 @@ fn print_fixtures(samples: &[Sample], pair: &[Crate; 2], plain: &[Crate; 2], run
     table.print();
 }
 
-/// pgfresh's hand-out latency per runner, cold and warm, and its drop time.
-fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
-    let mut table = Table::new(&["runner", "what", "n", "p50", "p99", "max"]);
-    let kinds = [
+/// A pgfresh test process's steps per runner, wall and the process's CPU: its start, its
+/// hand-outs cold and warm, the test's body and the drop; then what each test's process took
+/// in all (the suite's wall x jobs / tests: under nextest, its exit and nextest's wait on it
+/// are the rest).
+fn print_steps(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
+    let mut table = Table::new(&["runner", "step", "n", "p50", "p99", "max", "CPU p50"]);
+    let steps = [
+        (Kind::Start, "start: exec to first hand-out"),
         (Kind::Cold, "hand-out, cold (process's first)"),
         (Kind::Warm, "hand-out, warm (the rest)"),
+        (Kind::Test, "the test's body"),
         (Kind::Drop, "drop of the TestDb at test end"),
     ];
     for &runner in runners {
-        for (kind, what) in kinds {
+        for (kind, what) in steps {
             let took = timings(samples, pgfresh, runner, kind);
+            let cpu: Vec<Duration> = recorded(samples, pgfresh, runner, kind)
+                .map(|t| t.cpu)
+                .collect();
             table.row(vec![
                 runner.label().to_owned(),
                 what.to_owned(),
@@ -369,8 +387,21 @@ fn print_handouts(samples: &[Sample], pgfresh: &Crate, runners: &[Runner]) {
                 opt(percentile(&took, 50), millis),
                 opt(percentile(&took, 99), millis),
                 opt(took.iter().max().copied(), millis),
+                opt(percentile(&cpu, 50), millis),
             ]);
         }
+        let per_process = median(&walls(samples, pgfresh, runner))
+            .map(|w| w * cores() / pgfresh.tests.max(1) as u32);
+        table.row(vec![
+            runner.label().to_owned(),
+            "a test in all: suite wall x cores / tests (CPU: the run's and the server's)"
+                .to_owned(),
+            String::new(),
+            opt(per_process, millis),
+            String::new(),
+            String::new(),
+            opt(cpu_per_test(samples, pgfresh, runner), millis),
+        ]);
     }
     table.print();
 }
@@ -474,10 +505,6 @@ fn cpu_per_test(samples: &[Sample], krate: &Crate, runner: Runner) -> Option<Dur
 fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
     let [pgfresh, sqlx] = crate::main_crates(s);
     let floor = crate::floor_crate(s);
-    let per_database = probes
-        .iter()
-        .find(|p| p.migrations == s.migrations)
-        .and_then(|p| p.cpu);
     let mut table = Table::new(&[
         "runner",
         "floor median",
@@ -493,12 +520,7 @@ fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
         let sqlx_wall = median(&walls(samples, &sqlx, runner));
         let floor_cpu = cpu_per_test(samples, &floor, runner);
         let floor_wall = median(&walls(samples, &floor, runner));
-        // It does all the floor run does, so it cannot be faster than that run either.
-        let least = floor_cpu
-            .zip(per_database)
-            .map(|(f, c)| (f + c) * s.tests as u32 / cores())
-            .zip(floor_wall)
-            .map(|(busy, wall)| busy.max(wall));
+        let least = least(samples, s, probes, runner);
         table.row(vec![
             runner.label().to_owned(),
             opt(floor_wall, secs),
@@ -509,6 +531,55 @@ fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
             opt(least, secs),
             ratio(least, sqlx_wall),
             ratio(median(&walls(samples, &pgfresh, runner)), sqlx_wall),
+        ]);
+    }
+    table.print();
+}
+
+/// The least wall time a harness that clones a database per test could take under `runner`:
+/// the larger of the floor run's wall time (it does all that run does) and its CPU plus a clone
+/// and a drop's (the probe's) per test, spread over the cores.
+fn least(samples: &[Sample], s: &Settings, probes: &[Probe], runner: Runner) -> Option<Duration> {
+    let floor = crate::floor_crate(s);
+    let per_database = probes
+        .iter()
+        .find(|p| p.migrations == s.migrations)
+        .and_then(|p| p.cpu);
+    cpu_per_test(samples, &floor, runner)
+        .zip(per_database)
+        .map(|(f, c)| (f + c) * s.tests as u32 / cores())
+        .zip(median(&walls(samples, &floor, runner)))
+        .map(|(busy, wall)| busy.max(wall))
+}
+
+/// The headline: per runner, pgfresh against `#[sqlx::test]` and against the shared database,
+/// and the least a harness with a clone per test could do (median suite walls).
+fn print_headline(samples: &[Sample], s: &Settings, probes: &[Probe]) {
+    let [pgfresh, sqlx] = crate::main_crates(s);
+    let floor = crate::floor_crate(s);
+    let mut table = Table::new(&[
+        "runner",
+        "pgfresh",
+        "sqlx::test",
+        "shared",
+        "least",
+        "pgfresh/sqlx",
+        "pgfresh/shared",
+        "least/shared",
+    ]);
+    for &runner in &s.runners {
+        let wall = |krate: &Crate| median(&walls(samples, krate, runner));
+        let (ours, theirs, shared) = (wall(&pgfresh), wall(&sqlx), wall(&floor));
+        let least = least(samples, s, probes, runner);
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(ours, secs),
+            opt(theirs, secs),
+            opt(shared, secs),
+            opt(least, secs),
+            ratio(ours, theirs),
+            ratio(ours, shared),
+            ratio(least, shared),
         ]);
     }
     table.print();
@@ -572,9 +643,15 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     println!("\nsuite wall time over the timed rounds");
     print_summary(samples, &main, &s.runners);
     println!(
-        "\npgfresh latency inside the tests, timed rounds (hand-out: Instant around HARNESS.test_db().await)"
+        "\nheadline: median suite wall over the timed rounds; shared: the same tests on one database\n  \
+         migrated beforehand; least: what a harness with a clone per test can do here (the floor, below)"
     );
-    print_handouts(samples, &main[0], &s.runners);
+    print_headline(samples, s, probes);
+    println!(
+        "\na pgfresh test process's steps, timed rounds: wall, and CPU of the test process alone\n  \
+         (hand-out: around HARNESS.test_db().await; start: from the process's start, in 10 ms ticks)"
+    );
+    print_steps(samples, &main[0], &s.runners);
     print_first_handout(samples, &main[0]);
     if let Some(attribute) = crate::attribute_crate(s) {
         println!(
@@ -629,7 +706,8 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
 /// (unless the server already had it) and first clone.
 fn print_first_handout(samples: &[Sample], pgfresh: &Crate) {
     let first = samples.iter().find(|s| s.krate == *pgfresh).and_then(|s| {
-        let handouts = s.outcome.timings.iter().filter(|t| t.kind != Kind::Drop);
+        let handouts =
+            (s.outcome.timings.iter()).filter(|t| matches!(t.kind, Kind::Cold | Kind::Warm));
         handouts.map(|t| t.took).max()
     });
     println!(

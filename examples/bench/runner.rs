@@ -21,10 +21,14 @@ pub struct Env {
 /// What a pgfresh suite timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// From the process's start to its first hand-out.
+    Start,
     /// A hand-out that started before the process had its first database.
     Cold,
     /// Any later hand-out.
     Warm,
+    /// The test's body, between its hand-out and its drop.
+    Test,
     /// Dropping the `TestDb` at the end of a test.
     Drop,
 }
@@ -34,6 +38,8 @@ pub enum Kind {
 pub struct Timing {
     pub kind: Kind,
     pub took: Duration,
+    /// The test process's CPU time in that step (all its threads).
+    pub cpu: Duration,
 }
 
 /// What one run of one suite produced.
@@ -164,18 +170,22 @@ fn read_timings(path: &PathBuf) -> Result<Vec<Timing>, String> {
         .collect()
 }
 
-/// `warm 1234`: a kind and microseconds.
+/// `warm 1234 567`: a kind, then wall and CPU time in microseconds.
 fn parse_timing(line: &str) -> Option<Timing> {
-    let (kind, micros) = line.split_once(' ')?;
-    let kind = match kind {
+    let mut words = line.split(' ');
+    let kind = match words.next()? {
+        "start" => Kind::Start,
         "cold" => Kind::Cold,
         "warm" => Kind::Warm,
+        "test" => Kind::Test,
         "drop" => Kind::Drop,
         _ => return None,
     };
+    let mut micros = || words.next()?.parse().ok().map(Duration::from_micros);
     Some(Timing {
         kind,
-        took: Duration::from_micros(micros.parse().ok()?),
+        took: micros()?,
+        cpu: micros()?,
     })
 }
 
