@@ -10,18 +10,23 @@
 //! test still has sessions on; their test drops them itself when it ends.
 //!
 //! Per connection: one claim, answered with a database; then `keep` or `drop`, or the
-//! connection closes and the database is dropped. The broker leaves once nobody has been
+//! connection closes and the database is dropped. While a claim's template is not built, one
+//! claim at a time is answered `build` (the process builds it and closes the connection), and
+//! the others wait for it. The broker leaves once nobody has been
 //! connected for [`IDLE`]; a later process starts another.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::OwnedMutexGuard;
 
-use crate::lease::{ALIVE_LOCK, READY_LINE, SERVE_VAR, SOCKET, private_file};
+use crate::lease::{ALIVE_LOCK, READY_LINE, SERVE_VAR, SOCKET, STILL_WAITING, private_file};
 use crate::worker::{Handout, Shared};
 
 /// How long a broker nobody is connected to stays.
@@ -78,14 +83,16 @@ async fn serve(dir: &Path) -> Result<(), String> {
     println!("{READY_LINE}");
 
     let activity = Arc::new(Activity::default());
+    let turns = Arc::new(Turns::default());
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (shared, visit) = (shared.clone(), Visit::start(&activity));
+                let (shared, turns) = (shared.clone(), turns.clone());
+                let visit = Visit::start(&activity);
                 tokio::spawn(async move {
-                    client(&shared, stream).await;
+                    client(&shared, &turns, stream).await;
                     drop(visit);
                 });
             }
@@ -152,8 +159,86 @@ impl Drop for Visit {
     }
 }
 
+/// What a claim is answered with.
+enum Answer {
+    /// A database (the answer, and the database's name).
+    Granted(Value, String),
+    /// The template is not built: the process builds it, holding the turn.
+    Build(OwnedMutexGuard<()>),
+    /// Nothing (the answer says why): the process does the work itself.
+    None(Value),
+}
+
+/// Per template hash, the turn to build it: one process builds at a time, the others' claims
+/// wait here, holding no connection to the server, instead of each opening an administrative
+/// connection to wait for the build's advisory lock (with 40 test processes on a server that
+/// takes 40 connections, none would be left for the build).
+#[derive(Default)]
+struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    fn of(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(hash.to_owned()).or_default().clone()
+    }
+}
+
+/// A clone of the built template `hash`; while it is not built, the turn to build it, once the
+/// process before (if any) gave its turn back, telling the waiting process so every
+/// [`STILL_WAITING`].
+async fn answer_claim(
+    shared: &Arc<Shared>,
+    turns: &Turns,
+    hash: &str,
+    suite: &str,
+    run: &str,
+    write: &mut OwnedWriteHalf,
+) -> Answer {
+    let mut turn = None;
+    loop {
+        if turn.is_some() && shared.knows_template(hash) {
+            // Built by the process before, and found by the claim before: the claims waiting
+            // behind this one need no turn, and get their clones side by side.
+            turn = None;
+        }
+        match shared.clone().claim_built(hash, suite, run).await {
+            Ok(Some((server, name, notices))) => {
+                let handout = Handout::new(&server, name.clone(), None);
+                let answer = json!({ "granted": {
+                    "name": name,
+                    "url": handout.url.as_str(),
+                    "source": handout.source.to_string(),
+                    "password_from_user": handout.password_from_user,
+                    "notices": notices,
+                }});
+                return Answer::Granted(answer, name);
+            }
+            Ok(None) => {}
+            Err(e) => return Answer::None(json!({ "none": e.to_string() })),
+        }
+        if let Some(turn) = turn {
+            return Answer::Build(turn);
+        }
+        let lock = turns.of(hash).lock_owned();
+        tokio::pin!(lock);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + STILL_WAITING, STILL_WAITING);
+        turn = Some(loop {
+            tokio::select! {
+                held = &mut lock => break held,
+                _ = tick.tick() => {
+                    let waiting = json!({ "waiting": "for the template's build" });
+                    if write.write_all(format!("{waiting}\n").as_bytes()).await.is_err() {
+                        return Answer::None(waiting);
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Serves one connection: a claim, then `keep` or `drop`, or the end of the connection.
-async fn client(shared: &Arc<Shared>, stream: UnixStream) {
+async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let Ok(Some(line)) = lines.next_line().await else {
@@ -171,20 +256,22 @@ async fn client(shared: &Arc<Shared>, stream: UnixStream) {
             .await;
         return;
     };
-    let (answer, name) = match shared.clone().claim_built(hash, suite, run).await {
-        Ok(Some((server, name, notices))) => {
-            let handout = Handout::new(&server, name.clone(), None);
-            let answer = json!({ "granted": {
-                "name": name,
-                "url": handout.url.as_str(),
-                "source": handout.source.to_string(),
-                "password_from_user": handout.password_from_user,
-                "notices": notices,
-            }});
-            (answer, Some(name))
+    let (answer, name) = match answer_claim(shared, turns, hash, suite, run, &mut write).await {
+        Answer::Granted(answer, name) => (answer, Some(name)),
+        Answer::None(answer) => (answer, None),
+        Answer::Build(turn) => {
+            // Its turn to build: the next claim waits until the connection closes.
+            let build = json!({ "build": {} });
+            if write
+                .write_all(format!("{build}\n").as_bytes())
+                .await
+                .is_ok()
+            {
+                while let Ok(Some(_)) = lines.next_line().await {}
+            }
+            drop(turn);
+            return;
         }
-        Ok(None) => (json!({ "none": "the template is not built yet" }), None),
-        Err(e) => (json!({ "none": e.to_string() }), None),
     };
     let Some(name) = name else {
         let _ = write.write_all(format!("{answer}\n").as_bytes()).await;

@@ -55,8 +55,11 @@ pub(crate) const SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "ma
 /// the process has just found or started).
 const START_WAIT: Duration = Duration::from_secs(30);
 /// How long a process waits for the broker's answer to a claim (it may have to clone the
-/// template) before doing the work itself.
+/// template) before doing the work itself. A claim waiting for another process's build of the
+/// template is told so every [`STILL_WAITING`], and waits on.
 const CLAIM_WAIT: Duration = Duration::from_secs(60);
+/// How often the broker tells a claim waiting for a build that it still waits.
+pub(crate) const STILL_WAITING: Duration = Duration::from_secs(10);
 /// How long a process waits for the broker to keep or drop a database.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
@@ -71,7 +74,10 @@ pub(crate) struct Broker {
 pub(crate) enum Claim {
     /// A database.
     Granted(Box<Granted>),
-    /// No broker runs: [`Broker::start`] one.
+    /// The template is not built and it is this process's turn to build it (itself, as without
+    /// a broker); the other processes' claims wait until it drops the [`Turn`].
+    Build(Turn),
+    /// No broker runs: [`Broker::starting`] one.
     NotRunning,
     /// The broker cannot help (the reason is logged): the process claims one itself.
     Declined,
@@ -86,6 +92,30 @@ pub(crate) struct Granted {
     pub options: PgConnectOptions,
     pub source: Source,
     pub password_from_user: bool,
+}
+
+/// The spawn lock, held: see [`Broker::starting`].
+#[derive(Debug)]
+pub(crate) struct Starting {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Starting {
+    /// Starts the broker: the test binary itself, run again with [`SERVE_VAR`] (see
+    /// [`crate::broker`]). The spawn lock is released when it answers, or failed to.
+    pub async fn start(self) -> Result<(), String> {
+        tokio::task::spawn_blocking(move || start(&self.dir))
+            .await
+            .map_err(|e| format!("starting the broker: {e}"))?
+    }
+}
+
+/// A process's turn to build a template: the broker answers no other claim for it until this
+/// is dropped (or the process dies); then the next claim finds it built, or has its own turn.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    _stream: UnixStream,
 }
 
 /// The connection to the broker that holds one test database: dropping it gives the database
@@ -112,7 +142,7 @@ impl Broker {
             return Claim::NotRunning;
         };
         match self.try_claim(stream, hash, suite).await {
-            Ok(granted) => Claim::Granted(Box::new(granted)),
+            Ok(claim) => claim,
             Err(why) => {
                 tracing::debug!("the broker handed out no database: {why}");
                 Claim::Declined
@@ -120,13 +150,24 @@ impl Broker {
         }
     }
 
-    /// Starts the broker, unless one answers by the time this process holds the spawn lock:
-    /// the test binary itself, run again with [`SERVE_VAR`] (see [`crate::broker`]).
-    pub async fn start(&self) -> Result<(), String> {
+    /// The right to start the broker, once this process holds the spawn lock; `None` when a
+    /// broker answers by then (another process started it meanwhile). Processes starting
+    /// together wait here, holding no connection to the server, while one of them finds (or
+    /// starts) the server and then the broker.
+    pub async fn starting(&self) -> Result<Option<Starting>, String> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || start(&dir))
-            .await
-            .map_err(|e| format!("starting the broker: {e}"))?
+        tokio::task::spawn_blocking(move || {
+            server::make_broker_dir(&dir).map_err(|e| e.to_string())?;
+            let lock = private_file(&dir.join(SPAWN_LOCK))?;
+            lock.lock()
+                .map_err(|e| format!("locking {SPAWN_LOCK}: {e}"))?;
+            if StdStream::connect(dir.join(SOCKET)).is_ok() {
+                return Ok(None);
+            }
+            Ok(Some(Starting { dir, _lock: lock }))
+        })
+        .await
+        .map_err(|e| format!("starting the broker: {e}"))?
     }
 
     async fn try_claim(
@@ -134,20 +175,32 @@ impl Broker {
         mut stream: UnixStream,
         hash: &str,
         suite: &str,
-    ) -> Result<Granted, String> {
+    ) -> Result<Claim, String> {
         let request = json!({ "claim": { "hash": hash, "suite": suite, "run": this_run() } });
         stream
             .write_all(format!("{request}\n").as_bytes())
             .await
             .map_err(|e| format!("sending the claim: {e}"))?;
-        let mut line = String::new();
+        // The broker writes nothing after its answer until asked again: the reader, dropped
+        // then, holds nothing the lease would miss.
         let mut reader = tokio::io::BufReader::new(&mut stream);
-        match tokio::time::timeout(CLAIM_WAIT, reader.read_line(&mut line)).await {
-            Err(_) => return Err(format!("no answer within {} s", CLAIM_WAIT.as_secs())),
-            Ok(Err(e)) => return Err(format!("reading the answer: {e}")),
-            Ok(Ok(_)) => {}
+        let answer = loop {
+            let mut line = String::new();
+            match tokio::time::timeout(CLAIM_WAIT, reader.read_line(&mut line)).await {
+                Err(_) => return Err(format!("no answer within {} s", CLAIM_WAIT.as_secs())),
+                Ok(Err(e)) => return Err(format!("reading the answer: {e}")),
+                Ok(Ok(_)) => {}
+            }
+            let answer: Value =
+                serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+            if answer.get("waiting").is_none() {
+                break answer;
+            }
+        };
+        drop(reader);
+        if answer.get("build").is_some() {
+            return Ok(Claim::Build(Turn { _stream: stream }));
         }
-        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
         let Some(granted) = answer.get("granted") else {
             return Err(answer["none"]
                 .as_str()
@@ -174,14 +227,14 @@ impl Broker {
             .into_std()
             .and_then(|s| s.set_nonblocking(false).map(|()| s))
             .map_err(|e| format!("keeping the connection: {e}"))?;
-        Ok(Granted {
+        Ok(Claim::Granted(Box::new(Granted {
             lease: Lease { stream },
             name,
             url,
             options,
             source,
             password_from_user: granted["password_from_user"].as_bool().unwrap_or(true),
-        })
+        })))
     }
 }
 
@@ -191,15 +244,8 @@ pub(crate) fn this_run() -> String {
     crate::marker::run_id(i32::try_from(std::process::id()).unwrap_or(0))
 }
 
-/// See [`Broker::start`].
+/// See [`Starting::start`].
 fn start(dir: &Path) -> Result<(), String> {
-    server::make_broker_dir(dir).map_err(|e| e.to_string())?;
-    let lock = private_file(&dir.join(SPAWN_LOCK))?;
-    lock.lock()
-        .map_err(|e| format!("locking {SPAWN_LOCK}: {e}"))?;
-    if StdStream::connect(dir.join(SOCKET)).is_ok() {
-        return Ok(());
-    }
     // A broker that holds its lock but does not answer is leaving (idle) or stuck: this
     // process does without it rather than wait.
     let alive = private_file(&dir.join(ALIVE_LOCK))?;

@@ -19,7 +19,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
-use crate::lease::{Broker, Claim, Granted, Lease};
+use crate::lease::{Broker, Claim, Granted, Lease, Turn};
 use crate::prefetch::{Key, Prefetch, Prefetched};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
@@ -48,6 +48,25 @@ struct Template {
     /// The runs (see [`crate::marker::run_id`]) for which this process swept the leftovers of
     /// the template's suite (once per run is enough; a broker serves one run after another).
     swept: Mutex<HashSet<String>>,
+}
+
+/// What the broker did for a claim.
+enum Brokered {
+    /// It handed out a database.
+    Granted(Box<Granted>),
+    /// It did not: the process claims one itself, holding its turn to build the template if
+    /// the broker gave it that.
+    Alone(Option<Turn>),
+}
+
+impl From<Claim> for Brokered {
+    fn from(claim: Claim) -> Self {
+        match claim {
+            Claim::Granted(granted) => Self::Granted(granted),
+            Claim::Build(turn) => Self::Alone(Some(turn)),
+            Claim::NotRunning | Claim::Declined => Self::Alone(None),
+        }
+    }
 }
 
 /// The worker's answer to a request for a test database: only copies of the server's settings
@@ -119,9 +138,12 @@ impl Shared {
         let handout = match self.prefetch.take(&key) {
             Some(ready) => Handout::new(&*self.server().await?, ready.name, Some(ready.pool)),
             None => match self.claim_from_broker(&recipe).await {
-                Some(granted) => Handout::granted(granted),
-                None => {
+                Brokered::Granted(granted) => Handout::granted(*granted),
+                // Without the broker, or with this process's turn to build the template
+                // (given back once the process has built it and claimed a clone).
+                Brokered::Alone(turn) => {
                     let (server, name) = self.claim(&recipe).await?;
+                    drop(turn);
                     Handout::new(&server, name, None)
                 }
             },
@@ -147,29 +169,39 @@ impl Shared {
     }
 
     /// A database from the broker, started if need be, unless there is none or it cannot help.
-    async fn claim_from_broker(&self, recipe: &Recipe) -> Option<Granted> {
-        let broker = self
+    async fn claim_from_broker(&self, recipe: &Recipe) -> Brokered {
+        let Some(broker) = self
             .broker
             .get_or_init(|| async { Broker::find(Config::global().ok()?) })
             .await
-            .as_ref()?;
+        else {
+            return Brokered::Alone(None);
+        };
         let (hash, suite) = (recipe.hash(), recipe.suite());
         match broker.claim(hash, suite).await {
-            Claim::Granted(granted) => return Some(*granted),
-            Claim::Declined => return None,
             Claim::NotRunning => {}
+            claim => return claim.into(),
         }
-        // The server first, here: where it cannot be had, this process says why, and the
-        // broker then finds it running.
-        self.server().await.ok()?;
-        if let Err(why) = broker.start().await {
-            tracing::debug!("no broker: {why}");
-            return None;
+        match broker.starting().await {
+            Err(why) => {
+                tracing::debug!("no broker: {why}");
+                return Brokered::Alone(None);
+            }
+            // Started by another process meanwhile.
+            Ok(None) => {}
+            Ok(Some(starting)) => {
+                // The server first, here: where it cannot be had, this process says why, and
+                // the broker then finds it running.
+                if self.server().await.is_err() {
+                    return Brokered::Alone(None);
+                }
+                if let Err(why) = starting.start().await {
+                    tracing::debug!("no broker: {why}");
+                    return Brokered::Alone(None);
+                }
+            }
         }
-        match broker.claim(hash, suite).await {
-            Claim::Granted(granted) => Some(*granted),
-            Claim::NotRunning | Claim::Declined => None,
-        }
+        broker.claim(hash, suite).await.into()
     }
 
     /// For the broker: a clone of the template `hash` of `suite`, when that template is built
@@ -208,6 +240,11 @@ impl Shared {
             .clone_template(&server, &entry, &template, hash, suite, run)
             .await?;
         Ok(Some((server, name, notices)))
+    }
+
+    /// For the broker: whether this process found the template `hash` built.
+    pub fn knows_template(&self, hash: &str) -> bool {
+        self.template(hash).name.get().is_some_and(Result::is_ok)
     }
 
     /// Claims a database for the next test and connects its pool.

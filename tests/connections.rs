@@ -1,5 +1,6 @@
 //! Bounded connections: 8 processes × 8 tests, each test holding every connection of its pool
-//! at once, stay within the server's `max_connections`.
+//! at once, stay within the server's `max_connections`; on a server with few slots, processes
+//! wait for one instead of failing, and wait for the template's build without holding one.
 
 mod common;
 
@@ -119,13 +120,66 @@ async fn processes_wait_for_a_connection_slot() {
         taken.push(conn);
     }
     assert_eq!(taken.len(), 12);
-    let children: Vec<_> = (0..4)
+    let children = probes_on(&url, 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for conn in taken {
+        let _ = sqlx::Connection::close(conn).await;
+    }
+    assert_all_succeed(children).await;
+}
+
+/// Twelve test processes starting together on a server with ten connection slots, before the
+/// template is built: one builds it while the others wait at the broker, holding no connection
+/// (each waiting on the build's advisory lock with a connection of its own would leave none for
+/// the build), and every one gets its database.
+#[tokio::test]
+async fn processes_starting_before_the_template_is_built_fit_in_few_slots() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let mut server = common::OwnServer::new("local", 5);
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = common::rerun("probe", &env);
+    assert!(first.status.success(), "{}", output(&first));
+    server.hold(Duration::from_secs(10));
+    server.restart_with(&["max_connections = 10"]);
+    let url = server.admin_url();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let templates: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'pgfresh_t_%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!templates.is_empty());
+    for name in templates {
+        // Two statements: DROP DATABASE cannot run in the transaction a multi-statement query is.
+        for sql in [
+            format!(r#"ALTER DATABASE "{name}" WITH IS_TEMPLATE false"#),
+            format!(r#"DROP DATABASE "{name}""#),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::Connection::close(admin).await.unwrap();
+    assert_all_succeed(probes_on(&url, 12)).await;
+}
+
+/// `n` children running the probe test against the server at `url`.
+fn probes_on(url: &str, n: usize) -> Vec<std::process::Child> {
+    (0..n)
         .map(|_| {
             common::child(
                 "probe",
                 &[
                     ("PGFRESH_SERVER", "url"),
-                    ("DB_URL", &url),
+                    ("DB_URL", url),
                     ("PGFRESH_READY", "0"),
                 ],
             )
@@ -134,11 +188,11 @@ async fn processes_wait_for_a_connection_slot() {
             .spawn()
             .unwrap()
         })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for conn in taken {
-        let _ = sqlx::Connection::close(conn).await;
-    }
+        .collect()
+}
+
+async fn assert_all_succeed(children: Vec<std::process::Child>) {
+    let n = children.len();
     let outputs = tokio::task::spawn_blocking(move || {
         children
             .into_iter()
@@ -154,7 +208,7 @@ async fn processes_wait_for_a_connection_slot() {
         .collect();
     assert!(
         failed.is_empty(),
-        "{} of 4 failed:\n{}",
+        "{} of {n} failed:\n{}",
         failed.len(),
         failed.join("\n---\n")
     );
