@@ -13,10 +13,11 @@
 //! `PGFRESH_*`, `DB_URL`, `DATABASE_URL` and `PG*` variable, and the working directory): tests
 //! run with the same environment share one, tests run with another get their own.
 //!
-//! Wherever the broker cannot help (`PGFRESH_BROKER=off`, it cannot be started, the template is
-//! not built yet, it answers with an error, or it is gone when a test ends) the process does
-//! the work itself, as it would without a broker; every failure a user can meet is reported by
-//! that path, in its own words.
+//! Wherever the broker cannot help (`PGFRESH_BROKER=off`, it cannot be started, it answers with
+//! an error, or it is gone when a test ends) the process does the work itself, as it would
+//! without a broker; every failure a user can meet is reported by that path, in its own words.
+//! So does the one process at a time the broker gives the [`Turn`] to build a template that is
+//! not built yet.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
