@@ -400,7 +400,18 @@ async fn sixteen_processes_against_a_cold_server(kind: &'static str) {
     let port: u16 = ports[0].parse().unwrap();
 
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
-    let databases = common::pgfresh_databases(&admin).await;
+    // The broker drops the databases it handed out once their processes end: a moment later.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let databases = loop {
+        let databases = common::pgfresh_databases(&admin).await;
+        let dropping = databases
+            .iter()
+            .any(|(_, kind, _)| kind == "test" || kind == "trash");
+        if !dropping || Instant::now() > deadline {
+            break databases;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let kinds = |k: &str| databases.iter().filter(|(_, kind, _)| kind == k).count();
     assert_eq!(kinds("template"), 1, "{databases:?}");
     let templates: i64 = sqlx::query_scalar(
