@@ -25,7 +25,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let db: TestDb = pgfresh::Harness::new(&pgfresh::MIGRATOR).test_db().await?;
     println!(
-        "source: {}\nfirst database {} ready in {:.0?} (cold: start or find the server, build or find the template)",
+        "source: {}\nfirst database {} ready in {:.2?} (cold: start or find the server, build or find the template)",
         db.source(),
         db.name(),
         start.elapsed()
@@ -62,7 +62,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let name = db.name().to_owned();
     db.close().await?;
     println!(
-        "dropped {name} in {:.0?}; total {:.0?}",
+        "dropped {name} in {:.0?}; total {:.2?}",
         step.elapsed(),
         start.elapsed()
     );
