@@ -102,17 +102,9 @@ async fn eight_processes_of_eight_tests_fit() {
 /// of failing with "sorry, too many clients already", and gets its database once slots free up.
 #[tokio::test]
 async fn processes_wait_for_a_connection_slot() {
-    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+    let Some((_server, url)) = server_with_slots(12) else {
         return;
-    }
-    let mut server = common::OwnServer::new("local", 5);
-    let env = server.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = common::rerun("probe", &env);
-    assert!(first.status.success(), "{}", output(&first));
-    server.hold(Duration::from_secs(10));
-    server.restart_with(&["max_connections = 12"]);
-    let url = server.admin_url();
+    };
 
     // Every slot taken, as by other test processes.
     let mut taken = Vec::new();
@@ -134,17 +126,9 @@ async fn processes_wait_for_a_connection_slot() {
 /// the build), and every one gets its database.
 #[tokio::test]
 async fn processes_starting_before_the_template_is_built_fit_in_few_slots() {
-    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+    let Some((_server, url)) = server_with_slots(10) else {
         return;
-    }
-    let mut server = common::OwnServer::new("local", 5);
-    let env = server.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = common::rerun("probe", &env);
-    assert!(first.status.success(), "{}", output(&first));
-    server.hold(Duration::from_secs(10));
-    server.restart_with(&["max_connections = 10"]);
-    let url = server.admin_url();
+    };
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap();
@@ -169,6 +153,23 @@ async fn processes_starting_before_the_template_is_built_fit_in_few_slots() {
     }
     sqlx::Connection::close(admin).await.unwrap();
     assert_all_succeed(probes_on(&url, 12)).await;
+}
+
+/// A local server of the test's own, its template built by a first probe, then restarted with
+/// `max_connections = slots`, and its administrative URL; `None` without PostgreSQL binaries.
+fn server_with_slots(slots: u32) -> Option<(common::OwnServer, String)> {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return None;
+    }
+    let mut server = common::OwnServer::new("local", 5);
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = common::rerun("probe", &env);
+    assert!(first.status.success(), "{}", output(&first));
+    server.hold(Duration::from_secs(10));
+    server.restart_with(&[&format!("max_connections = {slots}")]);
+    let url = server.admin_url();
+    Some((server, url))
 }
 
 /// `n` children running the probe test against the server at `url`.
