@@ -53,7 +53,7 @@ pub(crate) const READY_LINE: &str = "ready";
 pub(crate) const SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "macos"));
 
 /// How long a process waits for a broker it started to accept connections (it finds the server
-/// the process has just found or started).
+/// the process has just found or started), and for another process that is starting one.
 const START_WAIT: Duration = Duration::from_secs(30);
 /// How long a process waits for the broker's answer to a claim (it may have to clone the
 /// template) before doing the work itself. A claim waiting for another process's build of the
@@ -154,14 +154,34 @@ impl Broker {
     /// The right to start the broker, once this process holds the spawn lock; `None` when a
     /// broker answers by then (another process started it meanwhile). Processes starting
     /// together wait here, holding no connection to the server, while one of them finds (or
-    /// starts) the server and then the broker.
+    /// starts) the server and then the broker; for at most [`START_WAIT`], so that where the
+    /// server cannot be had (say, every connection slot is taken) each process says so in
+    /// its own time instead of one after another.
     pub async fn starting(&self) -> Result<Option<Starting>, String> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             server::make_broker_dir(&dir).map_err(|e| e.to_string())?;
             let lock = private_file(&dir.join(SPAWN_LOCK))?;
-            lock.lock()
-                .map_err(|e| format!("locking {SPAWN_LOCK}: {e}"))?;
+            let since = std::time::Instant::now();
+            loop {
+                match lock.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) => {}
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(format!("locking {SPAWN_LOCK}: {e}"));
+                    }
+                }
+                if StdStream::connect(dir.join(SOCKET)).is_ok() {
+                    return Ok(None);
+                }
+                if since.elapsed() > START_WAIT {
+                    return Err(format!(
+                        "another process has been starting the broker for {} s",
+                        START_WAIT.as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             if StdStream::connect(dir.join(SOCKET)).is_ok() {
                 return Ok(None);
             }
