@@ -105,6 +105,10 @@ pub(crate) struct Config {
     pub broker: bool,
 }
 
+/// The variable that makes a test binary the broker of the directory it names (see
+/// [`crate::broker`]).
+pub(crate) const SERVE_VAR: &str = "PGFRESH_BROKER_SERVE";
+
 /// `PGFRESH_LINGER` default: long enough for the next `cargo test` of an edit-test loop to
 /// find the server still up, short enough that nothing outlives the run by more than ~20 s.
 pub(crate) const DEFAULT_LINGER: Duration = Duration::from_secs(20);

@@ -37,8 +37,7 @@ use tokio::net::UnixStream;
 use crate::config::{Config, Source};
 use crate::server;
 
-/// The variable that makes a test binary the broker of the directory it names.
-pub(crate) const SERVE_VAR: &str = "PGFRESH_BROKER_SERVE";
+pub(crate) use crate::config::SERVE_VAR;
 /// The broker's socket, in its directory.
 pub(crate) const SOCKET: &str = "socket";
 /// Held by the live broker for as long as it runs.

@@ -19,6 +19,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 
 use super::{address, connect_direct};
+use crate::config::SERVE_VAR;
 use crate::error::{Error, Result};
 
 /// At most this many connections per process, the owner lock's included.
@@ -26,6 +27,12 @@ const ADMIN_POOL_SIZE: usize = 4;
 
 /// How long a task waits for a connection when all of them are busy.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The same in a broker, whose few connections serve every test process of the run, and whose
+/// claims come in bursts (the processes that waited for a template's build are answered
+/// together): a queue, not a sign of a stuck server. Below the test processes' wait for an
+/// answer (`lease::CLAIM_WAIT`).
+const BROKER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long work that can wait waits for a busy connection before it opens another.
 const PATIENCE: Duration = Duration::from_millis(100);
@@ -54,6 +61,8 @@ pub(crate) struct AdminPool {
     version: u32,
     slots: Mutex<Slots>,
     released: Notify,
+    /// [`ACQUIRE_TIMEOUT`], or in a broker [`BROKER_ACQUIRE_TIMEOUT`].
+    acquire_timeout: Duration,
 }
 
 /// The pool's connections.
@@ -83,6 +92,11 @@ impl AdminPool {
                 open: 1,
             }),
             released: Notify::new(),
+            acquire_timeout: if std::env::var_os(SERVE_VAR).is_some() {
+                BROKER_ACQUIRE_TIMEOUT
+            } else {
+                ACQUIRE_TIMEOUT
+            },
         }
     }
 
@@ -127,7 +141,7 @@ impl AdminPool {
                 return Ok(self.guard(conn));
             }
             let elapsed = started.elapsed();
-            let left = ACQUIRE_TIMEOUT.saturating_sub(elapsed);
+            let left = self.acquire_timeout.saturating_sub(elapsed);
             let wait = if urgency == Urgency::CanWait && elapsed < PATIENCE {
                 PATIENCE - elapsed
             } else {
@@ -139,7 +153,7 @@ impl AdminPool {
                         "waiting for a free administrative connection to {why} on {}",
                         address(&self.options)
                     ),
-                    seconds: ACQUIRE_TIMEOUT.as_secs(),
+                    seconds: self.acquire_timeout.as_secs(),
                     remedy: "The server is up but slow or busy; run fewer tests at once".into(),
                 });
             }
