@@ -379,9 +379,11 @@ impl Error {
     }
 
     /// Whether this failure is the server, or `initdb`, running out of disk space: SQLSTATE
-    /// 53100, or the system's `ENOSPC` in a message or a source. A checkpoint that failed
-    /// ("checkpoint request failed", as `CREATE DATABASE` reports it) counts when the caller
-    /// knows the disk is nearly full (`low_space`).
+    /// 53100, or the system's `ENOSPC` in a message or a source. When the caller knows the
+    /// disk is nearly full (`low_space`), so do a checkpoint that failed ("checkpoint request
+    /// failed", as `CREATE DATABASE` reports it) and a server that crashed: one that cannot
+    /// write its WAL stops every backend (57P02), restarts through recovery (57P03), and the
+    /// connection in use is cut.
     pub(crate) fn is_disk_full(&self, low_space: bool) -> bool {
         let said = |text: &str| {
             text.contains("No space left on device")
@@ -390,11 +392,12 @@ impl Error {
         };
         match self {
             Self::Database { source, cause, .. } | Self::Connect { source, cause, .. } => {
-                source
-                    .as_database_error()
-                    .and_then(|db| db.code())
-                    .is_some_and(|code| code == "53100")
-                    || said(cause)
+                let code = source.as_database_error().and_then(|db| db.code());
+                let crashed = match code.as_deref() {
+                    Some(code) => code == "57P02" || code == "57P03",
+                    None => matches!(**source, sqlx::Error::Io(_)),
+                };
+                code.is_some_and(|code| code == "53100") || said(cause) || (low_space && crashed)
             }
             Self::Migration { message, .. }
             | Self::Seed { message, .. }
