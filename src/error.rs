@@ -428,3 +428,20 @@ fn too_many_connections(e: &sqlx::Error) -> Option<String> {
     let db = e.as_database_error()?;
     (db.code().as_deref() == Some("53300")).then(|| db.message().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection cut while the disk is nearly full is the server crashing for lack of room
+    /// (the fill test meets it only when the WAL, not a table, is what no longer fits).
+    #[test]
+    fn a_cut_connection_counts_as_disk_full_only_when_space_is_low() {
+        let cut = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = Error::connect("127.0.0.1:5432/postgres".into(), "", sqlx::Error::Io(cut));
+        assert!(e.is_disk_full(true));
+        assert!(!e.is_disk_full(false));
+        let refused = Error::connect("x".into(), "", sqlx::Error::PoolTimedOut);
+        assert!(!refused.is_disk_full(true));
+    }
+}
