@@ -205,6 +205,22 @@ many!(
     m01, m02, m03, m04, m05, m06, m07, m08, m09, m10, m11, m12, m13, m14, m15, m16
 );
 
+/// The attribute's arguments passed as fragments (`$x:literal` reaches the attribute wrapped
+/// in an invisible group).
+macro_rules! with_fragments {
+    ($($name:ident: $migrations:literal, $flavor:literal;)*) => {$(
+        #[pgfresh::test(migrations = $migrations, flavor = $flavor)]
+        async fn $name(pool: PgPool) {
+            assert_eq!(count(&pool, "SELECT count(*) FROM pg_class WHERE relname = 'datadump'").await, 0);
+        }
+    )*};
+}
+
+with_fragments! {
+    fragments_current_thread: false, "current_thread";
+    fragments_multi_thread: false, "multi_thread";
+}
+
 // --- a failing test keeps its database -------------------------------------------------------
 
 /// With `PGFRESH_TEST_PANIC` set (in a child), these fail: by a panic, or by returning `Err`,

@@ -15,6 +15,4 @@ fn ui() {
     cases.compile_fail("tests/ui/mixed_fixtures.rs");
     cases.compile_fail("tests/ui/worker_threads.rs");
     cases.compile_fail("tests/ui/fixtures_without_database.rs");
-    cases.pass("tests/ui/macro_rules.rs");
-    cases.pass("tests/ui/forms.rs");
 }
