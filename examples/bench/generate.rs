@@ -272,6 +272,16 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
 }
 
 /// The crate's `src/lib.rs`: a shared round trip, the tool's set-up, then one test per row.
+/// The statements of a test's round trip on table `bench_<table>` (1-based): an insert bound to
+/// a name and an amount that returns the row's id, and a select of that row by id.
+pub fn roundtrip_sql(table: usize) -> (String, String) {
+    let table = format!("bench_{table:04}");
+    (
+        format!("INSERT INTO {table} (name, amount) VALUES ($1, $2) RETURNING id"),
+        format!("SELECT name, amount FROM {table} WHERE id = $1"),
+    )
+}
+
 fn crate_source(krate: &Crate, migrations: &str) -> String {
     let fixtures = match krate.fixtures {
         0 => String::new(),
@@ -312,9 +322,7 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
         Suite::Sqlx | Suite::Attribute => {}
     }
     for i in 0..krate.tests {
-        let table = format!("bench_{:04}", i % krate.migrations + 1);
-        let insert = format!("INSERT INTO {table} (name, amount) VALUES ($1, $2) RETURNING id");
-        let select = format!("SELECT name, amount FROM {table} WHERE id = $1");
+        let (insert, select) = roundtrip_sql(i % krate.migrations + 1);
         let mut call = format!("roundtrip({{pool}}, {insert:?}, {select:?}, {i}).await;");
         if krate.fixtures > 0 {
             // A row of one of the fixture files, looked up by its unique name.

@@ -64,9 +64,12 @@
 //!    third suite (`shared_…`) runs the same tests on one database migrated beforehand (no
 //!    database per test) in every round; and on the idle server, per migration count, a
 //!    template is cloned (`STRATEGY FILE_COPY`) and the clone dropped 20 times, timed, with
-//!    the CPU it took. From these: the least time any harness that clones a database per test
-//!    could take on this machine (the floor's wall time, or (the floor run's CPU + tests ×
-//!    clone-and-drop CPU) / cores if that is longer), and the least per-test cost at the
+//!    the CPU it took; then 40 fresh clones each get the first test's statements on a
+//!    connection of their own, twice, and the CPU of the first pass less the second's is what a
+//!    test's first touch of a fresh clone costs (its catalogs are not in shared buffers yet).
+//!    From these: the least time any harness that clones a database per test could take on
+//!    this machine (the floor's wall time, or (the floor run's CPU + tests × (clone-and-drop
+//!    CPU + first touch)) / cores if that is longer), and the least per-test cost at the
 //!    smallest migration count for which the scaling target could hold.
 
 mod args;
@@ -83,7 +86,7 @@ use std::time::Instant;
 
 use args::{Args, Parsed, Runner, Settings};
 use cpu::Meter;
-use generate::{Crate, Layout, Suite, shared_database};
+use generate::{Crate, Layout, Suite, roundtrip_sql, shared_database};
 use report::{Probe, Sample};
 use runner::Env;
 use server::Server;
@@ -361,16 +364,48 @@ impl<'a> Bench<'a> {
             let meter = Meter::start(self.env.server_pid);
             let pairs = self.block_on(server::clone_and_drop(url, &template, PROBE_PAIRS))?;
             let cpu = meter.and_then(|m| m.used()).map(|c| c / pairs.len() as u32);
+            progress(&format!("touch {TOUCHED} clones of {template} twice"));
+            let first_touch = self.first_touch(&template)?;
             self.block_on(server::drop_database(url, &template))?;
             probes.push(Probe {
                 migrations,
                 pairs,
                 cpu,
+                first_touch,
             });
         }
         Ok(probes)
+    }
+
+    /// How much more CPU a test's statements (those of the suites' first test, on a connection
+    /// of its own) take on a fresh clone than on a database already used, per clone: on a
+    /// fresh clone the catalogs are not in the server's shared buffers yet. Every harness that
+    /// clones a database per test pays it on top of the clone. [`TOUCHED`] clones, each touched
+    /// once, then each again.
+    fn first_touch(&self, template: &str) -> Result<Option<std::time::Duration>, String> {
+        let url = &self.env.url;
+        let names = self.block_on(server::clone_many(url, template, TOUCHED))?;
+        let (insert, select) = roundtrip_sql(1);
+        let mut passes = [None, None];
+        for pass in &mut passes {
+            self.block_on(server::settle(url))?;
+            let meter = Meter::start(self.env.server_pid);
+            self.block_on(server::touch(url, &names, &insert, &select))?;
+            // The ended backends' CPU reaches the postmaster's counters once it has reaped them.
+            self.block_on(server::settle(url))?;
+            *pass = meter.and_then(|m| m.used());
+        }
+        for name in &names {
+            self.block_on(server::drop_database(url, name))?;
+        }
+        Ok(passes[0]
+            .zip(passes[1])
+            .map(|(first, again)| first.saturating_sub(again) / TOUCHED as u32))
     }
 }
 
 /// Clone-and-drop pairs timed per migration count.
 const PROBE_PAIRS: usize = 20;
+/// Fresh clones touched per migration count (see `first_touch`): with CPU counted in 10 ms
+/// ticks, enough for the difference to show.
+pub const TOUCHED: usize = 40;

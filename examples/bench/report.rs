@@ -26,6 +26,9 @@ pub struct Probe {
     pub pairs: Vec<Pair>,
     /// CPU time per pair, client and server (when the benchmark runs the server).
     pub cpu: Option<Duration>,
+    /// What a test's statements take more on a fresh clone than on a database already used,
+    /// per clone (when the benchmark runs the server).
+    pub first_touch: Option<Duration>,
 }
 
 /// A plain-text table with left-aligned columns.
@@ -537,14 +540,15 @@ fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
 }
 
 /// The least wall time a harness that clones a database per test could take under `runner`:
-/// the larger of the floor run's wall time (it does all that run does) and its CPU plus a clone
-/// and a drop's (the probe's) per test, spread over the cores.
+/// the larger of the floor run's wall time (it does all that run does) and its CPU plus, per
+/// test, a clone and a drop and the first touch of a fresh clone (the probe's), spread over the
+/// cores.
 fn least(samples: &[Sample], s: &Settings, probes: &[Probe], runner: Runner) -> Option<Duration> {
     let floor = crate::floor_crate(s);
     let per_database = probes
         .iter()
         .find(|p| p.migrations == s.migrations)
-        .and_then(|p| p.cpu);
+        .and_then(|p| Some(p.cpu? + p.first_touch?));
     cpu_per_test(samples, &floor, runner)
         .zip(per_database)
         .map(|(f, c)| (f + c) * s.tests as u32 / cores())
@@ -592,6 +596,7 @@ fn print_probes(samples: &[Sample], s: &Settings, probes: &[Probe]) {
         "clone p50",
         "drop p50",
         "CPU per clone + drop",
+        "first touch: more CPU",
     ]);
     for p in probes {
         let clones: Vec<Duration> = p.pairs.iter().map(|x| x.clone).collect();
@@ -601,6 +606,7 @@ fn print_probes(samples: &[Sample], s: &Settings, probes: &[Probe]) {
             opt(percentile(&clones, 50), millis),
             opt(percentile(&drops, 50), millis),
             opt(p.cpu, millis),
+            opt(p.first_touch, millis),
         ]);
     }
     table.print();
@@ -690,14 +696,18 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     println!(
         "\nthe floor: the same tests on one database migrated beforehand, no database per test (shared);\n  \
          CPU per test: the run's and the server's CPU time (median run) / tests; least with a clone per test:\n  \
-         the larger of the floor's wall time and (the floor run's CPU + tests x one clone and drop's CPU,\n  \
-         below) / cores: what no harness that clones a database per test can beat here"
+         the larger of the floor's wall time and (the floor run's CPU + tests x (one clone and drop's CPU\n  \
+         + the first touch of a fresh clone), below) / cores: what no harness that clones a database per\n  \
+         test can beat here"
     );
     print_floor(samples, s, probes);
     println!(
         "\nclone and drop on the idle server: a fresh template per migration count, {} x CREATE DATABASE …\n  \
-         STRATEGY FILE_COPY then DROP DATABASE, one after another on one connection",
-        probes.first().map_or(0, |p| p.pairs.len())
+         STRATEGY FILE_COPY then DROP DATABASE, one after another on one connection; first touch: the\n  \
+         first test's statements on a connection of their own, run on each of {} fresh clones, less the\n  \
+         same again (catalogs then in shared buffers), CPU per clone",
+        probes.first().map_or(0, |p| p.pairs.len()),
+        crate::TOUCHED,
     );
     print_probes(samples, s, probes);
 }

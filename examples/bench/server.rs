@@ -382,3 +382,44 @@ pub async fn clone_and_drop(url: &str, template: &str, pairs: usize) -> sqlx::Re
     conn.close().await?;
     Ok(timed)
 }
+
+/// `count` clones of `template` (`STRATEGY FILE_COPY`), by name; a clone of the same name an
+/// interrupted run left behind is dropped first.
+pub async fn clone_many(url: &str, template: &str, count: usize) -> sqlx::Result<Vec<String>> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut names = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("bench_probe_touch_{i:02}");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+        }
+        names.push(name);
+    }
+    conn.close().await?;
+    Ok(names)
+}
+
+/// Connects to each database of `names` in turn and runs a test's statements there: `insert`
+/// (bound to a name and an amount, returning an id), then `select` (bound to that id).
+pub async fn touch(url: &str, names: &[String], insert: &str, select: &str) -> sqlx::Result<()> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    for name in names {
+        let mut conn = sqlx::PgConnection::connect_with(&options.clone().database(name)).await?;
+        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(insert))
+            .bind("probe")
+            .bind(1)
+            .fetch_one(&mut conn)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(select))
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await?;
+        conn.close().await?;
+    }
+    Ok(())
+}
