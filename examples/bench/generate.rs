@@ -271,7 +271,6 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
     ))
 }
 
-/// The crate's `src/lib.rs`: a shared round trip, the tool's set-up, then one test per row.
 /// The statements of a test's round trip on table `bench_<table>` (1-based): an insert bound to
 /// a name and an amount that returns the row's id, and a select of that row by id.
 pub fn roundtrip_sql(table: usize) -> (String, String) {
@@ -282,6 +281,7 @@ pub fn roundtrip_sql(table: usize) -> (String, String) {
     )
 }
 
+/// The crate's `src/lib.rs`: a shared round trip, the tool's set-up, then one test per row.
 fn crate_source(krate: &Crate, migrations: &str) -> String {
     let fixtures = match krate.fixtures {
         0 => String::new(),
