@@ -99,14 +99,15 @@ async fn drop_marked(
         .await?;
     }
     disconnect(conn, name).await?;
+    execute(conn, &drop_sql(version, name)).await
+}
+
+/// `DROP DATABASE`, forcing out a session that connected after the last look (13+).
+fn drop_sql(version: u32, name: &str) -> String {
     if version >= 130_000 {
-        execute(
-            conn,
-            &format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#),
-        )
-        .await
+        format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
     } else {
-        execute(conn, &format!(r#"DROP DATABASE IF EXISTS "{name}""#)).await
+        format!(r#"DROP DATABASE IF EXISTS "{name}""#)
     }
 }
 
@@ -117,17 +118,22 @@ async fn drop_marked(
 /// closed a moment before costs a whole step. A backend that was told to end is gone within a
 /// millisecond or two, so poll for that here instead (for at most [`DISCONNECT_WAIT`]).
 pub(crate) async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
-    let err = |e| Error::database(format!("disconnecting from {name}"), e);
-    let started = std::time::Instant::now();
     // One statement ends them and says how many there were: none, most of the time.
-    let mut left: i64 = sqlx::query_scalar(
+    let ended: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = $1 AND pid <> pg_backend_pid()",
     )
     .bind(name)
     .fetch_one(&mut *conn)
     .await
-    .map_err(err)?;
+    .map_err(|e| Error::database(format!("disconnecting from {name}"), e))?;
+    wait_until_gone(conn, name, ended).await
+}
+
+/// Waits until the `left` sessions connected to `name`, told to end, are gone.
+async fn wait_until_gone(conn: &mut PgConnection, name: &str, mut left: i64) -> Result<()> {
+    let err = |e| Error::database(format!("disconnecting from {name}"), e);
+    let started = std::time::Instant::now();
     while left > 0 && started.elapsed() < DISCONNECT_WAIT {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         left = sqlx::query_scalar(
@@ -167,24 +173,22 @@ pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> St
 }
 
 /// A test database for this process: a ready clone when there is one, else a new clone.
+///
+/// Either way one statement makes it this process's: its name carries the owner (see
+/// [`names::test_db_name`]), and with the connection limit it was created with, that is its
+/// whole marker (see [`crate::marker`]); no comment to write, none to read back at the drop.
 pub(crate) async fn claim_or_clone(server: &Server, template: &str, hash: &str) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::Now, "create a test database")
         .await?;
     let name = names::test_db_name(hash, server.owner);
-    let mine = Mark::Test {
-        owner: server.owner,
-    };
-    if claim_ready(&mut conn, hash, &name).await? {
-        set_mark(&mut conn, &name, &mine).await?;
-        return Ok(name);
+    if !claim_ready(&mut conn, hash, &name).await? {
+        execute(
+            &mut conn,
+            &create_sql(server.version, &name, Some(template)),
+        )
+        .await?;
     }
-    execute(
-        &mut conn,
-        &create_sql(server.version, &name, Some(template)),
-    )
-    .await?;
-    set_mark(&mut conn, &name, &mine).await?;
     Ok(name)
 }
 
@@ -238,15 +242,7 @@ pub(crate) async fn refill_ready(
     let mut conn = server
         .admin_conn(Urgency::CanWait, "prepare ready databases")
         .await?;
-    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM pg_database WHERE {READY}"
-    )))
-    .bind(names::ready_prefix(hash))
-    .bind(CREATED_CONNECTION_LIMIT)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| Error::database("counting ready databases", e))?;
-    for _ in usize::try_from(count).unwrap_or(target)..target {
+    for _ in count_ready(&mut conn, hash).await?..target {
         // One statement: a ready clone's marker is its name and the connection limit the
         // CREATE gives it, so there is no moment at which it exists unmarked.
         let name = names::ready_db_name(hash, server.owner);
@@ -259,13 +255,104 @@ pub(crate) async fn refill_ready(
     Ok(())
 }
 
-/// Drops a test database: marked `trash` first, so that a drop cut short (the process exits)
-/// is finished by the next sweep, whoever runs it.
+/// A test database of this process cloned ahead of its claim (see
+/// [`crate::worker`]'s clones ahead): one statement, named and limited like any test database,
+/// so that it is this process's from the start and a claim takes it without a statement.
+pub(crate) async fn clone_ahead(server: &Server, template: &str, hash: &str) -> Result<String> {
+    let mut conn = server
+        .admin_conn(Urgency::CanWait, "prepare ready databases")
+        .await?;
+    let name = names::test_db_name(hash, server.owner);
+    execute(
+        &mut conn,
+        &create_sql(server.version, &name, Some(template)),
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Gives clones made ahead that no claim took to the ready clones of their template, for the
+/// next process, as far as the ready clones are fewer than `target` (a rename each: atomic,
+/// and the new name is the ready clone's whole marker). Returns the clones it did not give,
+/// for the caller to drop; on a failure, with the error.
+pub(crate) async fn give_to_ready(
+    server: &Server,
+    mut ahead: Vec<String>,
+    hash: &str,
+    target: usize,
+) -> std::result::Result<Vec<String>, (Error, Vec<String>)> {
+    let mut conn = match server
+        .admin_conn(Urgency::CanWait, "prepare ready databases")
+        .await
+    {
+        Ok(conn) => conn,
+        Err(e) => return Err((e, ahead)),
+    };
+    let ready = match count_ready(&mut conn, hash).await {
+        Ok(ready) => ready,
+        Err(e) => return Err((e, ahead)),
+    };
+    for _ in ready..target {
+        let Some(name) = ahead.pop() else { break };
+        let ready = names::ready_db_name(hash, server.owner);
+        let renamed = format!(r#"ALTER DATABASE "{name}" RENAME TO "{ready}""#);
+        if let Err(e) = execute(&mut conn, &renamed).await {
+            ahead.push(name);
+            return Err((e, ahead));
+        }
+    }
+    Ok(ahead)
+}
+
+/// How many ready clones of `hash` this role may claim.
+async fn count_ready(conn: &mut PgConnection, hash: &str) -> Result<usize> {
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_database WHERE {READY}"
+    )))
+    .bind(names::ready_prefix(hash))
+    .bind(CREATED_CONNECTION_LIMIT)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| Error::database("counting ready databases", e))?;
+    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+}
+
+/// Drops a test database, in two statements: the first reads its marker and, when the
+/// database is pgfresh's and not a template, ends the sessions still connected to it; the
+/// second drops it.
+///
+/// No `trash` marker first: a test database's name carries its owner, so a drop cut short (the
+/// process exits) is finished by the next sweep anyway, once that owner is gone.
 pub(crate) async fn drop_test_db(server: &Server, urgency: Urgency, name: &str) -> Result<()> {
     let mut conn = server.admin_conn(urgency, &format!("drop {name}")).await?;
-    let Some((is_template, _)) = mark_of(&mut conn, name).await? else {
+    let err = |e| Error::database(format!("dropping {name}"), e);
+    let row: Option<(bool, Option<String>, i32, i64)> = sqlx::query_as(
+        "SELECT d.datistemplate, shobj_description(d.oid, 'pg_database'), d.datconnlimit, \
+           (SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a \
+             WHERE a.datid = d.oid AND a.pid <> pg_backend_pid() AND NOT d.datistemplate \
+               AND shobj_description(d.oid, 'pg_database') IS NULL \
+               AND d.datconnlimit = $2 AND starts_with(d.datname::text, $3)) \
+         FROM pg_database d WHERE d.datname = $1",
+    )
+    .bind(name)
+    .bind(CREATED_CONNECTION_LIMIT)
+    .bind(names::PREFIX)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(err)?;
+    let Some((is_template, comment, limit, ended)) = row else {
         return Ok(());
     };
+    if !Mark::created_by_pgfresh(name, comment.as_deref(), limit) {
+        return Err(Error::NotOurs { name: name.into() });
+    }
+    if comment.is_none() && !is_template {
+        // Its sessions were ended by the first statement: wait until they are gone.
+        wait_until_gone(&mut conn, name, ended).await?;
+        return execute(&mut conn, &drop_sql(server.version, name)).await;
+    }
+    // A marker (one an older pgfresh wrote, or `kept`) or a template: marked `trash` first, so
+    // that a drop cut short is finished by the next sweep, whoever runs it.
     set_mark(&mut conn, name, &Mark::Trash).await?;
     drop_marked(server.version, &mut conn, name, is_template).await
 }

@@ -74,7 +74,7 @@ fn run(dir: &Path) -> Result<(), String> {
 }
 
 async fn serve(dir: &Path) -> Result<(), String> {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::for_broker());
     shared.server().await.map_err(|e| e.to_string())?;
     let path = dir.join(SOCKET);
     let _ = std::fs::remove_file(&path);
@@ -109,6 +109,7 @@ async fn serve(dir: &Path) -> Result<(), String> {
     while activity.connected() > 0 {
         tick.tick().await;
     }
+    shared.give_back_ahead().await;
     Ok(())
 }
 

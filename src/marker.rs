@@ -7,8 +7,10 @@
 //! and `COMMENT ON DATABASE` (two statements: a process can die between them): pgfresh creates
 //! every database with `CONNECTION LIMIT` [`CREATED_CONNECTION_LIMIT`], set by the `CREATE`
 //! itself. A database with a `pgfresh_` name, that limit and no comment is pgfresh's. Ready
-//! clones (`pgfresh_r_…`) carry no comment at all: name and limit are their whole marker, given
-//! in one statement.
+//! clones (`pgfresh_r_…`) and test databases (`pgfresh_<hash8>_<owner>_…`) carry no comment
+//! at all: name and limit are their whole marker, given in one statement (the `CREATE`, or the
+//! rename that claims a ready clone), and a test database's name carries its owner. A comment
+//! comes only when that changes: `kept`, `trash`, and a template's life.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,7 +26,9 @@ pub(crate) enum Mark {
     Building { owner: i32 },
     /// A complete template of the suite `suite`, last handed out from at `used` (Unix time).
     Template { suite: String, used: i64 },
-    /// A test's database, owned by the live process holding the owner lock `owner`.
+    /// A test's database, owned by the live process holding the owner lock `owner`: the marker
+    /// earlier versions wrote (a test database now carries its owner in its name, and no
+    /// comment); still read, so that their leftovers are swept.
     Test { owner: i32 },
     /// A failed test's database, kept on purpose by run `run` of suite `suite`.
     Kept { suite: String, run: String },

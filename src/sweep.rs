@@ -2,20 +2,21 @@
 //! one, and a database a live process still uses is never touched.
 //!
 //! Every process that uses a server holds, for as long as it lives, a session-level advisory
-//! lock `(OWNER_LOCK_CLASS, owner)` on a connection of its own; its test databases are marked
-//! `test owner=<owner>`. The server releases the lock when that connection ends, which happens
+//! lock `(OWNER_LOCK_CLASS, owner)` on a connection of its own; its test databases carry
+//! `owner` in their names. The server releases the lock when that connection ends, which happens
 //! when the process exits however it exits (crash, `SIGKILL`, `process::exit`), also when the
 //! process ran on another machine. A sweep reads the held locks from `pg_locks`, so it knows
 //! exactly which owners are alive.
 //!
 //! The rules, applied once per process and migration set, in the background:
 //! - `trash` (a drop that was cut short): dropped.
-//! - `test` or `building` of an owner that holds no lock any more: dropped; a `test` database
-//!   only once nobody is connected to it (the owner may be a broker, see [`crate::broker`],
-//!   that died while the test it handed the database to still runs).
-//! - no comment yet on a test database or template (created by a process that died before it
-//!   wrote the marker): dropped when the owner its name carries is gone, or for a template when
-//!   nobody holds its build lock.
+//! - a test database (no comment: its name carries its owner) of an owner that holds no lock
+//!   any more: dropped once nobody is connected to it (the owner may be a broker, see
+//!   [`crate::broker`], that died while the test it handed the database to still runs); the
+//!   same for one marked `test` by an older pgfresh.
+//! - `building` of an owner that holds no lock any more: dropped; so is a template without a
+//!   comment yet (its builder died before it wrote the marker) when nobody holds its build
+//!   lock.
 //! - ready clones (no comment, see [`crate::marker`]) of a template that no longer exists:
 //!   dropped.
 //! - `kept` by an earlier run of the same suite: dropped, and said so (a run is one
@@ -90,8 +91,10 @@ pub(crate) async fn sweep(
                     .split('_')
                     .next()
                     .is_some_and(|hash| !names.contains(format!("{PREFIX}t_{hash}").as_str())),
-                // A claimed clone not re-marked yet: goes when its claimer is gone.
-                _ => owner_in_name(name).is_some_and(|owner| !alive(owner)),
+                // A test database (its name carries its owner): goes when that owner is gone
+                // and nobody is connected to it (the owner may be a broker that died while
+                // the test it handed the database to still runs: that test drops it).
+                _ => owner_in_name(name).is_some_and(|owner| !alive(owner)) && !in_use,
             },
             Some(None) => false,
             Some(Some(mark)) => match mark {

@@ -29,7 +29,8 @@ const KEEP_WAIT: Duration = Duration::from_secs(10);
 ///
 /// `Drop` does not run when the process ends through `std::process::exit`, a signal, or a
 /// panic with `panic = "abort"`, nor for a `TestDb` stored in a `static`. The database then
-/// stays on the server; its name starts with `pgfresh_` and its comment says `pgfresh:test`.
+/// stays on the server, its name starting with `pgfresh_`, until a later run's sweep finds its
+/// process gone and drops it.
 pub struct TestDb {
     pool: PgPool,
     name: String,

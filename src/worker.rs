@@ -37,14 +37,20 @@ pub(crate) struct Shared {
     prefetch: Prefetch,
     /// The broker of this environment (see [`crate::lease`]), unless there is none.
     broker: OnceCell<Option<Broker>>,
+    /// This is the broker: it makes its next databases ahead (see [`Shared::clone_template`]).
+    makes_ahead: bool,
 }
 
 /// One template's state in this process.
 #[derive(Default)]
 struct Template {
     name: OnceCell<Result<String>>,
-    /// A refill of the ready clones is under way.
+    /// A refill of the ready clones (or of the clones made ahead) is under way.
     refilling: AtomicBool,
+    /// Clones this process made ahead of its next claims (see [`Shared::clone_template`]).
+    ahead: Mutex<Vec<String>>,
+    /// The process is ending: no more clones are made ahead, or ready.
+    closed: AtomicBool,
     /// The runs (see [`crate::marker::run_id`]) for which this process swept the leftovers of
     /// the template's suite (once per run is enough; a broker serves one run after another).
     swept: Mutex<HashSet<String>>,
@@ -116,6 +122,14 @@ impl Handout {
 }
 
 impl Shared {
+    /// The broker's (see [`crate::broker`]).
+    pub fn for_broker() -> Self {
+        Self {
+            makes_ahead: true,
+            ..Self::default()
+        }
+    }
+
     /// The server, started on first use. A failure is remembered and reported to every caller.
     pub async fn server(&self) -> Result<Arc<Server>> {
         self.server
@@ -305,11 +319,19 @@ impl Shared {
         let name = match self.claim_on(&server, recipe).await {
             Err(e) if e.is_disk_full(server.low_on_space()) => {
                 tracing::warn!("out of disk space; freeing pgfresh's own and trying again: {e}");
-                // The template's failure is not remembered: it is built again.
-                self.templates
+                // The template's failure is not remembered: it is built again; the clones made
+                // ahead of it go first.
+                let forgotten = self
+                    .templates
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(recipe.hash());
+                if let Some(entry) = forgotten {
+                    entry.closed.store(true, Ordering::Release);
+                    while let Some(ahead) = entry.take_ahead() {
+                        self.drop_in_background(&ahead).await;
+                    }
+                }
                 let current = names::template_name(recipe.hash());
                 if let Err(e) = sweep::free_space(&server, recipe.suite(), &current).await {
                     tracing::debug!("freeing disk space failed: {e}");
@@ -344,9 +366,17 @@ impl Shared {
         map.entry(hash.to_owned()).or_default().clone()
     }
 
-    /// A clone of the complete `template` (of `hash`, of `suite`): a ready clone claimed or a
-    /// new one; then, in the background, the ready clones are topped up and (once per
-    /// process) the suite's leftovers swept.
+    /// A clone of the complete `template` (of `hash`, of `suite`): one this process made
+    /// ahead, else a ready clone claimed, else a new one; then, in the background, the clones
+    /// ahead or the ready clones are topped up and (once per process) the suite's leftovers
+    /// swept.
+    ///
+    /// The broker, which answers every claim of its environment, makes its next databases ahead
+    /// under its own test databases' names: a claim then takes one without a statement, and
+    /// its drop needs no marker to read (see [`admin::drop_test_db`]); the clones made ahead
+    /// that no claim took go to the ready clones when it leaves (see
+    /// [`Shared::give_back_ahead`]). Any other process tops up the ready clones any process of
+    /// the role can claim: it may answer one claim and exit.
     async fn clone_template(
         &self,
         server: &Arc<Server>,
@@ -356,7 +386,11 @@ impl Shared {
         suite: &str,
         run: &str,
     ) -> Result<String> {
-        let name = admin::claim_or_clone(server, template, hash).await?;
+        let made_ahead = entry.take_ahead();
+        let name = match made_ahead {
+            Some(name) => name,
+            None => admin::claim_or_clone(server, template, hash).await?,
+        };
 
         // Only now, so that the sweep's connection does not delay the first hand-out.
         if entry.first_of_run(run) {
@@ -377,12 +411,20 @@ impl Shared {
         }
 
         let target = Config::global()?.ready;
-        if target > 0 && !entry.refilling.swap(true, Ordering::AcqRel) {
+        let ahead = self.makes_ahead;
+        if target > 0
+            && !entry.closed.load(Ordering::Acquire)
+            && !entry.refilling.swap(true, Ordering::AcqRel)
+        {
             let (server, hash, template) = (server.clone(), hash.to_owned(), template.to_owned());
             let entry = entry.clone();
             tokio::spawn(async move {
-                let refilled = admin::refill_ready(&server, &template, &hash, target);
-                if let Err(e) = refilled.await {
+                let refilled = if ahead {
+                    entry.clone_ahead(&server, &template, &hash, target).await
+                } else {
+                    admin::refill_ready(&server, &template, &hash, target).await
+                };
+                if let Err(e) = refilled {
                     tracing::debug!("refilling ready databases failed: {e}");
                 }
                 entry.refilling.store(false, Ordering::Release);
@@ -390,9 +432,78 @@ impl Shared {
         }
         Ok(name)
     }
+
+    /// Gives the clones made ahead that no claim took to the ready clones (as far as those
+    /// are fewer than `PGFRESH_READY`; the others are dropped), for the next process; none are
+    /// made any more. For the broker, when it leaves.
+    pub async fn give_back_ahead(&self) {
+        let Some(Ok(server)) = self.server.get().cloned() else {
+            return;
+        };
+        let templates: Vec<(String, Arc<Template>)> = self
+            .templates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(hash, entry)| (hash.clone(), entry.clone()))
+            .collect();
+        let target = Config::global().map_or(0, |c| c.ready);
+        for (hash, entry) in templates {
+            entry.closed.store(true, Ordering::Release);
+            // A refill under way stops before its next clone: wait for it (a clone at most).
+            while entry.refilling.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let ahead: Vec<String> = std::iter::from_fn(|| entry.take_ahead()).collect();
+            if ahead.is_empty() {
+                continue;
+            }
+            let unwanted = admin::give_to_ready(&server, ahead, &hash, target)
+                .await
+                .unwrap_or_else(|(e, left)| {
+                    tracing::debug!("giving clones to the ready ones failed: {e}");
+                    left
+                });
+            for name in unwanted {
+                self.drop_in_background(&name).await;
+            }
+        }
+    }
 }
 
 impl Template {
+    /// A clone made ahead, if there is one.
+    fn take_ahead(&self) -> Option<String> {
+        self.ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    /// Tops the clones made ahead up to `target`.
+    async fn clone_ahead(
+        &self,
+        server: &Server,
+        template: &str,
+        hash: &str,
+        target: usize,
+    ) -> Result<()> {
+        let count = || {
+            self.ahead
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+        };
+        while count() < target && !self.closed.load(Ordering::Acquire) {
+            let name = admin::clone_ahead(server, template, hash).await?;
+            self.ahead
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(name);
+        }
+        Ok(())
+    }
+
     /// Whether `run` is new to this template here: its suite is swept once per run.
     fn first_of_run(&self, run: &str) -> bool {
         self.swept

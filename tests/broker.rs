@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Running, broker_pid, output, probe_field, rerun};
 
@@ -113,6 +113,24 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
     let mut b = Running::spawn("probe", &b_env);
     let b_name = common::field(&b.probe_line(), "name");
     let first = broker_pid(&tag).expect("a broker serves them");
+    // The broker makes the next databases ahead, as its own test databases.
+    let ahead = {
+        let (owner, deadline) = (owner(&a_name), Instant::now() + Duration::from_secs(10));
+        loop {
+            let ahead: Vec<String> = common::pgfresh_databases(&admin)
+                .await
+                .into_iter()
+                .map(|(name, ..)| name)
+                .filter(|name| name.split('_').nth(2) == Some(owner))
+                .filter(|name| *name != a_name && *name != b_name)
+                .collect();
+            if !ahead.is_empty() || Instant::now() > deadline {
+                break ahead;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(!ahead.is_empty(), "the broker made no database ahead");
     kill(first);
     b.kill();
 
@@ -126,6 +144,12 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
         common::dropped_within(&admin, &b_name, Duration::from_secs(10)).await,
         "{b_name} of the dead broker was not swept"
     );
+    for name in &ahead {
+        assert!(
+            common::dropped_within(&admin, name, Duration::from_secs(10)).await,
+            "{name}, made ahead by the dead broker, was not swept"
+        );
+    }
     assert!(
         common::database_exists(&admin, &a_name).await,
         "{a_name} was swept while its test ran"

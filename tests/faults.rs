@@ -43,12 +43,12 @@ async fn marker(admin: &PgPool, name: &str) -> Option<String> {
     .flatten()
 }
 
-/// Locks the marker of `name` (its `pg_shdescription` row) in `blocker`'s open transaction by
-/// writing the same marker again, so that pgfresh's next write of it (a drop's `trash`) waits.
-async fn lock_marker(admin: &PgPool, blocker: &mut sqlx::PgConnection, name: &str) {
-    let mark = marker(admin, name).await.expect("the database is marked");
+/// Locks the database `name` in `blocker`'s open transaction (`COMMENT ON DATABASE` takes a
+/// lock on the database that lasts until the transaction ends; the comment it writes is never
+/// committed), so that pgfresh's drop of it (`DROP DATABASE` locks it too) waits.
+async fn lock_database(blocker: &mut sqlx::PgConnection, name: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"COMMENT ON DATABASE "{name}" IS '{mark}'"#
+        r#"COMMENT ON DATABASE "{name}" IS NULL"#
     )))
     .execute(blocker)
     .await
@@ -90,14 +90,8 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
     let name = field(&victim.probe_line(), "name");
     server.hold(Duration::from_secs(10));
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
-    let mark = marker(&admin, &name)
-        .await
-        .expect("the victim's database is marked");
-    let owner: i64 = mark
-        .strip_prefix("pgfresh:test owner=")
-        .unwrap_or_else(|| panic!("not a test database's marker: {mark}"))
-        .parse()
-        .unwrap();
+    let owner = common::owner_in_name(&name)
+        .unwrap_or_else(|| panic!("not a test database's name: {name}"));
     assert!(owner_lock_held(&admin, owner).await);
 
     victim.kill();
@@ -131,8 +125,8 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
 }
 
 /// A drop that cannot finish holds the exit of its process for at most 10 s, and the process
-/// says what it left unfinished: here the test database's marker row is locked by another
-/// session's open transaction, so the drop's first step (marking it `trash`) waits.
+/// says what it left unfinished: here the test database is locked by another session's open
+/// transaction, so the drop's `DROP DATABASE` waits.
 #[tokio::test]
 async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     if !local() {
@@ -145,7 +139,7 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     let name = field(&child.probe_line(), "name");
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
     let mut blocker = admin.begin().await.unwrap();
-    lock_marker(&admin, &mut blocker, &name).await;
+    lock_database(&mut blocker, &name).await;
 
     let start = Instant::now();
     let (status, text) = child.finish(Duration::from_secs(60));
@@ -174,7 +168,7 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
 }
 
-/// Every administrative connection of a process stuck (four drops waiting for marker rows
+/// Every administrative connection of a process stuck (four drops waiting for databases
 /// another session holds locked) makes its next request for a database fail after 5 s, saying
 /// what it waited for and what to do, instead of hanging; once the locks go, the drops finish
 /// and the process exits normally.
@@ -204,7 +198,7 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
     let mut blocker = admin.begin().await.unwrap();
     for name in names.split(',') {
-        lock_marker(&admin, &mut blocker, name).await;
+        lock_database(&mut blocker, name).await;
     }
     std::fs::write(&go, "").unwrap();
     let started = Instant::now();
@@ -255,10 +249,8 @@ async fn sweep_never_drops_a_live_processs_database() {
     // The server notices the death when the session holding its owner lock ends, which can
     // take as long as the statement that session was running (a background CREATE DATABASE,
     // cut short within 100 ms by client_connection_check_interval).
-    let dead_owner: i64 = marker(&admin, &dead_name)
-        .await
-        .and_then(|m| m.rsplit('=').next()?.parse().ok())
-        .expect("the killed process's database carries its owner");
+    let dead_owner =
+        common::owner_in_name(&dead_name).expect("the killed process's database carries its owner");
     let mut lock_gone = false;
     for _ in 0..100 {
         if !owner_lock_held(&admin, dead_owner).await {

@@ -187,16 +187,33 @@ async fn application_migrator_finds_nothing_to_do() {
 async fn databases_carry_the_pgfresh_marker() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
-    let (is_template, mark): (bool, Option<String>) = sqlx::query_as(
-        "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    // A test database's marker is its name, which carries its owner, and the connection limit
+    // it was created with (0x7067): no comment, so nothing to write at the claim.
+    let (is_template, mark, limit): (bool, Option<String>, i32) = sqlx::query_as(
+        "SELECT datistemplate, shobj_description(oid, 'pg_database'), datconnlimit \
+         FROM pg_database WHERE datname = $1",
     )
     .bind(db.name())
     .fetch_one(&admin)
     .await
     .unwrap();
     assert!(!is_template);
-    let mark = mark.unwrap();
-    assert!(mark.starts_with("pgfresh:test owner="), "{mark}");
+    assert_eq!(mark, None);
+    assert_eq!(limit, 0x7067);
+    let owner = common::owner_in_name(db.name()).expect("the name carries its owner");
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 \
+         AND granted AND objid::bigint = $1)",
+    )
+    .bind(owner)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(
+        held,
+        "{} names owner {owner}, who holds no owner lock",
+        db.name()
+    );
 
     let hash8 = common::hash8(db.name());
     let templates: Vec<(bool, Option<String>)> = sqlx::query_as(

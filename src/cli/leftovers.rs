@@ -171,6 +171,7 @@ async fn databases(conn: &mut PgConnection) -> Result<Vec<Leftover>> {
                     .and_then(|c| c.split_whitespace().next())
                     .unwrap_or_default(),
                 None if name.starts_with("pgfresh_r_") => "ready",
+                None if crate::names::owner_in_name(&name).is_some() => "test",
                 None => "unmarked",
             }
             .to_owned();

@@ -57,7 +57,8 @@ pub async fn drop_kept(admin: &PgPool, name: &str) {
 }
 
 /// Every database whose name starts with `pgfresh_`, with its marker kind (`template`, `ready`,
-/// `test`, `kept`, `building`, `trash`; `unmarked` when its comment is no pgfresh marker).
+/// `test`, `kept`, `building`, `trash`; `unmarked` when its comment is no pgfresh marker and
+/// its name none of those without one).
 pub async fn pgfresh_databases(admin: &PgPool) -> Vec<(String, String, Option<String>)> {
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
@@ -72,9 +73,12 @@ pub async fn pgfresh_databases(admin: &PgPool) -> Vec<(String, String, Option<St
                 .as_deref()
                 .and_then(|c| c.strip_prefix("pgfresh:"))
                 .and_then(|c| c.split_whitespace().next())
-                // Ready clones carry no comment: name and connection limit are their marker.
+                // Ready clones and test databases carry no comment: name and connection limit
+                // are their marker (a test database's name carries its owner, in hex).
                 .unwrap_or(if name.starts_with("pgfresh_r_") {
                     "ready"
+                } else if owner_in_name(&name).is_some() {
+                    "test"
                 } else {
                     "unmarked"
                 })
@@ -114,4 +118,16 @@ pub async fn assert_template_gone(message: &str) {
 /// (`pgfresh_<hash8>_…`) carries: the prefix of its template's name after `pgfresh_t_`.
 pub fn hash8(name: &str) -> &str {
     &name["pgfresh_".len().."pgfresh_".len() + 8]
+}
+
+/// The owner a test database's name carries: `pgfresh_<hash8>_<owner, 8 hex digits>_<random>`.
+pub fn owner_in_name(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("pgfresh_")?;
+    let parts: Vec<&str> = rest.split('_').collect();
+    match parts[..] {
+        [hash, owner, _] if hash.len() == 8 && owner.len() == 8 => u32::from_str_radix(owner, 16)
+            .ok()
+            .map(|o| i64::from(o as i32)),
+        _ => None,
+    }
 }
