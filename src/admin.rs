@@ -176,7 +176,7 @@ pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> St
 ///
 /// Either way one statement makes it this process's: its name carries the owner (see
 /// [`names::test_db_name`]), and with the connection limit it was created with, that is its
-/// whole marker (see [`crate::marker`]); no comment to write, none to read back at the drop.
+/// whole marker (see [`crate::marker`]): no comment to write.
 pub(crate) async fn claim_or_clone(server: &Server, template: &str, hash: &str) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::Now, "create a test database")
