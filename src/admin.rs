@@ -1,8 +1,9 @@
 //! Operations on the databases pgfresh creates: markers, clones, ready clones, drops.
 //!
-//! Every database pgfresh creates carries a [`Mark`]; nothing here alters or drops a database
-//! without reading its marker first, so a database that merely has a `pgfresh_` name is never
-//! touched.
+//! Every database pgfresh creates carries a marker (see [`crate::marker`]); nothing here alters
+//! or drops a database without reading its marker first, except the broker's clones made ahead,
+//! which it renames knowing it made them (nobody else touches a live owner's test databases), so
+//! a database that merely has a `pgfresh_` name is never touched.
 
 use sqlx::PgConnection;
 
@@ -255,9 +256,9 @@ pub(crate) async fn refill_ready(
     Ok(())
 }
 
-/// A test database of this process cloned ahead of its claim (see
-/// [`crate::worker`]'s clones ahead): one statement, named and limited like any test database,
-/// so that it is this process's from the start and a claim takes it without a statement.
+/// A test database cloned ahead of its claim (by the broker, see [`crate::worker`]): one
+/// statement, named and limited like any test database, so that it is this process's from the
+/// start and a claim takes it without a statement.
 pub(crate) async fn clone_ahead(server: &Server, template: &str, hash: &str) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::CanWait, "prepare ready databases")
