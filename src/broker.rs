@@ -26,7 +26,9 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::lease::{ALIVE_LOCK, READY_LINE, SERVE_VAR, SOCKET, STILL_WAITING, private_file};
+use crate::lease::{
+    ALIVE_LOCK, READY_LINE, SERVE_VAR, SOCKET, STILL_WAITING, private_file, remove_dir,
+};
 use crate::worker::{Handout, Shared};
 
 /// How long a broker nobody is connected to stays.
@@ -60,7 +62,8 @@ extern "C" fn hook() {
     });
 }
 
-/// Serves `dir` until idle, unless another broker already does.
+/// Serves `dir` until idle, unless another broker already does; then removes `dir` unless a
+/// process is starting the next broker there.
 fn run(dir: &Path) -> Result<(), String> {
     let alive = private_file(&dir.join(ALIVE_LOCK))?;
     alive
@@ -70,7 +73,10 @@ fn run(dir: &Path) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(serve(dir))
+    let served = runtime.block_on(serve(dir));
+    drop(alive);
+    remove_dir(dir);
+    served
 }
 
 async fn serve(dir: &Path) -> Result<(), String> {

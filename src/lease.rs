@@ -94,11 +94,18 @@ pub(crate) struct Granted {
     pub password_from_user: bool,
 }
 
-/// The spawn lock, held: see [`Broker::starting`].
+/// The spawn lock, held: see [`Broker::starting`]. Dropped without a broker started (say,
+/// the server could not be had), it removes the broker's directory.
 #[derive(Debug)]
 pub(crate) struct Starting {
     dir: PathBuf,
-    _lock: File,
+    lock: File,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        remove_holding(&self.dir, &self.lock);
+    }
 }
 
 impl Starting {
@@ -159,16 +166,10 @@ impl Broker {
     pub async fn starting(&self) -> Result<Option<Starting>, String> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            server::make_broker_dir(&dir).map_err(|e| e.to_string())?;
-            let lock = private_file(&dir.join(SPAWN_LOCK))?;
             let since = std::time::Instant::now();
-            loop {
-                match lock.try_lock() {
-                    Ok(()) => break,
-                    Err(std::fs::TryLockError::WouldBlock) => {}
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        return Err(format!("locking {SPAWN_LOCK}: {e}"));
-                    }
+            let lock = loop {
+                if let Some(lock) = try_lock_in(&dir, SPAWN_LOCK)? {
+                    break lock;
                 }
                 if StdStream::connect(dir.join(SOCKET)).is_ok() {
                     return Ok(None);
@@ -180,11 +181,11 @@ impl Broker {
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(10));
-            }
+            };
             if StdStream::connect(dir.join(SOCKET)).is_ok() {
                 return Ok(None);
             }
-            Ok(Some(Starting { dir, _lock: lock }))
+            Ok(Some(Starting { dir, lock }))
         })
         .await
         .map_err(|e| format!("starting the broker: {e}"))?
@@ -308,6 +309,72 @@ fn start(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Locks the file `name` of the broker's directory `dir` without waiting, making both if need
+/// be; `None` while another process holds it. A broker that leaves removes its directory
+/// ([`remove_dir`]): a lock taken on a file that is gone by then is no lock, and is taken again
+/// on the file there now.
+fn try_lock_in(dir: &Path, name: &str) -> Result<Option<File>, String> {
+    for _ in 0..100 {
+        server::make_broker_dir(dir).map_err(|e| e.to_string())?;
+        let path = dir.join(name);
+        let file = private_file(&path)?;
+        match file.try_lock() {
+            Ok(()) if is_at(&file, &path) => return Ok(Some(file)),
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("locking {name}: {e}")),
+        }
+    }
+    Err(format!("{} keeps being removed", dir.join(name).display()))
+}
+
+/// Whether `file` is the file at `path` (not one removed from there since it was opened).
+fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(there)) => open.dev() == there.dev() && open.ino() == there.ino(),
+        _ => false,
+    }
+}
+
+/// Removes the broker's directory `dir` unless a broker serves it or a process is starting one
+/// in it: with both its locks held here, no process can be about to start a broker in it nor be
+/// served by one. A process that opened a lock file before it went finds that out when it
+/// locks it ([`try_lock_in`]) and makes the directory again. `false` when the directory stays.
+pub(crate) fn remove_dir(dir: &Path) -> bool {
+    lock_at(dir, SPAWN_LOCK).is_some_and(|spawn| remove_holding(dir, &spawn))
+}
+
+/// [`remove_dir`], for a process that holds the spawn lock `_spawn` already.
+fn remove_holding(dir: &Path, _spawn: &File) -> bool {
+    let Some(_alive) = lock_at(dir, ALIVE_LOCK) else {
+        return false;
+    };
+    // A socket left here is a dead broker's: nothing answers on it.
+    for name in [SOCKET, ALIVE_LOCK, SPAWN_LOCK] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    std::fs::remove_dir(dir).is_ok()
+}
+
+/// The lock file `name` of the existing directory `dir`, locked, unless another process holds
+/// it (or it is not the file there any more).
+fn lock_at(dir: &Path, name: &str) -> Option<File> {
+    let path = dir.join(name);
+    let file = private_file(&path).ok()?;
+    (file.try_lock().is_ok() && is_at(&file, &path)).then_some(file)
+}
+
+/// Whether a broker serves the broker's directory `dir`, or a process is starting one there
+/// (for `pgfresh gc`).
+#[cfg(feature = "cli")]
+pub(crate) fn in_use(dir: &Path) -> bool {
+    [SPAWN_LOCK, ALIVE_LOCK].iter().any(|name| {
+        File::open(dir.join(name))
+            .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+    })
+}
+
 /// Opens (creating, mode `0600`) a lock file of the broker's directory.
 pub(crate) fn private_file(path: &Path) -> Result<File, String> {
     OpenOptions::new()
@@ -386,5 +453,59 @@ impl Lease {
             None => Err(format!("an unexpected answer {line:?}")),
             Some(e) => Err(e.as_str().unwrap_or_default().to_owned()),
         }
+    }
+}
+
+#[cfg(all(test, any(feature = "docker", feature = "local")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaving_broker_removes_its_directory_and_a_lock_on_a_removed_file_is_taken_again() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("pgfresh-broker");
+        // A process opens the spawn lock; the broker, leaving, removes the directory first.
+        let stale = try_lock_in(&dir, SPAWN_LOCK).unwrap().expect("free");
+        drop(stale);
+        let opened = private_file(&dir.join(SPAWN_LOCK)).unwrap();
+        assert!(remove_dir(&dir));
+        assert!(!dir.exists());
+        // The process's lock is on a file that is gone: no lock.
+        opened.try_lock().unwrap();
+        assert!(!is_at(&opened, &dir.join(SPAWN_LOCK)));
+        drop(opened);
+        // Taken again, the directory made again.
+        let lock = try_lock_in(&dir, SPAWN_LOCK).unwrap().expect("free");
+        assert!(is_at(&lock, &dir.join(SPAWN_LOCK)));
+        assert!(try_lock_in(&dir, SPAWN_LOCK).unwrap().is_none(), "held");
+        // While a process starts a broker there, or a broker serves it, the directory stays.
+        assert!(!remove_dir(&dir));
+        drop(lock);
+        let alive = private_file(&dir.join(ALIVE_LOCK)).unwrap();
+        alive.try_lock().unwrap();
+        assert!(!remove_dir(&dir));
+        assert!(dir.exists());
+        drop(alive);
+        assert!(remove_dir(&dir));
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_process_that_started_no_broker_removes_the_directory_it_made() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("pgfresh-broker");
+        let starting = |dir: &Path| Starting {
+            dir: dir.to_owned(),
+            lock: try_lock_in(dir, SPAWN_LOCK).unwrap().expect("free"),
+        };
+        // Say, the server could not be had.
+        drop(starting(&dir));
+        assert!(!dir.exists());
+        // A broker it started serves the directory: it stays.
+        let started = starting(&dir);
+        let alive = private_file(&dir.join(ALIVE_LOCK)).unwrap();
+        alive.try_lock().unwrap();
+        drop(started);
+        assert!(dir.join(ALIVE_LOCK).exists());
     }
 }

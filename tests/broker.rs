@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Running, broker_pid, output, probe_field, rerun};
+use common::{Running, broker_pid, kill, output, probe_field, rerun};
 
 #[tokio::test]
 async fn probe() {
@@ -31,23 +31,27 @@ fn env<'a>(url: &'a str, tag: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
-fn kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -KILL {pid}");
-}
-
 #[tokio::test]
 async fn test_processes_get_their_databases_from_one_broker_which_drops_them_after() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
     let url = common::server_url(&db);
     let tag = uuid::Uuid::new_v4().to_string();
+    // The broker's directory goes in a run directory of this test's own.
+    let base = tempfile::tempdir().unwrap();
+    let run_dir = base.path().display().to_string();
+    let mut with_run_dir = env(&url, &tag);
+    with_run_dir.push(("PGFRESH_RUN_DIR", &run_dir));
+    let broker_dirs = || {
+        std::fs::read_dir(base.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("-broker-"))
+            .count()
+    };
     let mut owners = Vec::new();
     for _ in 0..3 {
-        let out = rerun("probe", &env(&url, &tag));
+        let out = rerun("probe", &with_run_dir);
         assert!(out.status.success(), "{}", output(&out));
         let name = probe_field(&out, "name");
         assert!(
@@ -59,11 +63,16 @@ async fn test_processes_get_their_databases_from_one_broker_which_drops_them_aft
     owners.dedup();
     assert_eq!(owners.len(), 1, "one owner, the broker: {owners:?}");
     assert!(broker_pid(&tag).is_some(), "the broker still runs");
-    // Idle, it leaves.
+    assert_eq!(broker_dirs(), 1, "the broker's directory");
+    // Idle, it leaves, and takes its directory with it.
     assert!(common::eventually(Duration::from_secs(10), || broker_pid(
         &tag
     )
     .is_none()));
+    assert!(
+        common::eventually(Duration::from_secs(2), || broker_dirs() == 0),
+        "the broker's directory outlived it"
+    );
 
     // Without it, every process is its own owner.
     let mut without = env(&url, &tag);

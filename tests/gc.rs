@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{output, probe_field, rerun};
+use common::{Running, broker_pid, kill, output, probe_field, rerun};
 
 #[tokio::test]
 async fn probe() {
@@ -89,8 +89,65 @@ fn dry_run_lists_and_gc_removes_everything() {
     let (ok, text) = gc(&["--dry-run"], &run_dir);
     assert!(ok, "{text}");
     assert!(
-        text.contains("looking only for the clusters and containers"),
+        text.contains("looking only for what pgfresh left on this machine"),
         "{text}"
     );
     assert!(!text.contains(&cluster_dir.display().to_string()), "{text}");
+}
+
+#[tokio::test]
+async fn gc_removes_the_directory_a_killed_broker_left_but_not_a_live_brokers() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let base = tempfile::tempdir().unwrap();
+    let run_dir = base.path().display().to_string();
+    let tag = uuid::Uuid::new_v4().to_string();
+    // No clones made ahead: the killed broker leaves nothing on the server.
+    let env = [
+        ("PGFRESH_SERVER", "url"),
+        ("DB_URL", url.as_str()),
+        ("PGFRESH_TEST_TAG", tag.as_str()),
+        ("PGFRESH_RUN_DIR", run_dir.as_str()),
+        ("PGFRESH_READY", "0"),
+        ("PGFRESH_TEST_SLEEP", "60000"),
+    ];
+    let mut child = Running::spawn("probe", &env);
+    let name = common::field(&child.probe_line(), "name");
+    let broker_dir = std::fs::read_dir(base.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("-broker-"))
+        .expect("the broker's directory");
+
+    let (ok, text) = gc(&["--dry-run"], &run_dir);
+    assert!(ok, "{text}");
+    assert!(
+        !text.contains("broker directory"),
+        "a live broker's: {text}"
+    );
+
+    // Killed, the broker leaves its directory (its socket and lock files) behind.
+    child.kill();
+    assert!(
+        common::dropped_within(&admin, &name, std::time::Duration::from_secs(10)).await,
+        "{name} outlived its killed process"
+    );
+    kill(broker_pid(&tag).expect("the broker lingers"));
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || broker_pid(&tag).is_none()
+    ));
+    assert!(broker_dir.exists());
+
+    let listed = format!("broker directory {}", broker_dir.display());
+    let (ok, text) = gc(&["--dry-run"], &run_dir);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("would remove {listed}")), "{text}");
+    assert!(broker_dir.exists(), "--dry-run removed it");
+    let (ok, text) = gc(&[], &run_dir);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("removing {listed}")), "{text}");
+    assert!(!broker_dir.exists());
 }

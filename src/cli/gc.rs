@@ -9,7 +9,7 @@ pub(super) async fn run(url: Option<&str>, dry_run: bool) -> Result<()> {
     let url = url.filter(|u| !u.trim().is_empty());
     if url.is_none() {
         println!(
-            "no --database-url or DB_URL: looking only for the clusters and containers pgfresh started here"
+            "no --database-url or DB_URL: looking only for what pgfresh left on this machine (clusters, containers, broker directories)"
         );
     }
     let found = leftovers::find(url).await?;

@@ -4,7 +4,8 @@
 //!   kept ones, ready clones, templates), and only those;
 //! - on this machine: the local clusters and containers pgfresh started with the run
 //!   directory `PGFRESH_RUN_DIR` (default `/dev/shm`), found by their run directories and by
-//!   the containers' label `dev.pgfresh.rundir`.
+//!   the containers' label `dev.pgfresh.rundir`; and the directories of brokers that were killed
+//!   (a broker that leaves removes its own).
 //!
 //! Tests running at the same time lose their databases: run it between runs.
 
@@ -45,6 +46,11 @@ pub(super) enum Leftover {
         /// The container id.
         id: String,
     },
+    /// The directory of a broker that is gone (see [`crate::lease`]).
+    BrokerDir {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for Leftover {
@@ -53,6 +59,7 @@ impl fmt::Display for Leftover {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
             Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
             Self::Container { id } => write!(f, "container {id}"),
+            Self::BrokerDir { dir } => write!(f, "broker directory {}", dir.display()),
         }
     }
 }
@@ -84,6 +91,7 @@ pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
                 .map(|id| Leftover::Container { id })
                 .into_iter()
                 .collect(),
+            RunKind::Broker => vec![Leftover::BrokerDir { dir }],
         }
     }));
     for base in crate::server::run_base_dirs(&config) {
@@ -122,6 +130,13 @@ pub(super) async fn remove(
             (Leftover::Database { .. }, None) => Err("no server URL given".to_owned()),
             (Leftover::Cluster { dir }, _) => stop_cluster(dir),
             (Leftover::Container { id }, _) => remove_container(id),
+            (Leftover::BrokerDir { dir }, _) => {
+                if crate::lease::remove_dir(dir) {
+                    Ok(())
+                } else {
+                    Err("a broker serves it again, or one is starting there".to_owned())
+                }
+            }
         };
         if let Err(why) = outcome {
             failed.push((leftover.clone(), why));
@@ -186,9 +201,12 @@ enum RunKind {
     Local,
     /// The container id, when a server is recorded.
     Docker(Option<String>),
+    /// A broker's directory that no broker serves.
+    Broker,
 }
 
-/// The run directories of running (or dead but not cleaned) servers.
+/// The run directories of running (or dead but not cleaned) servers, and the directories of
+/// brokers that are gone.
 fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
     let mut found = Vec::new();
     let bases = crate::server::run_base_dirs(config);
@@ -207,6 +225,8 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             } else if name.contains("-docker-") && dir.join("state").exists() {
                 let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
+            } else if name.contains("-broker-") && !crate::lease::in_use(&dir) {
+                found.push((dir, RunKind::Broker));
             }
         }
     }

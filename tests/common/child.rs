@@ -206,6 +206,15 @@ pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) ->
     done()
 }
 
+/// Sends `SIGKILL` to the process `pid`.
+pub fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL {pid}");
+}
+
 /// The pid of the broker serving the environment tagged `tag` (a child's
 /// `PGFRESH_TEST_TAG`), if one runs.
 pub fn broker_pid(tag: &str) -> Option<u32> {
