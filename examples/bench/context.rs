@@ -55,8 +55,10 @@ pub fn print_reproduce(s: &Settings, env: &Env) {
         );
     }
     println!(
-        "  # the shared suite needs {}: created and migrated by the benchmark, dropped at its end",
-        generate::shared_database(s.migrations)
+        "  # the shared and naive suites need {} and {}: created and migrated by the benchmark,\n  \
+         # dropped at its end",
+        generate::shared_database(s.migrations),
+        generate::naive_template(s.migrations)
     );
 }
 

@@ -24,6 +24,13 @@ pub enum Suite {
     /// one database the benchmark migrated beforehand ([`shared_database`]), as any harness's
     /// test does with its own database, and closes it at the end.
     Shared,
+    /// A database per test with nothing around the clone: a thread of the process's own clones
+    /// the benchmark's template ([`naive_template`]) when a test asks (`CREATE DATABASE …
+    /// STRATEGY FILE_COPY` on a pool of two connections), and drops the clone when the test
+    /// has closed its pool (`DROP DATABASE … WITH (FORCE)`), the test waiting for both. No
+    /// template build, ready clones, markers, locks or sweeps: what a clone per test costs in a
+    /// run, measured.
+    Naive,
 }
 
 impl Suite {
@@ -34,6 +41,7 @@ impl Suite {
             Self::Sqlx => "sqlx",
             Self::Attribute => "attribute",
             Self::Shared => "shared",
+            Self::Naive => "naive",
         }
     }
 }
@@ -118,6 +126,12 @@ fn fixture_sql(k: usize, rows: usize, per_insert: usize, migrations: usize) -> S
 /// the benchmark before the runs.
 pub fn shared_database(migrations: usize) -> String {
     format!("bench_shared_m{migrations:04}")
+}
+
+/// The template the `naive` suite over `migrations` migrations clones: created and migrated by
+/// the benchmark before the runs.
+pub fn naive_template(migrations: usize) -> String {
+    format!("bench_naive_m{migrations:04}")
 }
 
 /// Where everything lives under `target/pgfresh-bench/`.
@@ -260,6 +274,10 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
         // libc: the suite times its own steps' CPU (clock_gettime).
         Suite::Pgfresh => pgfresh + &sqlx_and_tokio + "libc = \"0.2\"\n",
         Suite::Sqlx | Suite::Shared => sqlx_and_tokio,
+        // sync: the channels to its administrative thread.
+        Suite::Naive => {
+            sqlx_and_tokio.replace(r#"["rt", "macros"]"#, r#"["rt", "macros", "sync"]"#)
+        }
         // The attribute's expansion names `::pgfresh` only; the body uses `pgfresh::sqlx`.
         Suite::Attribute => pgfresh,
     };
@@ -319,6 +337,11 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
                 .replace("{database}", &shared_database(krate.migrations))
                 .replace("{pool_size}", &pgfresh::DEFAULT_POOL_SIZE.to_string()),
         ),
+        Suite::Naive => src.push_str(
+            &NAIVE_SETUP
+                .replace("{template}", &naive_template(krate.migrations))
+                .replace("{pool_size}", &pgfresh::DEFAULT_POOL_SIZE.to_string()),
+        ),
         Suite::Sqlx | Suite::Attribute => {}
     }
     for i in 0..krate.tests {
@@ -364,6 +387,11 @@ fn crate_source(krate: &Crate, migrations: &str) -> String {
             Suite::Shared => writeln!(
                 src,
                 "\n#[tokio::test]\nasync fn t{i:04}() {{\n    let pool = db().await;\n    {}\n    pool.close().await;\n}}",
+                call.replace("{pool}", "&pool")
+            ),
+            Suite::Naive => writeln!(
+                src,
+                "\n#[tokio::test]\nasync fn t{i:04}() {{\n    let (name, pool) = db().await;\n    {}\n    done(name, pool).await;\n}}",
                 call.replace("{pool}", "&pool")
             ),
         };
@@ -498,6 +526,91 @@ async fn db() -> sqlx::PgPool {
         .connect_with(options.database("{database}"))
         .await
         .expect("connecting to {database}")
+}
+"#;
+
+/// The naive suite's fixture: a thread with a runtime of its own (a test's runtime ends with
+/// the test) clones and drops on its pool of two connections; the test waits for both.
+const NAIVE_SETUP: &str = r#"
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+enum Ask {
+    Clone(oneshot::Sender<String>),
+    Drop(String, oneshot::Sender<()>),
+}
+
+static ADMIN: OnceLock<mpsc::UnboundedSender<Ask>> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn url() -> sqlx::postgres::PgConnectOptions {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    url.parse().expect("DATABASE_URL")
+}
+
+fn ask(ask: Ask) {
+    let admin = ADMIN.get_or_init(|| {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(url())
+                    .await
+                    .expect("the administrative pool");
+                while let Some(ask) = rx.recv().await {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let run = |sql: String| async {
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("clone or drop");
+                        };
+                        match ask {
+                            Ask::Clone(reply) => {
+                                let name = format!(
+                                    "bench_naive_{}_{}",
+                                    std::process::id(),
+                                    NEXT.fetch_add(1, Ordering::SeqCst)
+                                );
+                                run(format!("CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")).await;
+                                let _ = reply.send(name);
+                            }
+                            Ask::Drop(name, reply) => {
+                                run(format!("DROP DATABASE {name} WITH (FORCE)")).await;
+                                let _ = reply.send(());
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        tx
+    });
+    assert!(admin.send(ask).is_ok(), "the administrative thread is gone");
+}
+
+async fn db() -> (String, sqlx::PgPool) {
+    let (tx, rx) = oneshot::channel();
+    ask(Ask::Clone(tx));
+    let name = rx.await.expect("a clone");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections({pool_size})
+        .connect_with(url().database(&name))
+        .await
+        .expect("connecting to the clone");
+    (name, pool)
+}
+
+async fn done(name: String, pool: sqlx::PgPool) {
+    pool.close().await;
+    let (tx, rx) = oneshot::channel();
+    ask(Ask::Drop(name, tx));
+    rx.await.expect("the drop");
 }
 "#;
 

@@ -14,8 +14,9 @@
 //!   crate), so that edits made while the benchmark runs cannot trigger a rebuild mid-run;
 //! - `ws/migrations/mNNNN/`: a synthetic migration set of N migrations, 4 DDL statements each
 //!   (`CREATE TABLE`, `CREATE INDEX`, `ALTER TABLE … ADD COLUMN`, `ADD CONSTRAINT … CHECK`);
-//! - `ws/crates/`: two test crates per migration set (three for the main one, with the floor's
-//!   `shared_…`, see 5. below), each with the same trivial tests (insert
+//! - `ws/crates/`: two test crates per migration set (four for the main one, with the floor's
+//!   `shared_…` and the naive harness's `naive_…`, see 5. below), each with the same trivial
+//!   tests (insert
 //!   one row into one of the tables, read it back): `pgfresh_…` gets its database from
 //!   `static HARNESS: Harness = Harness::new(&MIGRATOR)` and appends each hand-out's latency
 //!   (`Instant` around `HARNESS.test_db().await`), and how long dropping the `TestDb` took at
@@ -46,8 +47,9 @@
 //!
 //! 1. Each suite runs once per runner untimed (warm-up: pgfresh builds its template there, which
 //!    later runs reuse, as they would in a developer's edit-test loop).
-//! 2. `--rounds` rounds, each running pgfresh, sqlx, the floor (5.), the attribute suite and the
-//!    fixture suite (pgfresh, then sqlx) under each runner: the wall time of the whole
+//! 2. `--rounds` rounds, each running pgfresh, sqlx, the floor and the naive harness (5.), the
+//!    attribute suite and the fixture suite (pgfresh, then sqlx) under each runner: the wall
+//!    time of the whole
 //!    `cargo test --release -p …` / `cargo nextest run --release -p …` command. Between runs
 //!    the benchmark waits until no session on the server is active, so background work one
 //!    suite leaves (drops, refills) is not billed to the next.
@@ -62,15 +64,20 @@
 //!    `cargo test`: per-test cost (median suite wall / tests) and cost(largest)/cost(smallest).
 //! 5. The floor, to tell what pgfresh could still save from what any harness pays here: a
 //!    third suite (`shared_…`) runs the same tests on one database migrated beforehand (no
-//!    database per test) in every round; and on the idle server, per migration count, a
-//!    template is cloned (`STRATEGY FILE_COPY`) and the clone dropped 20 times, timed, with
-//!    the CPU it took; then 40 fresh clones each get the first test's statements on a
+//!    database per test) in every round; a fourth (`naive_…`, the naive harness) runs them
+//!    each on a clone of a template the benchmark migrated beforehand, made when the test asks
+//!    and dropped when it ends by a thread of the test process, with nothing around that (no
+//!    ready clones, markers, locks or sweeps): its CPU per test less the floor's, under `cargo
+//!    test`, is what a clone per test costs in a run. And on the idle server, per migration
+//!    count, a template is cloned (`STRATEGY FILE_COPY`) and the clone dropped 20 times, timed,
+//!    with the CPU it took; then 40 fresh clones each get the first test's statements on a
 //!    connection of their own, twice, and the CPU of the first pass less the second's is what a
 //!    test's first touch of a fresh clone costs (its catalogs are not in shared buffers yet).
 //!    From these: the least time any harness that clones a database per test could take on
-//!    this machine (the floor's wall time, or (the floor run's CPU + tests × (clone-and-drop
-//!    CPU + first touch)) / cores if that is longer), and the least per-test cost at the
-//!    smallest migration count for which the scaling target could hold.
+//!    this machine (the floor's wall time, or (the floor run's CPU + tests × a clone per
+//!    test's CPU in a run) / cores if that is longer; the idle server's clone, drop and first
+//!    touch when there is no naive run), and the least per-test cost at the smallest migration
+//!    count for which the scaling target could hold.
 
 mod args;
 mod context;
@@ -86,7 +93,7 @@ use std::time::Instant;
 
 use args::{Args, Parsed, Runner, Settings};
 use cpu::Meter;
-use generate::{Crate, Layout, Suite, roundtrip_sql, shared_database};
+use generate::{Crate, Layout, Suite, naive_template, roundtrip_sql, shared_database};
 use report::{Probe, Sample};
 use runner::Env;
 use server::Server;
@@ -132,17 +139,21 @@ fn bench(s: &Settings) -> Result<(), String> {
         bench.env.build(krate)?;
     }
     let build = build.elapsed();
-    let shared = shared_database(s.migrations);
-    progress(&format!("creating {shared}"));
-    bench.block_on_str(server::create_migrated(
-        &server.url,
-        &shared,
-        &bench.env.layout.migrations(s.migrations),
-    ))?;
+    let made = [shared_database(s.migrations), naive_template(s.migrations)];
+    for database in &made {
+        progress(&format!("creating {database}"));
+        bench.block_on_str(server::create_migrated(
+            &server.url,
+            database,
+            &bench.env.layout.migrations(s.migrations),
+        ))?;
+    }
     bench.warm_up()?;
     bench.timed_rounds()?;
     bench.scaling_rounds()?;
-    bench.block_on(server::drop_database(&server.url, &shared))?;
+    for database in &made {
+        bench.block_on(server::drop_database(&server.url, database))?;
+    }
     let probes = bench.probes()?;
     let server_description = format!("{}; PostgreSQL {version}", server.description);
     server.stop();
@@ -175,6 +186,14 @@ fn floor_crate(s: &Settings) -> Crate {
     }
 }
 
+/// The naive harness: the main suite's tests, each cloning the benchmark's template itself.
+fn naive_crate(s: &Settings) -> Crate {
+    Crate {
+        suite: Suite::Naive,
+        ..main_crates(s)[0]
+    }
+}
+
 /// The main suite's tests written with `#[pgfresh::test]`, unless `--attribute off`.
 fn attribute_crate(s: &Settings) -> Option<Crate> {
     s.attribute.then(|| Crate {
@@ -195,10 +214,10 @@ fn fixture_crates(s: &Settings) -> Option<[Crate; 2]> {
 }
 
 /// Every crate of a round, in the order every round runs them under each runner: the main
-/// crates and the floor, then the attribute suite, then the fixture suite.
+/// crates, the floor and the naive harness, then the attribute suite, then the fixture suite.
 fn round_crates(s: &Settings) -> Vec<Crate> {
     let [pgfresh, sqlx] = main_crates(s);
-    let mut all = vec![pgfresh, sqlx, floor_crate(s)];
+    let mut all = vec![pgfresh, sqlx, floor_crate(s), naive_crate(s)];
     all.extend(attribute_crate(s));
     all.extend(fixture_crates(s).into_iter().flatten());
     all

@@ -507,12 +507,13 @@ fn cpu_per_test(samples: &[Sample], krate: &Crate, runner: Runner) -> Option<Dur
 /// a drop per test, and cannot finish before all cores have done that much CPU work.
 fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
     let [pgfresh, sqlx] = crate::main_crates(s);
-    let floor = crate::floor_crate(s);
+    let (floor, naive) = (crate::floor_crate(s), crate::naive_crate(s));
     let mut table = Table::new(&[
         "runner",
         "floor median",
         "floor/sqlx",
         "CPU per test: floor",
+        "naive",
         "pgfresh",
         "sqlx",
         "least with a clone per test",
@@ -529,6 +530,7 @@ fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
             opt(floor_wall, secs),
             ratio(floor_wall, sqlx_wall),
             opt(floor_cpu, millis),
+            opt(cpu_per_test(samples, &naive, runner), millis),
             opt(cpu_per_test(samples, &pgfresh, runner), millis),
             opt(cpu_per_test(samples, &sqlx, runner), millis),
             opt(least, secs),
@@ -537,18 +539,39 @@ fn print_floor(samples: &[Sample], s: &Settings, probes: &[Probe]) {
         ]);
     }
     table.print();
+    let (in_run, idle) = (clone_in_a_run(samples, s), clone_when_idle(s, probes));
+    println!(
+        "  a clone per test (clone, first touch, drop), CPU: {} in a run (the naive suite's CPU per test\n  \
+         less the floor's, cargo test), {} on the idle server (the probes below: clone and drop + first touch)",
+        opt(in_run, millis),
+        opt(idle, millis),
+    );
+}
+
+/// What a clone per test costs in a run: the naive suite's CPU per test less the floor's
+/// under `cargo test` (one process: the naive harness's administrative connections are
+/// opened once). More than on the idle server: the drop goes to a database that was used, and
+/// the checkpoints a clone asks for write what the tests dirtied.
+fn clone_in_a_run(samples: &[Sample], s: &Settings) -> Option<Duration> {
+    let per_test = |krate: &Crate| cpu_per_test(samples, krate, Runner::Test);
+    per_test(&crate::naive_crate(s))?.checked_sub(per_test(&crate::floor_crate(s))?)
+}
+
+/// What a clone per test costs on the idle server: the probe's clone and drop, and the first
+/// touch of a fresh clone.
+fn clone_when_idle(s: &Settings, probes: &[Probe]) -> Option<Duration> {
+    probes
+        .iter()
+        .find(|p| p.migrations == s.migrations)
+        .and_then(|p| Some(p.cpu? + p.first_touch?))
 }
 
 /// The least wall time a harness that clones a database per test could take under `runner`:
 /// the larger of the floor run's wall time (it does all that run does) and its CPU plus, per
-/// test, a clone and a drop and the first touch of a fresh clone (the probe's), spread over the
-/// cores.
+/// test, a clone as it costs in a run (else on the idle server), spread over the cores.
 fn least(samples: &[Sample], s: &Settings, probes: &[Probe], runner: Runner) -> Option<Duration> {
     let floor = crate::floor_crate(s);
-    let per_database = probes
-        .iter()
-        .find(|p| p.migrations == s.migrations)
-        .and_then(|p| Some(p.cpu? + p.first_touch?));
+    let per_database = clone_in_a_run(samples, s).or_else(|| clone_when_idle(s, probes));
     cpu_per_test(samples, &floor, runner)
         .zip(per_database)
         .map(|(f, c)| (f + c) * s.tests as u32 / cores())
@@ -560,29 +583,34 @@ fn least(samples: &[Sample], s: &Settings, probes: &[Probe], runner: Runner) -> 
 /// and the least a harness with a clone per test could do (median suite walls).
 fn print_headline(samples: &[Sample], s: &Settings, probes: &[Probe]) {
     let [pgfresh, sqlx] = crate::main_crates(s);
-    let floor = crate::floor_crate(s);
+    let (floor, naive) = (crate::floor_crate(s), crate::naive_crate(s));
     let mut table = Table::new(&[
         "runner",
         "pgfresh",
         "sqlx::test",
         "shared",
+        "naive",
         "least",
         "pgfresh/sqlx",
         "pgfresh/shared",
+        "naive/shared",
         "least/shared",
     ]);
     for &runner in &s.runners {
         let wall = |krate: &Crate| median(&walls(samples, krate, runner));
         let (ours, theirs, shared) = (wall(&pgfresh), wall(&sqlx), wall(&floor));
+        let naive = wall(&naive);
         let least = least(samples, s, probes, runner);
         table.row(vec![
             runner.label().to_owned(),
             opt(ours, secs),
             opt(theirs, secs),
             opt(shared, secs),
+            opt(naive, secs),
             opt(least, secs),
             ratio(ours, theirs),
             ratio(ours, shared),
+            ratio(naive, shared),
             ratio(least, shared),
         ]);
     }
@@ -650,7 +678,9 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     print_summary(samples, &main, &s.runners);
     println!(
         "\nheadline: median suite wall over the timed rounds; shared: the same tests on one database\n  \
-         migrated beforehand; least: what a harness with a clone per test can do here (the floor, below)"
+         migrated beforehand; naive: the same tests, each cloning a template itself and dropping the clone\n  \
+         at its end, nothing around that; least: what a harness with a clone per test can do here (the\n  \
+         floor, below)"
     );
     print_headline(samples, s, probes);
     println!(
@@ -696,9 +726,9 @@ pub fn print_all(s: &Settings, samples: &[Sample], probes: &[Probe]) {
     println!(
         "\nthe floor: the same tests on one database migrated beforehand, no database per test (shared);\n  \
          CPU per test: the run's and the server's CPU time (median run) / tests; least with a clone per test:\n  \
-         the larger of the floor's wall time and (the floor run's CPU + tests x (one clone and drop's CPU\n  \
-         + the first touch of a fresh clone), below) / cores: what no harness that clones a database per\n  \
-         test can beat here"
+         the larger of the floor's wall time and (the floor run's CPU + tests x a clone per test's CPU as\n  \
+         in the naive suite's run, below) / cores: what no harness that clones a database per test can beat\n  \
+         here"
     );
     print_floor(samples, s, probes);
     println!(
