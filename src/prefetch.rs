@@ -1,9 +1,10 @@
 //! Databases claimed for this process's next tests before they ask.
 //!
 //! Under `cargo test` one process runs many tests. Once it has handed out two databases of a
-//! migration set, the worker claims the next one (a ready clone, renamed like any hand-out) and
-//! connects its pool in the background, so the next test's hand-out waits neither for the claim
-//! nor for its first connection (5–7 ms of backend start and SCRAM). Under nextest's
+//! migration set, the worker claims the next one (from the broker, a clone it made ahead; else
+//! itself, a ready clone renamed like any hand-out) and connects its pool in the background, so
+//! the next test's hand-out waits neither for the claim nor for its first connection (5–7 ms of
+//! backend start and SCRAM). Under nextest's
 //! process-per-test mode a process runs one test, so nothing is prefetched there;
 //! `PGFRESH_READY=0` turns prefetching off with the ready clones. A prefetched database that no
 //! test took is dropped when the process exits, like any test's database.
@@ -15,8 +16,6 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use sqlx::PgPool;
-
 use crate::config::Config;
 
 /// What a prefetched database must match: the template it is a clone of and the pool size.
@@ -26,43 +25,56 @@ pub(crate) struct Key {
     pub size: u32,
 }
 
-/// A claimed database and its connected pool.
-pub(crate) struct Prefetched {
-    pub name: String,
-    pub pool: PgPool,
+/// The prefetched databases `T` (a claimed database and its connected pool) of this process,
+/// one per [`Key`] at most.
+pub(crate) struct Prefetch<T> {
+    inner: Mutex<Inner<T>>,
 }
 
-/// The prefetched databases of this process, one per [`Key`] at most.
-#[derive(Default)]
-pub(crate) struct Prefetch {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    slots: HashMap<Key, Slot>,
+struct Inner<T> {
+    slots: HashMap<Key, Slot<T>>,
     /// The process is exiting: nothing more is kept.
     closed: bool,
 }
 
-#[derive(Default)]
-struct Slot {
+struct Slot<T> {
     /// Hand-outs since the start, or since the last failed prefetch.
     handed_out: usize,
     /// A prefetch is under way.
     filling: bool,
-    ready: Option<Prefetched>,
+    ready: Option<T>,
 }
 
-impl Prefetch {
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+impl<T> Default for Prefetch<T> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                closed: false,
+            }),
+        }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            handed_out: 0,
+            filling: false,
+            ready: None,
+        }
+    }
+}
+
+impl<T> Prefetch<T> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The database prefetched for `key`, if it is ready. A prefetch still under way is not
     /// waited for: when tests ask faster than databases are made, each makes its own, as
     /// many at a time as the server serves.
-    pub fn take(&self, key: &Key) -> Option<Prefetched> {
+    pub fn take(&self, key: &Key) -> Option<T> {
         self.inner().slots.get_mut(key)?.ready.take()
     }
 
@@ -81,7 +93,7 @@ impl Prefetch {
     }
 
     /// Keeps `ready` for the next hand-out of `key`; gives it back when the process is exiting.
-    pub fn put(&self, key: &Key, ready: Prefetched) -> Option<Prefetched> {
+    pub fn put(&self, key: &Key, ready: T) -> Option<T> {
         let mut inner = self.inner();
         let closed = inner.closed;
         let slot = inner.slots.entry(key.clone()).or_default();
@@ -103,7 +115,7 @@ impl Prefetch {
     }
 
     /// The process is exiting: takes every prefetched database, and no more are kept.
-    pub fn close(&self) -> Vec<Prefetched> {
+    pub fn close(&self) -> Vec<T> {
         let mut inner = self.inner();
         inner.closed = true;
         inner

@@ -20,7 +20,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 use crate::lease::{Broker, Claim, Granted, Lease, Turn};
-use crate::prefetch::{Key, Prefetch, Prefetched};
+use crate::prefetch::{Key, Prefetch};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
 use crate::{admin, names, pool, sweep, template};
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     /// Per template hash: the template, built at most once per process.
     templates: Mutex<HashMap<String, Arc<Template>>>,
     /// Databases claimed and connected for the next tests of this process.
-    prefetch: Prefetch,
+    prefetch: Prefetch<Handout>,
     /// The broker of this environment (see [`crate::lease`]), unless there is none.
     broker: OnceCell<Option<Broker>>,
     /// This is the broker: it makes its next databases ahead (see [`Shared::clone_template`]).
@@ -150,17 +150,8 @@ impl Shared {
             size,
         };
         let handout = match self.prefetch.take(&key) {
-            Some(ready) => Handout::new(&*self.server().await?, ready.name, Some(ready.pool)),
-            None => match self.claim_from_broker(&recipe).await {
-                Brokered::Granted(granted) => Handout::granted(*granted),
-                // Without the broker, or with this process's turn to build the template
-                // (given back once the process has built it and claimed a clone).
-                Brokered::Alone(turn) => {
-                    let (server, name) = self.claim(&recipe).await?;
-                    drop(turn);
-                    Handout::new(&server, name, None)
-                }
-            },
+            Some(ready) => ready,
+            None => self.claim_any(&recipe).await?,
         };
         if self.prefetch.handed_out(&key) {
             let unfinished = Unfinished::start();
@@ -180,6 +171,19 @@ impl Shared {
             });
         }
         Ok(handout)
+    }
+
+    /// A database from the broker; without it (or with this process's turn to build the
+    /// template, given back once the process has built it and claimed a clone), claimed here.
+    async fn claim_any(&self, recipe: &Recipe) -> Result<Handout> {
+        Ok(match self.claim_from_broker(recipe).await {
+            Brokered::Granted(granted) => Handout::granted(*granted),
+            Brokered::Alone(turn) => {
+                let (server, name) = self.claim(recipe).await?;
+                drop(turn);
+                Handout::new(&server, name, None)
+            }
+        })
     }
 
     /// A database from the broker, started if need be, unless there is none or it cannot help.
@@ -261,24 +265,38 @@ impl Shared {
         self.template(hash).name.get().is_some_and(Result::is_ok)
     }
 
-    /// Claims a database for the next test and connects its pool.
-    async fn prefetch_one(&self, recipe: &Recipe, size: u32) -> Result<Prefetched> {
-        let (server, name) = self.claim(recipe).await?;
-        match pool::connect(&server.database_options(&name), size).await {
-            Ok(pool) => Ok(Prefetched { name, pool }),
+    /// Claims a database for the next test as a hand-out does, and connects its pool.
+    async fn prefetch_one(&self, recipe: &Recipe, size: u32) -> Result<Handout> {
+        let mut handout = self.claim_any(recipe).await?;
+        match pool::connect(&handout.options, size).await {
+            Ok(pool) => {
+                handout.pool = Some(pool);
+                Ok(handout)
+            }
             Err(e) => {
-                let dropped = admin::drop_test_db(&server, Urgency::CanWait, &name).await;
-                if let Err(d) = dropped {
-                    tracing::debug!("dropping the prefetched {name} failed: {d}");
+                let name = handout.name.clone();
+                if !handout.lease.take().is_some_and(Lease::release) {
+                    let dropped = match self.server().await {
+                        Ok(server) => admin::drop_test_db(&server, Urgency::CanWait, &name).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(d) = dropped {
+                        tracing::debug!("dropping the prefetched {name} failed: {d}");
+                    }
                 }
                 Err(Error::database(format!("connecting to {name}"), e))
             }
         }
     }
 
-    /// Drops a prefetched database that no test took.
-    async fn discard(&self, unused: Prefetched) {
-        unused.pool.close().await;
+    /// Drops a prefetched database that no test took (the broker does, when it handed it out).
+    async fn discard(&self, mut unused: Handout) {
+        if let Some(pool) = unused.pool.take() {
+            pool.close().await;
+        }
+        if unused.lease.take().is_some_and(Lease::release) {
+            return;
+        }
         self.drop_in_background(&unused.name).await;
     }
 

@@ -1,6 +1,7 @@
-//! A process that runs many tests (`cargo test`) gets its next database claimed and connected
-//! before the test asks; under nextest's process-per-test mode nothing is prefetched; and a
-//! prefetched database that no test took is dropped when the process exits.
+//! A process that runs many tests (`cargo test`) gets its next database claimed (from the
+//! broker, or by itself without one) and connected before the test asks; under nextest's
+//! process-per-test mode nothing is prefetched; and a prefetched database that no test took is
+//! dropped when the process exits.
 
 mod common;
 
@@ -24,15 +25,16 @@ fn harness(dir: &tempfile::TempDir) -> Harness {
     Harness::from_dir(dir.path())
 }
 
-/// The name's prefix common to the databases this process makes of this set:
-/// `pgfresh_<hash>_<owner>_`.
+/// The name's prefix common to the test databases of this set, whoever made them (this
+/// process, or the broker): `pgfresh_<hash>_`.
 fn prefix(db: &TestDb) -> String {
-    let name = db.name();
-    name[..name.rfind('_').unwrap() + 1].to_owned()
+    let hash = db.name().split('_').nth(1).unwrap();
+    format!("pgfresh_{hash}_")
 }
 
-/// A database of this process and set, other than those `handed` out, as soon as there is one
-/// (at most `limit`): the prefetched one.
+/// A database of this set, other than those `handed` out, that has a session, as soon as there
+/// is one (at most `limit`): the prefetched one, whose pool is connecting (the clones the
+/// broker made ahead have none).
 async fn prefetched(
     admin: &PgPool,
     prefix: &str,
@@ -42,7 +44,8 @@ async fn prefetched(
     let start = Instant::now();
     loop {
         let names: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1)",
+            "SELECT DISTINCT datname::text FROM pg_stat_activity \
+             WHERE starts_with(datname::text, $1)",
         )
         .bind(prefix)
         .fetch_all(admin)
@@ -139,15 +142,21 @@ async fn a_database_no_test_took_is_dropped_at_exit() {
     assert!(out.status.success(), "{}", common::output(&out));
 
     env.pop();
-    let out = common::rerun("the_third_database_is_ready_before_it_is_asked_for", &env);
-    assert!(out.status.success(), "{}", common::output(&out));
-    let left = common::output(&out)
-        .lines()
-        .find_map(|l| l.split_once("LEFT name=").map(|(_, n)| n.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no LEFT line in:\n{}", common::output(&out)));
-    assert!(
-        !common::database_exists(&admin, &left).await,
-        "{left} outlived its process"
-    );
+    // Prefetched from the broker (which drops it once the exiting process lets go of it), and
+    // without one (the process drops it as it exits).
+    for broker in ["on", "off"] {
+        let mut env = env.clone();
+        env.push(("PGFRESH_BROKER", broker));
+        let out = common::rerun("the_third_database_is_ready_before_it_is_asked_for", &env);
+        assert!(out.status.success(), "{}", common::output(&out));
+        let left = common::output(&out)
+            .lines()
+            .find_map(|l| l.split_once("LEFT name=").map(|(_, n)| n.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no LEFT line in:\n{}", common::output(&out)));
+        assert!(
+            common::dropped_within(&admin, &left, Duration::from_secs(10)).await,
+            "{left} outlived its process (PGFRESH_BROKER={broker})"
+        );
+    }
     admin.close().await;
 }
