@@ -24,12 +24,12 @@ pub enum Suite {
     /// one database the benchmark migrated beforehand ([`shared_database`]), as any harness's
     /// test does with its own database, and closes it at the end.
     Shared,
-    /// A database per test with nothing around the clone: a thread of the process's own clones
+    /// A database per test with nothing around the clone: a thread of the test process clones
     /// the benchmark's template ([`naive_template`]) when a test asks (`CREATE DATABASE …
-    /// STRATEGY FILE_COPY` on a pool of two connections), and drops the clone when the test
-    /// has closed its pool (`DROP DATABASE … WITH (FORCE)`), the test waiting for both. No
-    /// template build, ready clones, markers, locks or sweeps: what a clone per test costs in a
-    /// run, measured.
+    /// STRATEGY FILE_COPY` on a pool of two connections), and drops the clone once the test has
+    /// closed its pool (`DROP DATABASE … WITH (FORCE)`); the test waits for both. No template
+    /// build, ready clones, markers, locks or sweeps: what a clone per test costs in a run,
+    /// measured.
     Naive,
 }
 
