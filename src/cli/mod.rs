@@ -82,7 +82,8 @@ enum Command {
     Check(check::Args),
     /// Remove everything pgfresh created: the marked databases on the --database-url (or
     /// DB_URL) server, and the local clusters and containers it started with this
-    /// PGFRESH_RUN_DIR. Tests running at the same time lose their databases.
+    /// PGFRESH_RUN_DIR, and the directories killed brokers left there. Tests running at the
+    /// same time lose their databases.
     Gc {
         /// List what would be removed, and remove nothing.
         #[arg(long)]
