@@ -22,6 +22,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
+use crate::lease;
 use crate::marker::Mark;
 use crate::server::{CONNECT_TIMEOUT, recorded_handle, trusted_run_dir};
 
@@ -131,7 +132,7 @@ pub(super) async fn remove(
             (Leftover::Cluster { dir }, _) => stop_cluster(dir),
             (Leftover::Container { id }, _) => remove_container(id),
             (Leftover::BrokerDir { dir }, _) => {
-                if crate::lease::remove_dir(dir) {
+                if lease::remove_dir(dir) {
                     Ok(())
                 } else {
                     Err("a broker serves it again, or one is starting there".to_owned())
@@ -225,7 +226,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             } else if name.contains("-docker-") && dir.join("state").exists() {
                 let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
-            } else if name.contains("-broker-") && !crate::lease::in_use(&dir) {
+            } else if name.contains("-broker-") && !lease::in_use(&dir) {
                 found.push((dir, RunKind::Broker));
             }
         }
