@@ -172,3 +172,47 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
         "{a_name} outlived its test"
     );
 }
+
+/// A test's pool is closed as its guard drops, so its sessions are on their way out when the
+/// broker drops the database: it lets them leave instead of ending them, and the server logs
+/// no `terminating connection due to administrator command` for them (in a user's own server's
+/// log, under the url source, one per test).
+#[tokio::test]
+async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let mut server = common::OwnServer::new("local", 5);
+    let env = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let out = rerun("probe", &env);
+        assert!(out.status.success(), "{}", output(&out));
+        if i == 0 {
+            server.hold(Duration::from_secs(10));
+        }
+        names.push(probe_field(&out, "name"));
+    }
+    let admin = pgfresh::sqlx::PgPool::connect(&server.admin_url())
+        .await
+        .unwrap();
+    for name in &names {
+        assert!(
+            common::dropped_within(&admin, name, Duration::from_secs(10)).await,
+            "{name} outlived its test"
+        );
+    }
+    admin.close().await;
+    let log = server.run_dir().unwrap().join("server.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("terminating connection due to administrator command"))
+        .collect();
+    assert!(
+        ended.is_empty(),
+        "sessions on their way out were ended:\n{}",
+        ended.join("\n")
+    );
+}

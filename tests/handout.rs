@@ -159,6 +159,32 @@ async fn close_and_drop_remove_the_database() {
     common::drop_kept(&admin, &name).await;
 }
 
+/// A session the test still holds when its guard drops (a connection of its own, a clone of
+/// the pool kept somewhere) does not keep the database: after a grace for the sessions that are
+/// on their way out, the drop ends it, and the session hears why.
+#[tokio::test]
+async fn a_session_held_past_the_test_is_ended_at_the_drop() {
+    use pgfresh::sqlx::Connection as _;
+    let keeper = pgfresh::test_db().await;
+    let admin = common::admin(&keeper).await;
+    let db = pgfresh::test_db().await;
+    let name = db.name().to_owned();
+    let mut held = sqlx::PgConnection::connect_with(&db.connect_options())
+        .await
+        .unwrap();
+    drop(db);
+    assert!(
+        common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        "{name} outlived its test"
+    );
+    let err = sqlx::query("SELECT 1")
+        .execute(&mut held)
+        .await
+        .expect_err("the held session was ended");
+    let code = err.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("57P01"), "{err}");
+}
+
 #[tokio::test]
 async fn application_migrator_finds_nothing_to_do() {
     let db = pgfresh::test_db().await;
