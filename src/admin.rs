@@ -114,6 +114,16 @@ fn drop_sql(version: u32, name: &str) -> String {
     }
 }
 
+/// The sessions connected to the database named `$1`, this one aside: the `FROM` and `WHERE`
+/// of [`disconnect`]'s statement and of [`sessions_left`]'s.
+macro_rules! sessions_of {
+    () => {
+        "FROM pg_stat_get_activity(NULL) \
+         WHERE datid = (SELECT oid FROM pg_database WHERE datname = $1) \
+           AND pid <> pg_backend_pid()"
+    };
+}
+
 /// Ends the sessions still connected to `name` and waits until they are gone.
 ///
 /// `DROP DATABASE … WITH (FORCE)` and `pg_terminate_backend(pid, timeout)` would do it on
@@ -122,11 +132,10 @@ fn drop_sql(version: u32, name: &str) -> String {
 /// millisecond or two, so poll for that here instead (for at most [`DISCONNECT_WAIT`]).
 pub(crate) async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()> {
     // One statement ends them and says how many there were: none, most of the time.
-    let ended: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_get_activity(NULL) \
-         WHERE datid = (SELECT oid FROM pg_database WHERE datname = $1) \
-           AND pid <> pg_backend_pid()",
-    )
+    let ended: i64 = sqlx::query_scalar(concat!(
+        "SELECT count(pg_terminate_backend(pid)) ",
+        sessions_of!()
+    ))
     .bind(name)
     .fetch_one(&mut *conn)
     .await
@@ -151,15 +160,11 @@ async fn sessions_left(
     while left > 0 && started.elapsed() < within {
         tokio::time::sleep(step).await;
         step = (step * 2).min(Duration::from_millis(25));
-        left = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_get_activity(NULL) \
-             WHERE datid = (SELECT oid FROM pg_database WHERE datname = $1) \
-               AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(err)?;
+        left = sqlx::query_scalar(concat!("SELECT count(*) ", sessions_of!()))
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
     }
     Ok(left)
 }
