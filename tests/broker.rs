@@ -62,13 +62,12 @@ async fn test_processes_get_their_databases_from_one_broker_which_drops_them_aft
     }
     owners.dedup();
     assert_eq!(owners.len(), 1, "one owner, the broker: {owners:?}");
-    assert!(broker_pid(&tag).is_some(), "the broker still runs");
+    let broker = broker_pid(&tag).expect("the broker still runs");
     assert_eq!(broker_dirs(), 1, "the broker's directory");
     // Idle, it leaves, and takes its directory with it.
-    assert!(common::eventually(Duration::from_secs(10), || broker_pid(
-        &tag
-    )
-    .is_none()));
+    assert!(common::eventually(Duration::from_secs(10), || {
+        common::ended(broker)
+    }));
     assert!(
         common::eventually(Duration::from_secs(2), || broker_dirs() == 0),
         "the broker's directory outlived it"

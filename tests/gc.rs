@@ -134,10 +134,11 @@ async fn gc_removes_the_directory_a_killed_broker_left_but_not_a_live_brokers() 
         common::dropped_within(&admin, &name, std::time::Duration::from_secs(10)).await,
         "{name} outlived its killed process"
     );
-    kill(broker_pid(&tag).expect("the broker lingers"));
+    let broker = broker_pid(&tag).expect("the broker lingers");
+    kill(broker);
     assert!(common::eventually(
         std::time::Duration::from_secs(10),
-        || broker_pid(&tag).is_none()
+        || common::ended(broker)
     ));
     assert!(broker_dir.exists());
 

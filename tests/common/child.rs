@@ -215,6 +215,19 @@ pub fn kill(pid: u32) {
     assert!(status.success(), "kill -KILL {pid}");
 }
 
+/// Whether the process `pid` has ended: gone, or a zombie, which has closed its files (and
+/// so let go of its locks). A process that is still exiting already reads an empty
+/// environment, so [`broker_pid`] stops finding it before that: wait for its end by its pid.
+pub fn ended(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the command, which is in parentheses and may hold anything.
+    stat.rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
+}
+
 /// The pid of the broker serving the environment tagged `tag` (a child's
 /// `PGFRESH_TEST_TAG`), if one runs.
 pub fn broker_pid(tag: &str) -> Option<u32> {
