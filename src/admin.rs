@@ -115,7 +115,7 @@ fn drop_sql(version: u32, name: &str) -> String {
 }
 
 /// The sessions connected to the database named `$1`, this one aside: the `FROM` and `WHERE`
-/// of [`disconnect`]'s statement and of [`sessions_left`]'s.
+/// of [`disconnect`]'s statement and of [`sessions`]'s.
 macro_rules! sessions_of {
     () => {
         "FROM pg_stat_get_activity(NULL) \
@@ -145,6 +145,24 @@ pub(crate) async fn disconnect(conn: &mut PgConnection, name: &str) -> Result<()
         .map(drop)
 }
 
+/// Empties `name` of sessions that should be on their way out (`counted` of them, when the
+/// caller has just counted them): gives them [`LEAVE_WAIT`] to go on their own, then ends
+/// what is left with [`disconnect`].
+pub(crate) async fn see_off(
+    conn: &mut PgConnection,
+    name: &str,
+    counted: Option<i64>,
+) -> Result<()> {
+    let counted = match counted {
+        Some(n) => n,
+        None => sessions(conn, name).await?,
+    };
+    if sessions_left(conn, name, counted, LEAVE_WAIT).await? > 0 {
+        disconnect(conn, name).await?;
+    }
+    Ok(())
+}
+
 /// Waits, for at most `within`, until the sessions connected to `name` (`left` of them at the
 /// last count) are gone, looking again after 1, 2, 4 … (at most 25) ms; returns how many are
 /// left.
@@ -154,32 +172,36 @@ async fn sessions_left(
     mut left: i64,
     within: Duration,
 ) -> Result<i64> {
-    let err = |e| Error::database(format!("disconnecting from {name}"), e);
     let started = Instant::now();
     let mut step = Duration::from_millis(1);
     while left > 0 && started.elapsed() < within {
         tokio::time::sleep(step).await;
         step = (step * 2).min(Duration::from_millis(25));
-        left = sqlx::query_scalar(concat!("SELECT count(*) ", sessions_of!()))
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(err)?;
+        left = sessions(conn, name).await?;
     }
     Ok(left)
+}
+
+/// How many sessions are connected to `name`, this one aside.
+async fn sessions(conn: &mut PgConnection, name: &str) -> Result<i64> {
+    sqlx::query_scalar(concat!("SELECT count(*) ", sessions_of!()))
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| Error::database(format!("disconnecting from {name}"), e))
 }
 
 /// How long [`disconnect`] waits for the sessions it ended.
 const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a test database's drop waits for the sessions still connected to it to leave on
-/// their own before it ends them.
+/// How long [`see_off`] waits for sessions to leave on their own before it ends them.
 ///
-/// A test's pool is closed as its guard drops, a moment before the drop is asked for: its
-/// sessions are on their way out. Ended by pgfresh instead, each would log `FATAL: terminating
-/// connection due to administrator command` on the server (under the url source, in the
-/// user's own server's log): 44–64 per 100-test run of the benchmark's suite. Sessions still
-/// there after this wait belong to code that held on to the pool: those are ended.
+/// A test's pool is closed as its guard drops, a moment before the drop is asked for, and a
+/// template's builder has closed its connections before the template is sealed: their
+/// sessions are on their way out. Ended by pgfresh instead, each would log `FATAL:
+/// terminating connection due to administrator command` on the server (under the url source,
+/// in the user's own server's log): 44–64 per 100-test run of the benchmark's suite. Sessions
+/// still there after this wait belong to code that held on to them: those are ended.
 const LEAVE_WAIT: Duration = Duration::from_millis(500);
 
 /// `CREATE DATABASE`, with the connection limit that marks it as pgfresh's from the start
@@ -350,8 +372,7 @@ async fn count_ready(conn: &mut PgConnection, hash: &str) -> Result<usize> {
 }
 
 /// Drops a test database: reads its marker and counts its sessions; when the database is
-/// pgfresh's and not a template, gives those sessions [`LEAVE_WAIT`] to go on their own, ends
-/// what is left, and drops it.
+/// pgfresh's and not a template, sees those sessions off ([`see_off`]) and drops it.
 ///
 /// No `trash` marker first: a test database's name carries its owner, so a drop cut short (the
 /// process exits) is finished by the next sweep anyway, once that owner is gone.
@@ -379,9 +400,7 @@ pub(crate) async fn drop_test_db(server: &Server, urgency: Urgency, name: &str) 
         return Err(Error::NotOurs { name: name.into() });
     }
     if comment.is_none() && !is_template {
-        if sessions_left(&mut conn, name, sessions.into(), LEAVE_WAIT).await? > 0 {
-            disconnect(&mut conn, name).await?;
-        }
+        see_off(&mut conn, name, Some(sessions.into())).await?;
         return execute(&mut conn, &drop_sql(server.version, name)).await;
     }
     // A marker (one an older pgfresh wrote, or `kept`) or a template: marked `trash` first, so

@@ -90,8 +90,9 @@ async fn build_locked(
         let _ = admin::drop_database(server.version, conn, name).await;
         return Err(e);
     }
-    // Sessions a migration tool left open would keep every clone from being made.
-    admin::disconnect(conn, name).await?;
+    // Sessions a migration tool left open would keep every clone from being made; those of
+    // the connections closed a moment ago go on their own.
+    admin::see_off(conn, name, None).await?;
     // Mark complete only now: a build that dies before this line leaves a database marked
     // `building`, which the next build (or a sweep, once its owner is gone) drops.
     execute(

@@ -175,7 +175,8 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
 /// A test's pool is closed as its guard drops, so its sessions are on their way out when the
 /// broker drops the database: it lets them leave instead of ending them, and the server logs
 /// no `terminating connection due to administrator command` for them (in a user's own server's
-/// log, under the url source, one per test).
+/// log, under the url source, one per test). The same holds for the connection the template's
+/// build closed just before it seals the template (the log covers the first child's build).
 #[tokio::test]
 async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
     if !common::available(common::local_binaries(), "PostgreSQL binaries") {
