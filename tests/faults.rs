@@ -55,6 +55,18 @@ async fn lock_database(blocker: &mut sqlx::PgConnection, name: &str) {
     .unwrap();
 }
 
+/// Whether a session is running a `DROP DATABASE` of `name`.
+async fn drop_running(admin: &PgPool, name: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE state = 'active' \
+         AND query LIKE 'DROP DATABASE%' AND strpos(query, $1) > 0)",
+    )
+    .bind(name)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
 /// Whether the owner lock `owner` (see `src/sweep.rs`: class "pgfo") is still held.
 async fn owner_lock_held(admin: &PgPool, owner: i64) -> bool {
     sqlx::query_scalar(
@@ -157,6 +169,17 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
         "{text}"
     );
     assert!(took < Duration::from_secs(20), "the exit took {took:?}");
+    // The server ends the drop's session once it notices its client gone (pgfresh's
+    // administrative sessions ask it to look every 100 ms); the lock goes only then, or the
+    // waiting drop would take it and run on for nobody.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while drop_running(&admin, &name).await {
+        assert!(
+            Instant::now() < deadline,
+            "the drop's session outlived its process by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     blocker.rollback().await.unwrap();
     assert!(
         exists(&admin, &name).await,
