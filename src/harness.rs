@@ -370,26 +370,40 @@ impl Harness {
         };
         let (set, suite) = (recipe.set().cloned(), recipe.suite().to_owned());
         let size = self.pool_size;
-        let mut handout =
-            worker::call(move |shared| async move { shared.hand_out(recipe, size).await }).await?;
-        let pool = match handout.pool.take() {
-            Some(pool) => pool,
-            None => match pool::connect(&handout.options, size).await {
-                Ok(pool) => pool,
-                Err(e) => {
-                    let name = handout.name.clone();
-                    if !handout.lease.take().is_some_and(Lease::release) {
-                        let _ =
-                            worker::call(move |shared| async move { shared.drop_now(&name).await })
-                                .await;
-                    }
-                    return Err(Error::connect(
-                        address(&handout.options),
-                        "the server has connections to spare (max_connections)",
-                        e,
-                    ));
-                }
-            },
+        // A connection cut as it opens is a server restarting (as one that ran out of room for
+        // its WAL does): the database is asked for once more, and a full disk then says so
+        // (the worker's claim frees what is pgfresh's and names the disk).
+        let mut cut = false;
+        let (handout, pool) = loop {
+            let recipe = recipe.clone();
+            let mut handout =
+                worker::call(move |shared| async move { shared.hand_out(recipe, size).await })
+                    .await?;
+            let e = match handout.pool.take() {
+                Some(pool) => break (handout, pool),
+                None => match pool::connect(&handout.options, size).await {
+                    Ok(pool) => break (handout, pool),
+                    Err(e) => e,
+                },
+            };
+            let name = handout.name.clone();
+            if !handout.lease.take().is_some_and(Lease::release) {
+                let _ =
+                    worker::call(move |shared| async move { shared.drop_now(&name).await }).await;
+            }
+            if matches!(e, sqlx::Error::Io(_)) && !cut {
+                tracing::info!(
+                    "the connection to {} was cut; asking again: {e}",
+                    handout.name
+                );
+                cut = true;
+                continue;
+            }
+            return Err(Error::connect(
+                address(&handout.options),
+                "the server has connections to spare (max_connections)",
+                e,
+            ));
         };
         Ok(TestDb::new(handout, pool, config.keep, set, suite))
     }
