@@ -4,24 +4,42 @@
 # taken from this checkout instead of crates.io. A doctest inside pgfresh cannot show that: there,
 # pgfresh's own dependencies (sqlx, tokio, …) are in scope too.
 #
-# Usage:  scripts/readme-crate.sh [CRATE_DIR]      (default: target/readme-crate)
+# Usage:  scripts/readme-crate.sh [MODE...]      (default: all three modes, one after the other)
+#
+# The crate's dependencies are resolved afresh, as a reader's would be (never from pgfresh's own
+# lock file), in each MODE:
+#   newest      the newest versions the requirements allow;
+#   sqlx-0.9.0  the same, with sqlx held at 0.9.0 (`cargo update -p sqlx --precise 0.9.0`), the
+#               oldest sqlx pgfresh accepts;
+#   own-sqlx    the reader's crate depends on sqlx itself, pinned exactly (`=`) at the newest
+#               0.9.x, as an application on today's sqlx does: pgfresh must resolve beside it.
+# Each mode's crate is target/readme-crate/<mode>.
 #
 # Each ```rust block becomes tests/readme_NN.rs (lines starting with `# ` are kept without the
 # marker, as rustdoc does); a block whose first line is `// build.rs` becomes the crate's build.rs;
 # ```rust,ignore blocks other than that are skipped. The crate gets this repository's migrations/
 # (the reader's own, in the README) and tests/fixtures/. Then `cargo test --no-run` must succeed.
-# The lock file starts from pgfresh's, so the versions (and the compiled dependencies in the shared
-# target directory) are the ones CI tests pgfresh with.
 set -euo pipefail
 
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
-crate=${1:-$repo/target/readme-crate}
 readme=$repo/README.md
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 
-rm -rf "$crate"
-mkdir -p "$crate/tests" "$crate/src"
+log() { printf 'readme-crate: %s\n' "$*" >&2; }
 
-python3 - "$readme" "$crate" "$repo" <<'EOF'
+# The version of PACKAGE in the lock file of the crate at MANIFEST.
+locked_version() { # locked_version MANIFEST PACKAGE
+  cargo metadata --format-version 1 --manifest-path "$1" --locked |
+    python3 -c 'import json, sys
+name = sys.argv[1]
+print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == name))' "$2"
+}
+
+write_crate() { # write_crate DIR: the crate, its snippets, migrations and fixtures, in DIR
+  local crate=$1
+  rm -rf "$crate"
+  mkdir -p "$crate/tests" "$crate/src"
+  python3 - "$readme" "$crate" "$repo" <<'EOF'
 import re, sys, textwrap
 readme, crate, repo = sys.argv[1:4]
 text = open(readme).read()
@@ -59,13 +77,39 @@ for indent, lang, body in blocks:
     open(f'{crate}/tests/readme_{n:02}.rs', 'w').write(code)
 print(f'readme-crate: {n} snippets', file=sys.stderr)
 EOF
+  cp -r "$repo/migrations" "$crate/migrations"
+  mkdir -p "$crate/tests/fixtures"
+  cp -r "$repo/tests/fixtures/." "$crate/tests/fixtures/"
+}
 
-cp -r "$repo/migrations" "$crate/migrations"
-mkdir -p "$crate/tests/fixtures"
-cp -r "$repo/tests/fixtures/." "$crate/tests/fixtures/"
-cp "$repo/Cargo.lock" "$crate/Cargo.lock"
+build() { # build MODE: writes, resolves afresh and builds the crate of one mode
+  local mode=$1 crate=$repo/target/readme-crate/$1 manifest newest
+  manifest=$crate/Cargo.toml
+  write_crate "$crate"
+  cargo generate-lockfile --quiet --manifest-path "$manifest"
+  case $mode in
+    newest) ;;
+    sqlx-0.9.0) cargo update --quiet --manifest-path "$manifest" -p sqlx --precise 0.9.0 ;;
+    own-sqlx)
+      newest=$(locked_version "$manifest" sqlx)
+      cat >>"$manifest" <<TOML
 
-echo "readme-crate: building $crate" >&2
-CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target} cargo test --quiet --no-run \
-  --manifest-path "$crate/Cargo.toml"
-echo "readme-crate: every snippet compiles with only the README's dependencies" >&2
+# The reader's own sqlx, pinned exactly at the newest 0.9.x.
+sqlx = { version = "=$newest", default-features = false, features = ["postgres", "runtime-tokio"] }
+TOML
+      cargo generate-lockfile --quiet --manifest-path "$manifest"
+      ;;
+    *)
+      log "unknown mode '$mode' (newest, sqlx-0.9.0, own-sqlx)"
+      return 2
+      ;;
+  esac
+  log "$mode: sqlx $(locked_version "$manifest" sqlx), sqlx-macros-core" \
+    "$(locked_version "$manifest" sqlx-macros-core); building $crate"
+  cargo test --quiet --no-run --manifest-path "$manifest"
+  log "$mode: every snippet compiles with only the README's dependencies"
+}
+
+modes=("$@")
+((${#modes[@]})) || modes=(newest sqlx-0.9.0 own-sqlx)
+for mode in "${modes[@]}"; do build "$mode"; done
