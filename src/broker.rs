@@ -2,8 +2,8 @@
 //! of every test process (the test processes' side, and why, is [`crate::lease`]).
 //!
 //! It is the test binary itself, started again by the first process that found none, with
-//! `PGFRESH_BROKER_SERVE=<its directory>`: a constructor that runs before `main` sees the
-//! variable and serves instead of running the tests. It finds the server as any process does
+//! `PGFRESH_BROKER_SERVE=<its directory>`: the constructor ([`crate::hook`]) that runs before
+//! `main` sees the variable and serves instead of running the tests. It finds the server as any process does
 //! (for the local and docker sources it holds a lease on it, like a test process), takes its
 //! own owner lock, and marks what it hands out as its own, so every rule of [`crate::sweep`]
 //! holds: when the broker dies, however it dies, its databases are swept, except those a
@@ -34,26 +34,12 @@ use crate::worker::{Handout, Shared};
 /// How long a broker nobody is connected to stays.
 const IDLE: Duration = Duration::from_secs(3);
 
-/// The constructor: runs before `main` in every executable that links pgfresh, and does
-/// nothing unless [`SERVE_VAR`] is set.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-#[used]
-#[allow(unsafe_code)]
-#[cfg_attr(target_os = "linux", unsafe(link_section = ".init_array"))]
-#[cfg_attr(target_os = "macos", unsafe(link_section = "__DATA,__mod_init_func"))]
-static HOOK: extern "C" fn() = hook;
-
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-extern "C" fn hook() {
+/// The broker's side, from the constructor ([`crate::hook`]): serves when [`SERVE_VAR`] is
+/// set, then exits the process; returns when it is not set.
+pub(crate) fn serve_if_asked() {
     let Some(dir) = std::env::var_os(SERVE_VAR) else {
         return;
     };
-    // SAFETY: before `main`, no other thread runs; ignoring SIGPIPE (which `main` would do for
-    // a Rust program) keeps a write to a test process that just exited from killing the broker.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
     let served = std::panic::catch_unwind(|| run(&PathBuf::from(dir)));
     std::process::exit(match served {
         Ok(Ok(())) => 0,

@@ -47,9 +47,9 @@ const SPAWN_LOCK: &str = "spawn.lock";
 /// The line a broker prints on its standard output once it accepts connections.
 pub(crate) const READY_LINE: &str = "ready";
 
-/// Where a broker can start: the platforms whose executables run constructors
-/// ([`crate::broker`]'s hook).
-pub(crate) const SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "macos"));
+/// Where a broker can start: the platforms whose executables run pgfresh's constructor
+/// ([`crate::hook`]).
+pub(crate) const SUPPORTED: bool = crate::hook::SUPPORTED;
 
 /// How long a process waits for a broker it started to accept connections (it finds the server
 /// the process has just found or started), and for another process that is starting one.

@@ -112,18 +112,11 @@ pub(crate) fn run_id(owner: i32) -> String {
         .unwrap_or_else(|| format!("p{owner}"))
 }
 
-/// `c<pid>.<start time>` of the parent process, from `/proc` (Linux).
+/// `c<pid>.<start time>` of the parent process (see [`crate::os::parent`]; none on Windows,
+/// where each test process is a run of its own under `cargo test`).
 fn parent_process() -> Option<String> {
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields = |stat: &str| -> Option<Vec<String>> {
-        let rest = stat.get(stat.rfind(')')? + 2..)?;
-        Some(rest.split_whitespace().map(str::to_owned).collect())
-    };
-    let own = fields(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let ppid = own.get(1)?;
-    let parent = fields(&std::fs::read_to_string(format!("/proc/{ppid}/stat")).ok()?)?;
-    // Field 22 of stat, the 20th after the command name: start time in clock ticks.
-    Some(format!("c{ppid}.{}", parent.get(19)?))
+    let parent = crate::os::parent()?;
+    Some(format!("c{}.{}", parent.pid, parent.started))
 }
 
 #[cfg(test)]

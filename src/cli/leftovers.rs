@@ -217,7 +217,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             let dir = entry.path();
             // Only what pgfresh made for this user: another user's, or a planted one, is not
             // ours to stop or remove (see `server::private`).
-            let own = format!("pgfresh-{}-", crate::server::euid());
+            let own = format!("pgfresh-{}-", crate::os::euid());
             if !name.starts_with(&own) || !trusted_run_dir(&dir) {
                 continue;
             }
@@ -247,7 +247,7 @@ fn stop_cluster(dir: &Path) -> Result<(), String> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if crate::server::euid() == 0 {
+        if crate::os::euid() == 0 {
             cmd.uid(meta.uid()).gid(meta.gid());
         }
         let _ = cmd.status();

@@ -6,8 +6,8 @@
 //!
 //! One container per image serves every process of the user (see [`super::rundir`]): the
 //! handle lives in a static that is never dropped, so its guardian removes it (`docker rm -f`)
-//! once no process has used it for the linger time. Without the docker CLI or `flock(1)` each
-//! process gets a container of its own.
+//! once no process has used it for the linger time. Without the docker CLI, or where there is
+//! no guardian (Windows), each process gets a container of its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -151,9 +151,7 @@ impl Launch for Docker<'_> {
         let guardian = if shared {
             None
         } else if self.cli.is_some() {
-            let (cleanup, args) = self.cleanup(dir, &record);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            guardian::spawn(cleanup, &args, None).ok()
+            guardian::tie(self.cleanup(dir, &record)).ok()
         } else {
             tracing::warn!(
                 id = record.handle,
@@ -165,11 +163,15 @@ impl Launch for Docker<'_> {
         Ok((record, Box::new((container, guardian))))
     }
 
-    fn cleanup(&self, _dir: &RunDir, record: &Record) -> (&'static str, Vec<String>) {
-        (
-            r#""$1" rm -f -v "$2" >/dev/null 2>&1"#,
-            vec![self.cli.clone().unwrap_or_default(), record.handle.clone()],
-        )
+    fn cleanup(&self, _dir: &RunDir, record: &Record) -> guardian::Cleanup {
+        let cli = self.cli.clone().unwrap_or_else(|| "docker".into());
+        guardian::Cleanup {
+            stop: [cli.as_str(), "rm", "-f", "-v", &record.handle]
+                .map(str::to_owned)
+                .to_vec(),
+            remove: Vec::new(),
+            run_as: None,
+        }
     }
 
     fn hint(&self, _dir: &RunDir, record: &Record) -> String {

@@ -1,44 +1,358 @@
-//! A guardian process that cleans up a server when this process ends, however it ends.
+//! The guardian: a process that stops a server pgfresh started once nothing uses it, however
+//! the processes that used it ended.
 //!
 //! Statics are never dropped, and a test process can die by `SIGKILL` or `process::exit`, so
-//! no `Drop` can be trusted to stop a container or a cluster. Instead pgfresh starts a small
-//! `sh` process whose standard input is a pipe from this process. The guardian blocks reading
-//! it; when this process exits for any reason the kernel closes the pipe, the read returns,
-//! and the guardian runs its cleanup command. It runs in its own process group so that a
-//! Ctrl-C sent to the test run reaches the tests but not the guardian.
+//! no `Drop` can be trusted to stop a container or a cluster. Instead pgfresh starts the
+//! executable it runs in once more, with [`GUARD_VAR`] holding its [`Orders`]: the constructor
+//! ([`crate::hook`]) sees the variable before `main` and guards instead of running the program.
+//! It waits for one of two things ([`When`]):
+//!
+//! - [`When::ParentExits`] (a server of this process's own): its standard input is a pipe from
+//!   the process that started it; when that process exits for any reason the kernel closes the
+//!   pipe and the read returns.
+//! - [`When::Idle`] (a server shared by the processes of a run directory, see
+//!   [`super::rundir`]): every second it tries to lock the directory's `lease` exclusively,
+//!   which succeeds only while no process holds its shared lease; once that has held for more
+//!   than the linger time (a whole number of idle polls past it, so at least the linger time, at
+//!   most a second more), it takes `lock`, checks both again, removes `state` and cleans up.
+//!   It leaves at once when `state` records another server (another generation).
+//!
+//! Then it runs the [`Cleanup`]. The locks are `flock(2)` locks taken through std (the same
+//! ones the test processes take), so no `flock(1)` or shell is needed. The guardian runs in a
+//! process group of its own, so that a Ctrl-C sent to the test run reaches the tests but not
+//! it, and ignores `SIGHUP` and `SIGINT`. Where no constructor runs (Windows), there is no
+//! guardian: see [`SUPPORTED`].
 
-use std::os::unix::process::CommandExt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
-/// Keeps the pipe open; dropping it (or exiting) triggers the cleanup.
+use serde::{Deserialize, Serialize};
+
+/// The variable that turns a re-run executable into a guardian; its value is the JSON of the
+/// [`Orders`].
+pub(crate) const GUARD_VAR: &str = "PGFRESH_GUARD";
+
+/// Where a guardian can run: the platforms whose executables run pgfresh's constructor.
+pub(crate) const SUPPORTED: bool = crate::hook::SUPPORTED;
+
+/// The line a guardian prints once it has read its orders, so that its starter knows the
+/// constructor ran (and not the program's `main`).
+const READY_LINE: &str = "guarding";
+
+/// How long a process waits for the guardian it started to say it is guarding.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// What a guardian waits for, and then does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Orders {
+    pub when: When,
+    pub cleanup: Cleanup,
+}
+
+/// When a guardian cleans up: see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum When {
+    /// When the process that started it exits.
+    ParentExits,
+    /// When the run directory `dir`'s lease has been free for more than `linger_secs`, as long
+    /// as `dir/state` records the server of `generation`.
+    Idle {
+        dir: PathBuf,
+        generation: String,
+        linger_secs: u64,
+    },
+}
+
+/// How a server is cleaned up: its stop command, then the files it leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cleanup {
+    /// The program and arguments that stop the server (`docker rm -f -v <id>`, `pg_ctl -D
+    /// <data> stop -m fast`); its output is discarded, its failure ignored (the server may be
+    /// gone already).
+    pub stop: Vec<String>,
+    /// Removed (recursively) once the stop returned.
+    pub remove: Vec<PathBuf>,
+    /// The user and group the stop runs as, when not the guardian's own (root runs the local
+    /// server as `postgres`, and only that user may stop it).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// A guardian of [`When::ParentExits`]: dropping it (or exiting) closes its pipe, and it
+/// cleans up.
 #[derive(Debug)]
 pub(super) struct Guardian {
     _pipe: ChildStdin,
     _child: Child,
 }
 
-/// Spawns `sh -c 'cat >/dev/null; <cleanup>' sh <args…>`; `cleanup` refers to `$1`, `$2`, …
-pub(super) fn spawn(
-    cleanup: &str,
-    args: &[&str],
-    uid_gid: Option<(u32, u32)>,
-) -> std::io::Result<Guardian> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("cat >/dev/null; {cleanup}"))
-        .arg("sh")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if let Some((uid, gid)) = uid_gid {
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd.spawn()?;
+/// Starts a guardian that runs `cleanup` when this process exits, however it exits.
+pub(super) fn tie(cleanup: Cleanup) -> io::Result<Guardian> {
+    let orders = Orders {
+        when: When::ParentExits,
+        cleanup,
+    };
+    let mut child = start(&orders, Stdio::piped())?;
     let pipe = child.stdin.take().expect("stdin was piped");
     Ok(Guardian {
         _pipe: pipe,
         _child: child,
     })
+}
+
+/// Starts a guardian that runs `cleanup` once the run directory `dir` has been unused for
+/// `linger` (see [`When::Idle`]). It outlives this process.
+pub(super) fn linger(
+    dir: &Path,
+    generation: &str,
+    linger: Duration,
+    cleanup: Cleanup,
+) -> io::Result<()> {
+    let orders = Orders {
+        when: When::Idle {
+            dir: dir.to_owned(),
+            generation: generation.to_owned(),
+            linger_secs: linger.as_secs().max(1),
+        },
+        cleanup,
+    };
+    let mut child = start(&orders, Stdio::null())?;
+    // Reaps it when it exits, so that a long-lived process does not collect a zombie.
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}
+
+/// Runs this executable again as the guardian of `orders`, and waits until it says it guards.
+fn start(orders: &Orders, stdin: Stdio) -> io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let orders = serde_json::to_string(orders).map_err(io::Error::other)?;
+    let mut cmd = Command::new(exe);
+    cmd.env(GUARD_VAR, orders)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    detach(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout.take(64)).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(START_WAIT) {
+        Ok(line) if line.trim_end() == READY_LINE => Ok(child),
+        answer => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(io::Error::other(match answer {
+                Ok(_) => "the guardian did not start: this executable did not run pgfresh's \
+                          constructor"
+                    .to_owned(),
+                Err(_) => format!(
+                    "the guardian did not start within {} s",
+                    START_WAIT.as_secs()
+                ),
+            }))
+        }
+    }
+}
+
+/// Puts the guardian in a process group of its own (out of reach of a Ctrl-C meant for the
+/// tests).
+#[cfg(unix)]
+fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+}
+
+#[cfg(not(unix))]
+fn detach(_cmd: &mut Command) {}
+
+/// The guardian's side, from the constructor: guards when [`GUARD_VAR`] is set, then exits
+/// the process; returns when it is not set.
+pub(crate) fn guard_if_asked() {
+    let Some(orders) = std::env::var_os(GUARD_VAR) else {
+        return;
+    };
+    let orders: Option<Orders> = orders
+        .to_str()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let Some(orders) = orders else {
+        std::process::exit(2);
+    };
+    ignore_hangups();
+    println!("{READY_LINE}");
+    match &orders.when {
+        When::ParentExits => {
+            // Ends when the parent's end of the pipe closes.
+            let _ = io::copy(&mut io::stdin(), &mut io::sink());
+            clean_up(&orders.cleanup);
+        }
+        When::Idle {
+            dir,
+            generation,
+            linger_secs,
+        } => {
+            if let Some(_lock) = wait_idle(dir, generation, *linger_secs) {
+                clean_up(&orders.cleanup);
+            }
+        }
+    }
+    std::process::exit(0);
+}
+
+/// Keeps the guardian alive when the terminal that started the tests closes, or a Ctrl-C
+/// reaches it anyway.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn ignore_hangups() {
+    // SAFETY: before `main`, no other thread runs; ignoring a signal installs no handler.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+fn ignore_hangups() {}
+
+/// Polls `dir` until its server has been unused for more than `linger_secs`: then `state` is
+/// removed, and the start/stop lock is returned held, for the cleanup to run under it (a
+/// process that comes meanwhile waits, then starts a new server). `None` once `state` records
+/// another server.
+fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
+    let mut idle = 0;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if !records(dir, generation) {
+            return None;
+        }
+        idle = if unused(dir) { idle + 1 } else { 0 };
+        if idle <= linger_secs {
+            continue;
+        }
+        // Under the start/stop lock, so that no process finds the server while it stops.
+        let lock = File::open(dir.join("lock")).ok()?;
+        lock.lock().ok()?;
+        if records(dir, generation) && unused(dir) {
+            let _ = std::fs::remove_file(dir.join("state"));
+            return Some(lock);
+        }
+        drop(lock);
+        idle = 0;
+    }
+}
+
+/// Whether `dir/state` records the server of `generation`.
+fn records(dir: &Path, generation: &str) -> bool {
+    let wanted = format!("generation={generation}");
+    std::fs::read_to_string(dir.join("state")).is_ok_and(|s| s.lines().any(|l| l == wanted))
+}
+
+/// Whether no process holds a lease on `dir`'s server (an exclusive lock on `lease` is free).
+fn unused(dir: &Path) -> bool {
+    File::open(dir.join("lease")).is_ok_and(|f| f.try_lock().is_ok())
+}
+
+/// Stops the server and removes its files.
+fn clean_up(cleanup: &Cleanup) {
+    if let Some((program, args)) = cleanup.stop.split_first() {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        run_as(&mut cmd, cleanup.run_as);
+        let _ = cmd.status();
+    }
+    for path in &cleanup.remove {
+        let _ = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(_) => Ok(()),
+        };
+    }
+}
+
+#[cfg(unix)]
+fn run_as(cmd: &mut Command, user: Option<(u32, u32)>) {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+}
+
+#[cfg(not(unix))]
+fn run_as(_cmd: &mut Command, _user: Option<(u32, u32)>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_round_trip_through_the_environment_s_json() {
+        let orders = Orders {
+            when: When::Idle {
+                dir: "/dev/shm/pgfresh-0-local-ab12cd34".into(),
+                generation: "0123abcd".into(),
+                linger_secs: 3,
+            },
+            cleanup: Cleanup {
+                stop: vec!["pg_ctl".into(), "-D".into(), "a dir/data".into()],
+                remove: vec!["a dir/data".into()],
+                run_as: Some((104, 108)),
+            },
+        };
+        let text = serde_json::to_string(&orders).unwrap();
+        assert_eq!(serde_json::from_str::<Orders>(&text).unwrap(), orders);
+    }
+
+    #[test]
+    fn a_directory_is_unused_only_while_nobody_holds_its_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = File::create(dir.path().join("lease")).unwrap();
+        assert!(unused(dir.path()));
+        lease.lock_shared().unwrap();
+        assert!(!unused(dir.path()), "a shared lease is held");
+        lease.unlock().unwrap();
+        assert!(unused(dir.path()));
+        assert!(
+            !unused(&dir.path().join("missing")),
+            "no lease file: not ours to stop"
+        );
+    }
+
+    #[test]
+    fn the_idle_wait_leaves_when_another_server_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state"), "port=1\ngeneration=new\n").unwrap();
+        assert!(records(dir.path(), "new"));
+        assert!(!records(dir.path(), "old"));
+        assert!(
+            wait_idle(dir.path(), "old", 1).is_none(),
+            "another generation: nothing to stop"
+        );
+    }
+
+    #[test]
+    fn clean_up_runs_the_stop_then_removes_files_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (folder, file, stopped) = (
+            dir.path().join("data"),
+            dir.path().join("server.log"),
+            dir.path().join("stopped"),
+        );
+        std::fs::create_dir_all(folder.join("base")).unwrap();
+        std::fs::write(&file, "log").unwrap();
+        clean_up(&Cleanup {
+            stop: vec!["touch".into(), stopped.display().to_string()],
+            remove: vec![folder.clone(), file.clone(), dir.path().join("never there")],
+            run_as: None,
+        });
+        assert!(stopped.exists(), "the stop command ran");
+        assert!(!folder.exists() && !file.exists());
+    }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use super::rundir::{self, Record, RunDir};
-use super::{Started, admin_options};
+use super::rundir::{Record, RunDir};
+use super::{Started, admin_options, guardian};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
 
@@ -62,9 +62,8 @@ pub(super) trait Launch: Sync {
     /// server's life to this process; what it returns keeps the server alive.
     async fn launch(&self, dir: &Arc<RunDir>, shared: bool) -> Result<(Record, Keepalive)>;
 
-    /// The guardian's cleanup once the server has lingered (a shell snippet over `"$@"`), and
-    /// its arguments.
-    fn cleanup(&self, dir: &RunDir, record: &Record) -> (&'static str, Vec<String>);
+    /// The guardian's cleanup once the server has lingered.
+    fn cleanup(&self, dir: &RunDir, record: &Record) -> guardian::Cleanup;
 
     /// What to check when a connection to the server fails.
     fn hint(&self, dir: &RunDir, record: &Record) -> String;
@@ -77,7 +76,7 @@ pub(super) trait Launch: Sync {
 
 /// The recorded server of `source` when it answers, else a new one. See the module docs.
 pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Result<Started> {
-    let shared = source.shareable() && rundir::shared_servers_supported();
+    let shared = source.shareable() && guardian::SUPPORTED;
     let mut key = source.key();
     if !shared {
         key = format!("{key}-{}", std::process::id());
@@ -110,9 +109,9 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     dir.write_record(&record)?;
     let lease = if shared {
         if let Some(linger) = config.linger {
-            let (cleanup, args) = source.cleanup(&dir, &record);
-            dir.spawn_guardian(&record, linger, cleanup, &args)
-                .map_err(|e| run_dir_error(dir.path(), "cannot start the guardian (sh)", e))?;
+            let cleanup = source.cleanup(&dir, &record);
+            guardian::linger(dir.path(), &record.generation, linger, cleanup)
+                .map_err(|e| run_dir_error(dir.path(), "cannot start the guardian", e))?;
         }
         Some(dir.lease()?)
     } else {
@@ -129,7 +128,7 @@ fn run_dir_error(path: &std::path::Path, reason: &str, e: io::Error) -> Error {
     Error::RunDir {
         path: path.display().to_string(),
         reason: format!("{reason}: {e}"),
-        remedy: "Check that `sh` and `flock` work".into(),
+        remedy: "Check that this program can run itself again (std::env::current_exe)".into(),
         source: Some(Arc::new(e)),
     }
 }

@@ -164,16 +164,12 @@ impl Launch for Local {
         Ok((record, keepalive))
     }
 
-    fn cleanup(&self, dir: &RunDir, _record: &Record) -> (&'static str, Vec<String>) {
-        let path = |p: std::path::PathBuf| p.display().to_string();
-        (
-            r#""$1" -D "$2" stop -m fast >/dev/null 2>&1; rm -rf "$2" "$3""#,
-            vec![
-                path(self.bins.tool("pg_ctl")),
-                path(dir.path().join("data")),
-                path(dir.path().join("server.log")),
-            ],
-        )
+    fn cleanup(&self, dir: &RunDir, _record: &Record) -> guardian::Cleanup {
+        guardian::Cleanup {
+            stop: self.stop(&dir.path().join("data")),
+            remove: vec![dir.path().join("data"), dir.path().join("server.log")],
+            run_as: self.owner,
+        }
     }
 
     fn hint(&self, dir: &RunDir, _record: &Record) -> String {
@@ -189,16 +185,24 @@ impl Launch for Local {
 }
 
 impl Local {
+    /// A guardian that stops the cluster in `dir` and removes the directory when this process
+    /// exits.
     fn cleanup_guardian(&self, dir: &RunDir) -> Result<guardian::Guardian> {
-        guardian::spawn(
-            r#""$1" -D "$2/data" stop -m fast >/dev/null 2>&1; rm -rf "$2""#,
-            &[
-                &self.bins.tool("pg_ctl").display().to_string(),
-                &dir.path().display().to_string(),
-            ],
-            self.owner,
-        )
-        .map_err(|e| io_error("cannot start the cleanup guardian (sh)", e))
+        guardian::tie(guardian::Cleanup {
+            stop: self.stop(&dir.path().join("data")),
+            remove: vec![dir.path().to_owned()],
+            run_as: self.owner,
+        })
+        .map_err(|e| io_error("cannot start the cleanup guardian", e))
+    }
+
+    /// `pg_ctl stop` of the cluster in `data`, in fast mode (see the module docs).
+    fn stop(&self, data: &std::path::Path) -> Vec<String> {
+        let pg_ctl = self.bins.tool("pg_ctl").display().to_string();
+        let data = data.display().to_string();
+        [pg_ctl.as_str(), "-D", &data, "stop", "-m", "fast"]
+            .map(str::to_owned)
+            .to_vec()
     }
 }
 
@@ -293,7 +297,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
 
 /// The uid and gid to run the server as: `None` (this process's) unless this process is root.
 fn server_user() -> Result<Option<(u32, u32)>> {
-    if rundir::euid() != 0 {
+    if crate::os::euid() != 0 {
         return Ok(None);
     }
     private::user("postgres")

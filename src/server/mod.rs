@@ -22,7 +22,7 @@ mod slot;
 mod url;
 
 #[cfg(feature = "cli")]
-pub(crate) use rundir::{base_dirs as run_base_dirs, euid, recorded_handle, trusted_run_dir};
+pub(crate) use rundir::{base_dirs as run_base_dirs, recorded_handle, trusted_run_dir};
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +35,8 @@ use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
+#[cfg(any(feature = "docker", feature = "local"))]
+pub(crate) use guardian::{GUARD_VAR, guard_if_asked};
 pub(crate) use slot::waiting_for_a_slot;
 
 /// How long pgfresh waits for a server to accept a connection before giving up.

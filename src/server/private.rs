@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::os::euid;
 
 /// Who owns a server's files: this process's user, or (when this process is root) the user
 /// the server runs as.
@@ -31,19 +32,16 @@ impl Owner {
     pub fn of(server_user: Option<(u32, u32)>) -> Self {
         match server_user {
             Some((uid, gid)) => Self { uid, gid },
-            None => {
-                let own = std::fs::metadata("/proc/self");
-                Self {
-                    uid: super::rundir::euid(),
-                    gid: own.map_or(u32::MAX, |m| m.gid()),
-                }
-            }
+            None => Self {
+                uid: euid(),
+                gid: crate::os::egid(),
+            },
         }
     }
 
     /// Gives `path` to this owner when it is not this process's user.
     fn give(self, path: &Path) -> io::Result<()> {
-        if self.uid == super::rundir::euid() {
+        if self.uid == euid() {
             return Ok(());
         }
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
@@ -61,7 +59,7 @@ pub(super) fn directory(path: &Path, owner: Owner) -> Result<()> {
         Err(e) => return Err(failed(path, "cannot create it", e)),
     }
     let meta = std::fs::symlink_metadata(path).map_err(|e| failed(path, "cannot read it", e))?;
-    if meta.is_dir() && meta.uid() != owner.uid && meta.uid() == super::rundir::euid() {
+    if meta.is_dir() && meta.uid() != owner.uid && meta.uid() == euid() {
         // Made a moment ago by another process of this (root) user, which has not given it to
         // the server's user yet: as trustworthy as one this process made.
         trusted(
@@ -109,7 +107,7 @@ pub(super) fn base(path: &Path) -> Result<()> {
 /// that, a private `PGFRESH_RUN_DIR` of root's fails later in `initdb`, as "Permission denied"
 /// on a file pgfresh has just written.
 pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
-    if owner.uid == super::rundir::euid() {
+    if owner.uid == euid() {
         return Ok(());
     }
     let full = std::fs::canonicalize(path).map_err(|e| failed(path, "cannot read it", e))?;
@@ -151,7 +149,7 @@ pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
 #[cfg(feature = "cli")]
 pub(super) fn existing(path: &Path) -> Option<Owner> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    let own = super::rundir::euid();
+    let own = euid();
     let server_users = [user("postgres"), user("nobody")];
     let ours = meta.uid() == own
         || (own == 0
@@ -191,7 +189,7 @@ pub(super) fn file(path: &Path, owner: Owner, create: bool) -> Result<Option<Fil
     let meta = file
         .metadata()
         .map_err(|e| failed(path, "cannot read it", e))?;
-    if meta.uid() != owner.uid && meta.uid() == super::rundir::euid() {
+    if meta.uid() != owner.uid && meta.uid() == euid() {
         // Just created by this (root) process for the server's user.
         owner
             .give(path)

@@ -9,17 +9,14 @@
 //!   kernel releases it however the process ends (also `SIGKILL`).
 //! - `state`: the port, password and generation of the running server.
 //!
-//! A guardian (`sh`, detached from the test run) polls the lease every second; once no process
-//! has held it for more than the linger time (a whole number of idle polls past it, so at least
-//! the linger time, at most a second more), it takes `lock`, checks again, removes `state` and
-//! stops the server. A process that starts within the linger time simply reuses the server.
+//! A guardian ([`super::guardian`], detached from the test run) polls the lease every second;
+//! once no process has held it for more than the linger time, it takes `lock`, checks again,
+//! removes `state` and stops the server. A process that starts within the linger time simply
+//! reuses the server.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
@@ -27,14 +24,13 @@ use super::Started;
 use super::private::{self, Owner};
 use crate::config::{Config, Source};
 use crate::error::Result;
+use crate::os::euid;
 
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
 pub(super) struct RunDir {
     path: PathBuf,
     owner: Owner,
-    /// The server's user, when this process is root: the guardian runs as it.
-    server_user: Option<(u32, u32)>,
 }
 
 /// What the process that started the server records for the others.
@@ -173,12 +169,6 @@ pub(crate) fn free_space(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// This process's effective user id (from `/proc`; `u32::MAX` where there is none).
-pub(crate) fn euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
-}
-
 /// Whether `dir` is a run directory pgfresh could have made for this process (see
 /// [`super::private`]), for `pgfresh gc`.
 #[cfg(feature = "cli")]
@@ -195,12 +185,6 @@ pub(crate) fn recorded_handle(dir: &Path) -> Option<String> {
     let mut text = String::new();
     io::Read::read_to_string(&mut file, &mut text).ok()?;
     Record::parse(&text).map(|r| r.handle)
-}
-
-/// Whether `flock(1)` is there for the guardian (util-linux; absent on macOS).
-pub(super) fn shared_servers_supported() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("flock").is_file()))
 }
 
 /// A short stable key for `text` (8 hex digits), for directory names.
@@ -228,11 +212,7 @@ impl RunDir {
         private::reachable(&base, owner)?;
         let path = base.join(name);
         private::directory(&path, owner)?;
-        let dir = Self {
-            path,
-            owner,
-            server_user,
-        };
+        let dir = Self { path, owner };
         for file in ["lock", "lease"] {
             private::file(&dir.path.join(file), owner, true)?;
         }
@@ -301,62 +281,6 @@ impl RunDir {
         let path = self.path.join(name);
         private::write(&path, text, self.owner)?;
         Ok(path)
-    }
-
-    /// Starts the guardian of `record`'s server: after `linger` without a lease it runs
-    /// `cleanup` (a shell snippet over `"$@"` = `args`). Runs as the directory's owner.
-    pub fn spawn_guardian(
-        &self,
-        record: &Record,
-        linger: Duration,
-        cleanup: &str,
-        args: &[String],
-    ) -> io::Result<()> {
-        let script = format!(
-            r#"trap '' HUP INT
-umask 077
-d=$1; gen=$2; linger=$3; shift 3
-idle=0
-while sleep 1; do
-  grep -qx "generation=$gen" "$d/state" 2>/dev/null || exit 0
-  if flock -n -x "$d/lease" true; then idle=$((idle + 1)); else idle=0; fi
-  [ "$idle" -gt "$linger" ] || continue
-  exec 9<"$d/lock"
-  flock -x 9
-  if grep -qx "generation=$gen" "$d/state" 2>/dev/null && flock -n -x "$d/lease" true; then
-    rm -f "$d/state"
-    {cleanup}
-    exit 0
-  fi
-  exec 9<&-
-  idle=0
-done"#
-        );
-        let mut cmd = Command::new("sh");
-        // The outer shell starts the guardian in the background and exits at once, so the
-        // guardian is adopted by init: no zombie, no tie to the test process.
-        cmd.arg("-c")
-            .arg(r#"sh -c "$0" pgfresh-guardian "$@" </dev/null >/dev/null 2>&1 &"#)
-            .arg(script)
-            .arg(&self.path)
-            .arg(&record.generation)
-            .arg(linger.as_secs().max(1).to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0);
-        if let Some((uid, gid)) = self.server_user {
-            cmd.uid(uid).gid(gid);
-        }
-        let status = cmd.status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "the guardian's shell failed: {status}"
-            )))
-        }
     }
 }
 

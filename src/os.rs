@@ -1,0 +1,152 @@
+//! What pgfresh asks the operating system about this process: its user and group, and its
+//! parent. One function per question, each with its path for Linux and macOS side by side (and
+//! for Windows where the question has a meaning there); nothing here reads `/proc` outside
+//! Linux. A leaf: it imports nothing from the crate.
+
+/// This process's effective user id (`geteuid`).
+#[cfg(unix)]
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// This process's effective group id (`getegid`).
+#[cfg(unix)]
+pub(crate) fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// The process that started this one, named so that a later process with the same pid is not
+/// taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub pid: u32,
+    /// When it started, in the platform's own unit: clock ticks since boot on Linux
+    /// (`/proc/<pid>/stat`, field 22), microseconds since the epoch on macOS
+    /// (`proc_pidinfo`). Only ever compared with another reading on the same machine.
+    pub started: u64,
+}
+
+/// This process's parent, when the platform tells: `None` on Windows, or when the parent
+/// has exited already.
+pub(crate) fn parent() -> Option<Parent> {
+    #[cfg(unix)]
+    {
+        let pid = rustix::process::getppid()?.as_raw_nonzero().get();
+        let pid = u32::try_from(pid).ok()?;
+        Some(Parent {
+            pid,
+            started: start_time(pid)?,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// When the process `pid` started (see [`Parent::started`]), from `/proc` on Linux.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces; field 22
+    // of stat (start time in clock ticks) is the 20th of them.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// When the process `pid` started (see [`Parent::started`]), from `proc_pidinfo` on macOS
+/// (there is no `/proc`).
+#[cfg(target_os = "macos")]
+#[allow(unsafe_code)]
+fn start_time(pid: u32) -> Option<u64> {
+    let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::zeroed();
+    let size = libc::c_int::try_from(std::mem::size_of::<libc::proc_bsdinfo>()).ok()?;
+    // SAFETY: `info` is a writable buffer of `size` bytes, the size of the structure that
+    // PROC_PIDTBSDINFO fills; the call writes at most that many and returns how many.
+    let written = unsafe {
+        libc::proc_pidinfo(
+            libc::c_int::try_from(pid).ok()?,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            info.as_mut_ptr().cast(),
+            size,
+        )
+    };
+    if written != size {
+        return None;
+    }
+    // SAFETY: the call filled the whole structure (checked above), which is plain integers.
+    let info = unsafe { info.assume_init() };
+    Some(info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec)
+}
+
+/// Other Unix systems: no start time is known, so no parent is named.
+#[cfg(all(
+    unix,
+    not(any(target_os = "linux", target_os = "android", target_os = "macos"))
+))]
+fn start_time(_pid: u32) -> Option<u64> {
+    None
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_this_process_s_own() {
+        use std::os::unix::fs::MetadataExt;
+        // A file this process creates is owned by its effective user and group.
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        assert_eq!(euid(), meta.uid());
+        assert_eq!(egid(), meta.gid());
+    }
+
+    #[test]
+    fn parent_is_the_process_that_started_this_one_and_reads_the_same_twice() {
+        let parent = parent().expect("a test process has a parent");
+        assert_eq!(
+            parent.pid,
+            std::os::unix::process::parent_id(),
+            "the pid is std's parent_id"
+        );
+        assert!(parent.started > 0);
+        assert_eq!(
+            Some(parent),
+            super::parent(),
+            "a second reading is the same"
+        );
+    }
+
+    #[test]
+    fn a_child_started_after_this_process_started_later() {
+        let child = Reaped(
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap(),
+        );
+        let own = start_time(std::process::id()).expect("this process's start time");
+        let later = start_time(child.0.id()).expect("the child's start time");
+        assert!(later >= own, "{later} < {own}");
+    }
+
+    #[test]
+    fn a_process_that_is_gone_has_no_start_time() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(start_time(pid), None);
+    }
+
+    /// Kills and reaps the child however the test ends.
+    struct Reaped(std::process::Child);
+
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
