@@ -7,10 +7,8 @@
 //! What it costs a program that links pgfresh: one function call before `main` that reads two
 //! environment variables. It is a pointer in the platform's table of initialisers
 //! (`.init_array` on Linux, `__mod_init_func` on macOS); where there is none (Windows), there
-//! is no broker and no guardian ([`SUPPORTED`]), and pgfresh works without them.
-
-/// Whether this platform runs the constructor.
-pub(crate) const SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "macos"));
+//! is no broker and no guardian ([`crate::os::RUNS_CONSTRUCTORS`]), and pgfresh works without
+//! them.
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 #[used]

@@ -49,7 +49,7 @@ pub(crate) const READY_LINE: &str = "ready";
 
 /// Where a broker can start: the platforms whose executables run pgfresh's constructor
 /// ([`crate::hook`]).
-pub(crate) const SUPPORTED: bool = crate::hook::SUPPORTED;
+pub(crate) const SUPPORTED: bool = crate::os::RUNS_CONSTRUCTORS;
 
 /// How long a process waits for a broker it started to accept connections (it finds the server
 /// the process has just found or started), and for another process that is starting one.

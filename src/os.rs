@@ -3,6 +3,11 @@
 //! for Windows where the question has a meaning there); nothing here reads `/proc` outside
 //! Linux. A leaf: it imports nothing from the crate.
 
+/// Whether executables on this platform run pgfresh's constructor ([`crate::hook`]: a
+/// pointer in `.init_array` on Linux, `__mod_init_func` on macOS), which the broker and the
+/// guardians need. Not on Windows.
+pub(crate) const RUNS_CONSTRUCTORS: bool = cfg!(any(target_os = "linux", target_os = "macos"));
+
 /// This process's effective user id (`geteuid`).
 #[cfg(unix)]
 pub(crate) fn euid() -> u32 {

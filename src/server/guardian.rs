@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const GUARD_VAR: &str = "PGFRESH_GUARD";
 
 /// Where a guardian can run: the platforms whose executables run pgfresh's constructor.
-pub(crate) const SUPPORTED: bool = crate::hook::SUPPORTED;
+pub(crate) const SUPPORTED: bool = crate::os::RUNS_CONSTRUCTORS;
 
 /// The line a guardian prints once it has read its orders, so that its starter knows the
 /// constructor ran (and not the program's `main`).

@@ -7,8 +7,7 @@
 //! One cluster serves every process of the user that uses the same binaries (see
 //! [`super::rundir`]); its guardian stops it in fast mode (a smart shutdown would wait forever
 //! for pools that are still open) and deletes its data once no process has used it for the
-//! linger time. Without `flock(1)` each process gets a cluster of its own, removed when the
-//! process exits by a guardian tied to it by a pipe.
+//! linger time (see [`super::guardian`]).
 //!
 //! PostgreSQL refuses to run as root, so when this process is root the cluster is created and
 //! run as the `postgres` user (or `nobody` when there is none).
