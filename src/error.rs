@@ -90,6 +90,17 @@ pub enum Error {
         source_name: &'static str,
     },
 
+    /// A server source was asked for that pgfresh does not offer on this platform (Windows:
+    /// the docker and local sources need private run directories and a guardian process,
+    /// which pgfresh has only on Linux and macOS so far).
+    #[error(
+        "PGFRESH_SERVER={source_name} is not available on this platform yet: pgfresh starts          servers of its own only on Linux and macOS. Set DB_URL to a PostgreSQL server whose          role may CREATE DATABASE (the url source)."
+    )]
+    SourceUnsupported {
+        /// `docker` or `local`.
+        source_name: &'static str,
+    },
+
     /// The server did not accept a connection.
     #[error(
         "cannot connect to PostgreSQL at {target}: {cause}. Check that the server is running \
@@ -443,5 +454,25 @@ mod tests {
         assert!(!e.is_disk_full(false));
         let refused = Error::connect("x".into(), "", sqlx::Error::PoolTimedOut);
         assert!(!refused.is_disk_full(true));
+    }
+
+    /// Where a source cannot be had, the message says which and what to use instead: the
+    /// feature to enable, or (Windows) the url source. Raised by `server::start_source`.
+    #[test]
+    fn a_source_this_build_or_platform_lacks_names_the_way_out() {
+        let disabled = Error::SourceDisabled {
+            source_name: "docker",
+        }
+        .to_string();
+        assert!(disabled.contains("`docker` cargo feature"), "{disabled}");
+        let unsupported = Error::SourceUnsupported {
+            source_name: "local",
+        }
+        .to_string();
+        assert!(
+            unsupported.contains("PGFRESH_SERVER=local is not available on this platform")
+                && unsupported.contains("Set DB_URL"),
+            "{unsupported}"
+        );
     }
 }

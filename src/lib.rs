@@ -12,6 +12,7 @@
 
 mod admin;
 mod attribute;
+#[cfg(unix)]
 mod broker;
 pub mod check;
 #[cfg(feature = "cli")]

@@ -94,9 +94,10 @@ impl Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own process group, so that a timeout kills what it started too.
-            .process_group(0)
             .kill_on_drop(true);
+        // Its own process group, so that a timeout kills what it started too.
+        #[cfg(unix)]
+        cmd.process_group(0);
         match target.password {
             Some(password) => cmd.env("PGPASSWORD", password),
             None => cmd.env_remove("PGPASSWORD"),
@@ -213,17 +214,19 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(a panic without a message)".to_owned())
 }
 
-/// `SIGKILL` to the process group `pid` leads (the command's own, see `process_group(0)`),
-/// through `kill(1)`: this crate has no `unsafe` for `kill(2)`.
+/// `SIGKILL` to the process group `pid` leads (the command's own, see `process_group(0)`).
+#[cfg(unix)]
 fn kill_group(pid: Option<u32>) {
+    let pid = pid.and_then(|p| rustix::process::Pid::from_raw(i32::try_from(p).ok()?));
     if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
+
+/// Windows has no process groups: the timeout kills the command itself (`kill_on_drop`),
+/// not what it started.
+#[cfg(not(unix))]
+fn kill_group(_pid: Option<u32>) {}
 
 /// The last [`OUTPUT_LINES`] lines a command wrote to stdout and stderr, in the order read.
 #[derive(Clone, Default)]

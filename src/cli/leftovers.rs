@@ -10,8 +10,6 @@
 //! Tests running at the same time lose their databases: run it between runs.
 
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -22,9 +20,8 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
-use crate::lease;
 use crate::marker::Mark;
-use crate::server::{CONNECT_TIMEOUT, recorded_handle, trusted_run_dir};
+use crate::server::CONNECT_TIMEOUT;
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,24 +82,39 @@ pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
             .then(|| std::env::var(var).ok())
             .flatten()
     })?;
-    found.extend(run_dirs(&config).into_iter().flat_map(|(dir, kind)| {
-        match kind {
+    found.extend(on_this_machine(&config));
+    Ok(found)
+}
+
+/// The clusters, containers and broker directories of this machine's run directories, and the
+/// containers labelled with a run directory base.
+#[cfg(unix)]
+fn on_this_machine(config: &Config) -> Vec<Leftover> {
+    let mut found: Vec<Leftover> = run_dirs(config)
+        .into_iter()
+        .flat_map(|(dir, kind)| match kind {
             RunKind::Local => vec![Leftover::Cluster { dir }],
             RunKind::Docker(id) => id
                 .map(|id| Leftover::Container { id })
                 .into_iter()
                 .collect(),
             RunKind::Broker => vec![Leftover::BrokerDir { dir }],
-        }
-    }));
-    for base in crate::server::run_base_dirs(&config) {
+        })
+        .collect();
+    for base in crate::server::run_base_dirs(config) {
         for id in labelled_containers(&base) {
             if !found.contains(&Leftover::Container { id: id.clone() }) {
                 found.push(Leftover::Container { id });
             }
         }
     }
-    Ok(found)
+    found
+}
+
+/// None where pgfresh starts no servers of its own (Windows).
+#[cfg(not(unix))]
+fn on_this_machine(_config: &Config) -> Vec<Leftover> {
+    Vec::new()
 }
 
 /// Removes `leftovers` (as [`find`] returned them); returns what could not be removed, with why.
@@ -129,14 +141,21 @@ pub(super) async fn remove(
                 .await
                 .map_err(|e| e.to_string()),
             (Leftover::Database { .. }, None) => Err("no server URL given".to_owned()),
-            (Leftover::Cluster { dir }, _) => stop_cluster(dir),
             (Leftover::Container { id }, _) => remove_container(id),
+            #[cfg(unix)]
+            (Leftover::Cluster { dir }, _) => stop_cluster(dir),
+            #[cfg(unix)]
             (Leftover::BrokerDir { dir }, _) => {
-                if lease::remove_dir(dir) {
+                if crate::lease::remove_dir(dir) {
                     Ok(())
                 } else {
                     Err("a broker serves it again, or one is starting there".to_owned())
                 }
+            }
+            // Found only in run directories, which pgfresh makes only on Unix.
+            #[cfg(not(unix))]
+            (Leftover::Cluster { .. } | Leftover::BrokerDir { .. }, _) => {
+                Err("run directories exist only on Linux and macOS".to_owned())
             }
         };
         if let Err(why) = outcome {
@@ -198,6 +217,7 @@ async fn databases(conn: &mut PgConnection) -> Result<Vec<Leftover>> {
     Ok(found)
 }
 
+#[cfg(unix)]
 enum RunKind {
     Local,
     /// The container id, when a server is recorded.
@@ -208,7 +228,10 @@ enum RunKind {
 
 /// The run directories of running (or dead but not cleaned) servers, and the directories of
 /// brokers that are gone.
+#[cfg(unix)]
 fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
+    use crate::lease;
+    use crate::server::{recorded_handle, trusted_run_dir};
     let mut found = Vec::new();
     let bases = crate::server::run_base_dirs(config);
     for entries in bases.iter().filter_map(|base| std::fs::read_dir(base).ok()) {
@@ -236,9 +259,12 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
 
 /// Stops the cluster of run directory `dir` (as the directory's owner, PostgreSQL refusing
 /// root) and removes its data; its guardian then exits by itself.
+#[cfg(unix)]
 fn stop_cluster(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
     let data = dir.join("data");
-    if let Some(pg_ctl) = recorded_handle(dir) {
+    if let Some(pg_ctl) = crate::server::recorded_handle(dir) {
         let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(pg_ctl);
         cmd.arg("-D")
@@ -271,6 +297,7 @@ fn remove_container(id: &str) -> Result<(), String> {
 
 /// Containers started with run directory `base` (label `dev.pgfresh.rundir`), through the
 /// docker CLI when there is one.
+#[cfg(unix)]
 fn labelled_containers(base: &Path) -> Vec<String> {
     Command::new("docker")
         .args(["ps", "-aq", "--filter"])

@@ -6,22 +6,22 @@
 //! create databases.
 
 mod admin_pool;
-#[cfg(feature = "docker")]
+#[cfg(all(unix, feature = "docker"))]
 mod docker;
-#[cfg(any(feature = "docker", feature = "local"))]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod guardian;
-#[cfg(any(feature = "docker", feature = "local"))]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod launch;
-#[cfg(feature = "local")]
+#[cfg(all(unix, feature = "local"))]
 mod local;
-#[cfg(any(feature = "docker", feature = "local"))]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod private;
-#[cfg(any(feature = "docker", feature = "local"))]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod rundir;
 mod slot;
 mod url;
 
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 pub(crate) use rundir::{base_dirs as run_base_dirs, recorded_handle, trusted_run_dir};
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
-#[cfg(any(feature = "docker", feature = "local"))]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 pub(crate) use guardian::{GUARD_VAR, guard_if_asked};
 pub(crate) use slot::waiting_for_a_slot;
 
@@ -164,46 +164,53 @@ async fn start_source(source: Source, config: &Config) -> Result<Started> {
     tracing::debug!(%source, "starting server source");
     match source {
         Source::Url => url::start(config),
-        #[cfg(feature = "docker")]
+        #[cfg(all(unix, feature = "docker"))]
         Source::Docker => docker::start(config).await,
-        #[cfg(feature = "local")]
+        #[cfg(all(unix, feature = "local"))]
         Source::Local => local::start(config).await,
-        #[cfg(not(feature = "docker"))]
-        Source::Docker => Err(Error::SourceDisabled {
-            source_name: "docker",
-        }),
-        #[cfg(not(feature = "local"))]
-        Source::Local => Err(Error::SourceDisabled {
-            source_name: "local",
-        }),
+        #[cfg(not(all(unix, feature = "docker")))]
+        Source::Docker => Err(unavailable("docker", cfg!(feature = "docker"))),
+        #[cfg(not(all(unix, feature = "local")))]
+        Source::Local => Err(unavailable("local", cfg!(feature = "local"))),
+    }
+}
+
+/// Why the source `name` is not in this build: its feature is off (`enabled` false), or
+/// (Windows) pgfresh does not run servers of its own on this platform yet.
+#[cfg(not(all(unix, feature = "docker", feature = "local")))]
+fn unavailable(name: &'static str, enabled: bool) -> Error {
+    if enabled {
+        Error::SourceUnsupported { source_name: name }
+    } else {
+        Error::SourceDisabled { source_name: name }
     }
 }
 
 fn docker_available() -> Result<(), String> {
-    #[cfg(feature = "docker")]
+    #[cfg(all(unix, feature = "docker"))]
     return docker::available();
-    #[cfg(not(feature = "docker"))]
-    Err("the docker feature is disabled".into())
+    #[cfg(not(all(unix, feature = "docker")))]
+    Err(unavailable("docker", cfg!(feature = "docker")).to_string())
 }
 
 fn local_available(config: &Config) -> Result<(), String> {
-    #[cfg(feature = "local")]
+    #[cfg(all(unix, feature = "local"))]
     return local::find_binaries(config)
         .map(drop)
         .map_err(|e| e.to_string());
-    #[cfg(not(feature = "local"))]
+    #[cfg(not(all(unix, feature = "local")))]
     {
         let _ = config;
-        Err("the local feature is disabled".into())
+        Err(unavailable("local", cfg!(feature = "local")).to_string())
     }
 }
 
 /// The directory where the broker of the processes sharing this environment listens (see
 /// [`crate::lease`]); `None` in a build without run directories (no docker or local source).
 pub(crate) fn broker_dir(config: &Config, key: &str) -> Option<PathBuf> {
-    #[cfg(any(feature = "docker", feature = "local"))]
+    #[cfg(all(unix, any(feature = "docker", feature = "local")))]
     return Some(rundir::broker_dir(config, key));
-    #[cfg(not(any(feature = "docker", feature = "local")))]
+    #[cfg(not(all(unix, any(feature = "docker", feature = "local"))))]
     {
         let _ = (config, key);
         None
@@ -211,10 +218,11 @@ pub(crate) fn broker_dir(config: &Config, key: &str) -> Option<PathBuf> {
 }
 
 /// Creates the broker's directory `path` (from [`broker_dir`]), private to this process's user.
+#[cfg(unix)]
 pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
-    #[cfg(any(feature = "docker", feature = "local"))]
+    #[cfg(all(unix, any(feature = "docker", feature = "local")))]
     return rundir::make_broker_dir(path);
-    #[cfg(not(any(feature = "docker", feature = "local")))]
+    #[cfg(not(all(unix, any(feature = "docker", feature = "local"))))]
     {
         let _ = path;
         Ok(())
@@ -224,9 +232,9 @@ pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
 /// The free space of the file system `path` is (or would be) on, where there is a way to
 /// tell: a data directory `initdb` removed after it failed is measured at its parent.
 fn rundir_free_space(path: &Path) -> Option<u64> {
-    #[cfg(any(feature = "docker", feature = "local"))]
+    #[cfg(all(unix, any(feature = "docker", feature = "local")))]
     return path.ancestors().find_map(rundir::free_space);
-    #[cfg(not(any(feature = "docker", feature = "local")))]
+    #[cfg(not(all(unix, any(feature = "docker", feature = "local"))))]
     {
         let _ = path;
         None

@@ -1,23 +1,5 @@
-//! A test process's side of the broker (the broker itself is [`crate::broker`]).
-//!
-//! Under `cargo nextest run` every test is a process, and a process that claims its own
-//! database pays for an administrative connection (a backend start and a password exchange),
-//! an owner lock, a sweep, and a wait at exit for its database's drop. Instead, the first
-//! process of a run starts a broker, and every process asks it for a database over a Unix
-//! socket in the broker's directory, then keeps that socket open for as long as its test holds
-//! the database: the [`Lease`]. Closing it (which the kernel also does when the process dies,
-//! however it dies) tells the broker to drop the database. A test process then opens only its
-//! own pool and waits for nothing at exit.
-//!
-//! The broker is found by the environment that chooses and configures the server (every
-//! `PGFRESH_*`, `DB_URL`, `DATABASE_URL` and `PG*` variable, and the working directory): tests
-//! run with the same environment share one, tests run with another get their own.
-//!
-//! Wherever the broker cannot help (`PGFRESH_BROKER=off`, it cannot be started, it answers with
-//! an error, or it is gone when a test ends) the process does the work itself, as it would
-//! without a broker; every failure a user can meet is reported by that path, in its own words.
-//! So does the one process at a time the broker gives the [`Turn`] to build a template that is
-//! not built yet.
+//! The broker's client over a Unix socket in the broker's directory (Linux, macOS): finding
+//! and starting the broker, a claim, and the [`Lease`] and [`Turn`] a test process holds.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,6 +16,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use super::claim::{Claim, Granted, Lease, SUPPORTED, Turn, this_run};
 use crate::config::{Config, Source};
 use crate::server;
 
@@ -46,10 +29,6 @@ pub(crate) const ALIVE_LOCK: &str = "alive.lock";
 const SPAWN_LOCK: &str = "spawn.lock";
 /// The line a broker prints on its standard output once it accepts connections.
 pub(crate) const READY_LINE: &str = "ready";
-
-/// Where a broker can start: the platforms whose executables run pgfresh's constructor
-/// ([`crate::hook`]).
-pub(crate) const SUPPORTED: bool = crate::os::RUNS_CONSTRUCTORS;
 
 /// How long a process waits for a broker it started to accept connections (it finds the server
 /// the process has just found or started), and for another process that is starting one.
@@ -67,31 +46,6 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Broker {
     dir: PathBuf,
-}
-
-/// What the broker said to a claim.
-#[derive(Debug)]
-pub(crate) enum Claim {
-    /// A database.
-    Granted(Box<Granted>),
-    /// The template is not built and it is this process's turn to build it (itself, as without
-    /// a broker); the other processes' claims wait until it drops the [`Turn`].
-    Build(Turn),
-    /// No broker runs: [`Broker::starting`] one.
-    NotRunning,
-    /// The broker cannot help (the reason is logged): the process claims one itself.
-    Declined,
-}
-
-/// A database the broker handed out.
-#[derive(Debug)]
-pub(crate) struct Granted {
-    pub lease: Lease,
-    pub name: String,
-    pub url: url::Url,
-    pub options: PgConnectOptions,
-    pub source: Source,
-    pub password_from_user: bool,
 }
 
 /// The spawn lock, held: see [`Broker::starting`]. Dropped without a broker started (say,
@@ -116,20 +70,6 @@ impl Starting {
             .await
             .map_err(|e| format!("starting the broker: {e}"))?
     }
-}
-
-/// A process's turn to build a template: the broker answers no other claim for it until this
-/// is dropped (or the process dies); then the next claim finds it built, or has its own turn.
-#[derive(Debug)]
-pub(crate) struct Turn {
-    _stream: UnixStream,
-}
-
-/// The connection to the broker that holds one test database: dropping it gives the database
-/// back (the broker drops it).
-#[derive(Debug)]
-pub(crate) struct Lease {
-    stream: StdStream,
 }
 
 impl Broker {
@@ -257,12 +197,6 @@ impl Broker {
             password_from_user: granted["password_from_user"].as_bool().unwrap_or(true),
         })))
     }
-}
-
-/// This process's run (see [`crate::marker::run_id`]): the broker sweeps what earlier runs
-/// kept, and marks what this one keeps.
-pub(crate) fn this_run() -> String {
-    crate::marker::run_id(i32::try_from(std::process::id()).unwrap_or(0))
 }
 
 /// See [`Starting::start`].
