@@ -81,7 +81,8 @@ fn version_problems(version: i64, ms: &[&Migration]) -> Vec<Problem> {
     problems
 }
 
-/// `.sql` files in `dir` that sqlx skips without a word: no `_` after the version.
+/// `.sql` files in `dir` that sqlx 0.9.0 skips without a word (no `_` after the version);
+/// sqlx 0.9.1 and later refuse the folder instead, naming the file.
 pub(crate) fn ignored_files(dir: &Path) -> Result<Vec<Problem>, Error> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::MigrationSource {
         location: dir.display().to_string(),

@@ -92,7 +92,7 @@ impl From<PathBuf> for Migrations {
 
 /// Checks the set's history without a database: versions unique, positive and ordered; every
 /// `.up.sql` with its `.down.sql` and the other way round; no `.down.sql` beside a simple
-/// `.sql`; and, for a folder, no `.sql` file that sqlx silently skips.
+/// `.sql`; and, for a folder, no `.sql` file that sqlx 0.9.0 silently skips (0.9.1 refuses it).
 ///
 /// # Errors
 ///

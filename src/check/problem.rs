@@ -49,7 +49,7 @@ pub enum Problem {
         /// Its description.
         description: String,
     },
-    /// A `.sql` file in the folder that sqlx silently skips.
+    /// A `.sql` file in the folder that sqlx 0.9.0 silently skips (0.9.1 refuses the folder).
     Ignored {
         /// The file name.
         file: String,
