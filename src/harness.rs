@@ -9,9 +9,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::OnceCell;
 
+use crate::broker::Lease;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lease::Lease;
 use crate::migrations::Origin;
 use crate::recipe::{EmbeddedFixture, Fixture, Recipe, Steps, Tool};
 use crate::server::address;

@@ -12,7 +12,6 @@
 
 mod admin;
 mod attribute;
-#[cfg(unix)]
 mod broker;
 pub mod check;
 #[cfg(feature = "cli")]
@@ -24,7 +23,6 @@ mod error;
 mod fixture;
 mod harness;
 mod hook;
-mod lease;
 mod locks;
 mod marker;
 mod migrations;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
+use crate::broker::Lease;
 use crate::config::{KeepPolicy, Source, redact_url};
 use crate::error::{Error, Result};
-use crate::lease::Lease;
 use crate::migrations::{MigrationSet, read_applied};
 use crate::worker::{self, Handout};
 
@@ -49,7 +49,7 @@ pub struct TestDb {
     /// goes, so that the attribute decides once the test's result is known.
     hand_back: Option<HandBack>,
     /// The broker's hold on the database, when the broker handed it out (see
-    /// [`crate::lease`]); else this process drops it.
+    /// [`crate::broker`]); else this process drops it.
     lease: Option<Lease>,
 }
 
@@ -235,7 +235,7 @@ impl TestDb {
     /// when it goes). Waits at most [`KEEP_WAIT`]: it runs from `Drop`.
     fn mark_kept(&mut self) -> Result<()> {
         if let Some(lease) = self.lease.take() {
-            match lease.keep(&crate::lease::this_run(), &self.suite) {
+            match lease.keep(&crate::broker::this_run(), &self.suite) {
                 Ok(()) => return Ok(()),
                 Err(why) => tracing::debug!("the broker did not keep {}: {why}", self.name),
             }

@@ -17,9 +17,9 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
+use crate::broker::{Broker, Claim, Granted, Lease, Turn};
 use crate::config::{Config, Source};
 use crate::error::{Error, Result};
-use crate::lease::{Broker, Claim, Granted, Lease, Turn};
 use crate::prefetch::{Key, Prefetch};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
@@ -35,7 +35,7 @@ pub(crate) struct Shared {
     templates: Mutex<HashMap<String, Arc<Template>>>,
     /// Databases claimed and connected for the next tests of this process.
     prefetch: Prefetch<Handout>,
-    /// The broker of this environment (see [`crate::lease`]), unless there is none.
+    /// The broker of this environment (see [`crate::broker`]), unless there is none.
     broker: OnceCell<Option<Broker>>,
     /// This is the broker: it makes its next databases ahead (see [`Shared::clone_template`]).
     makes_ahead: bool,

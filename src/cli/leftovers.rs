@@ -44,7 +44,7 @@ pub(super) enum Leftover {
         /// The container id.
         id: String,
     },
-    /// The directory of a broker that is gone (see [`crate::lease`]).
+    /// The directory of a broker that is gone (see [`crate::broker`]).
     BrokerDir {
         /// The directory.
         dir: PathBuf,
@@ -146,7 +146,7 @@ pub(super) async fn remove(
             (Leftover::Cluster { dir }, _) => stop_cluster(dir),
             #[cfg(unix)]
             (Leftover::BrokerDir { dir }, _) => {
-                if crate::lease::remove_dir(dir) {
+                if crate::broker::remove_dir(dir) {
                     Ok(())
                 } else {
                     Err("a broker serves it again, or one is starting there".to_owned())
@@ -230,7 +230,7 @@ enum RunKind {
 /// brokers that are gone.
 #[cfg(unix)]
 fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
-    use crate::lease;
+    use crate::broker;
     use crate::server::{recorded_handle, trusted_run_dir};
     let mut found = Vec::new();
     let bases = crate::server::run_base_dirs(config);
@@ -249,7 +249,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             } else if name.contains("-docker-") && dir.join("state").exists() {
                 let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
-            } else if name.contains("-broker-") && !lease::in_use(&dir) {
+            } else if name.contains("-broker-") && !broker::in_use(&dir) {
                 found.push((dir, RunKind::Broker));
             }
         }

@@ -31,7 +31,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The same in a broker, whose few connections serve every test process of the run, and whose
 /// claims come in bursts (the processes that waited for a template's build are answered
 /// together): a queue, not a sign of a stuck server. Below the test processes' wait for an
-/// answer (`lease::CLAIM_WAIT`).
+/// answer (`broker::client::CLAIM_WAIT`).
 const BROKER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long work that can wait waits for a busy connection before it opens another.

@@ -206,7 +206,7 @@ fn local_available(config: &Config) -> Result<(), String> {
 }
 
 /// The directory where the broker of the processes sharing this environment listens (see
-/// [`crate::lease`]); `None` in a build without run directories (no docker or local source).
+/// [`crate::broker`]); `None` in a build without run directories (no docker or local source).
 pub(crate) fn broker_dir(config: &Config, key: &str) -> Option<PathBuf> {
     #[cfg(all(unix, any(feature = "docker", feature = "local")))]
     return Some(rundir::broker_dir(config, key));

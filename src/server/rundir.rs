@@ -147,7 +147,7 @@ fn base_for(config: &Config, name: &str) -> PathBuf {
     }
 }
 
-/// The broker's directory `pgfresh-<uid>-broker-<key>` (see [`crate::lease`]), in the base a
+/// The broker's directory `pgfresh-<uid>-broker-<key>` (see [`crate::broker`]), in the base a
 /// run directory would go in.
 pub(crate) fn broker_dir(config: &Config, key: &str) -> PathBuf {
     let name = format!("pgfresh-{}-broker-{key}", euid());

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 
 use super::claim::{Claim, Lease};
+use super::error::BrokerError;
 use crate::config::Config;
 
 /// A broker, which cannot exist here.
@@ -25,13 +26,13 @@ impl Broker {
         match self.0 {}
     }
 
-    pub async fn starting(&self) -> Result<Option<Starting>, String> {
+    pub async fn starting(&self) -> Result<Option<Starting>, BrokerError> {
         match self.0 {}
     }
 }
 
 impl Starting {
-    pub async fn start(self) -> Result<(), String> {
+    pub async fn start(self) -> Result<(), BrokerError> {
         match self.0 {}
     }
 }
@@ -41,11 +42,11 @@ impl Lease {
         match self.stream {}
     }
 
-    pub fn keep(self, _run: &str, _suite: &str) -> Result<(), String> {
+    pub fn keep(self, _run: &str, _suite: &str) -> Result<(), BrokerError> {
         match self.stream {}
     }
 
-    pub fn drop_now(self) -> Result<(), String> {
+    pub fn drop_now(self) -> Result<(), BrokerError> {
         match self.stream {}
     }
 }

@@ -1,34 +1,34 @@
-//! The broker: one process per environment that claims, hands out and drops the test databases
-//! of every test process (the test processes' side, and why, is [`crate::lease`]).
+//! The broker process (the test processes' side, and why, is [`super::client`]).
 //!
 //! It is the test binary itself, started again by the first process that found none, with
 //! `PGFRESH_BROKER_SERVE=<its directory>`: the constructor ([`crate::hook`]) that runs before
-//! `main` sees the variable and serves instead of running the tests. It finds the server as any process does
+//! `main` sees the variable and serves instead of running the tests. It finds the server as any
+//! process does
 //! (for the local and docker sources it holds a lease on it, like a test process), takes its
 //! own owner lock, and marks what it hands out as its own, so every rule of [`crate::sweep`]
 //! holds: when the broker dies, however it dies, its databases are swept, except those a
 //! test still has sessions on; their test drops them itself when it ends.
 //!
-//! Per connection: one claim, answered with a database; then `keep` or `drop`, or the
-//! connection closes and the database is dropped. While a claim's template is not built, one
-//! claim at a time is answered `build` (the process builds it and closes the connection), and
-//! the others wait for it. The broker leaves once nobody has been
-//! connected for [`IDLE`]; a later process starts another.
+//! Per connection (see [`super::protocol`]): one claim, answered with a database; then `keep`
+//! or `drop`, or the connection closes and the database is dropped. While a claim's template is
+//! not built, one claim at a time is answered `build` (the process builds it and closes the
+//! connection), and the others wait for it. The broker leaves once nobody has been connected
+//! for [`IDLE`]; a later process starts another.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::lease::{
-    ALIVE_LOCK, READY_LINE, SERVE_VAR, SOCKET, STILL_WAITING, private_file, remove_dir,
-};
+use super::dir::{ALIVE_LOCK, READY_LINE, SOCKET, private_file, remove_dir};
+use super::error::BrokerError;
+use super::protocol::{self, Grant, Reply, Request, STILL_WAITING};
+use crate::config::SERVE_VAR;
 use crate::worker::{Handout, Shared};
 
 /// How long a broker nobody is connected to stays.
@@ -50,27 +50,28 @@ pub(crate) fn serve_if_asked() {
 
 /// Serves `dir` until idle, unless another broker already does; then removes `dir` unless a
 /// process is starting the next broker there.
-fn run(dir: &Path) -> Result<(), String> {
+fn run(dir: &Path) -> Result<(), BrokerError> {
     let alive = private_file(&dir.join(ALIVE_LOCK))?;
-    alive
-        .try_lock()
-        .map_err(|_| "another broker serves this directory".to_owned())?;
+    alive.try_lock().map_err(|_| BrokerError::Taken)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     let served = runtime.block_on(serve(dir));
     drop(alive);
     remove_dir(dir);
     served
 }
 
-async fn serve(dir: &Path) -> Result<(), String> {
+async fn serve(dir: &Path) -> Result<(), BrokerError> {
     let shared = Arc::new(Shared::for_broker());
-    shared.server().await.map_err(|e| e.to_string())?;
+    shared
+        .server()
+        .await
+        .map_err(|e| BrokerError::Server(Box::new(e)))?;
     let path = dir.join(SOCKET);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| e.to_string())?;
+    let listener =
+        UnixListener::bind(&path).map_err(|e| BrokerError::dir("cannot listen on", &path, e))?;
     // The one line the starting process reads; it closes the pipe then.
     println!("{READY_LINE}");
 
@@ -154,12 +155,12 @@ impl Drop for Visit {
 
 /// What a claim is answered with.
 enum Answer {
-    /// A database (the answer, and the database's name).
-    Granted(Value, String),
+    /// A database.
+    Granted(Grant),
     /// The template is not built: the process builds it, holding the turn.
     Build(OwnedMutexGuard<()>),
-    /// Nothing (the answer says why): the process does the work itself.
-    None(Value),
+    /// Nothing, for this reason: the process does the work itself.
+    Declined(String),
 }
 
 /// Per template hash, the turn to build it: one process builds at a time, the others' claims
@@ -196,18 +197,17 @@ async fn answer_claim(
         }
         match shared.clone().claim_built(hash, suite, run).await {
             Ok(Some((server, name, notices))) => {
-                let handout = Handout::new(&server, name.clone(), None);
-                let answer = json!({ "granted": {
-                    "name": name,
-                    "url": handout.url.as_str(),
-                    "source": handout.source.to_string(),
-                    "password_from_user": handout.password_from_user,
-                    "notices": notices,
-                }});
-                return Answer::Granted(answer, name);
+                let handout = Handout::new(&server, name, None);
+                return Answer::Granted(Grant {
+                    url: handout.url.to_string(),
+                    source: handout.source.to_string(),
+                    password_from_user: handout.password_from_user,
+                    name: handout.name,
+                    notices,
+                });
             }
             Ok(None) => {}
-            Err(e) => return Answer::None(json!({ "none": e.to_string() })),
+            Err(e) => return Answer::Declined(e.to_string()),
         }
         if let Some(turn) = turn {
             return Answer::Build(turn);
@@ -220,9 +220,9 @@ async fn answer_claim(
             tokio::select! {
                 held = &mut lock => break held,
                 _ = tick.tick() => {
-                    let waiting = json!({ "waiting": "for the template's build" });
-                    if write.write_all(format!("{waiting}\n").as_bytes()).await.is_err() {
-                        return Answer::None(waiting);
+                    let waiting = protocol::line(&Reply::Waiting);
+                    if write.write_all(waiting.as_bytes()).await.is_err() {
+                        return Answer::Declined("the claim went away".into());
                     }
                 }
             }
@@ -237,26 +237,28 @@ async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
     let Ok(Some(line)) = lines.next_line().await else {
         return;
     };
-    let request: Value = serde_json::from_str(&line).unwrap_or_default();
-    let claim = &request["claim"];
-    let (Some(hash), Some(suite), Some(run)) = (
-        claim["hash"].as_str(),
-        claim["suite"].as_str(),
-        claim["run"].as_str(),
-    ) else {
-        let _ = write
-            .write_all(format!("{}\n", json!({ "none": "not a claim" })).as_bytes())
-            .await;
-        return;
+    let (hash, suite, run) = match protocol::parse(&line) {
+        Ok(Request::Claim { hash, suite, run }) => (hash, suite, run),
+        Ok(_) | Err(_) => {
+            let reason = "the first message of a connection must be a claim".to_owned();
+            let _ = write
+                .write_all(protocol::line(&Reply::Declined { reason }).as_bytes())
+                .await;
+            return;
+        }
     };
-    let (answer, name) = match answer_claim(shared, turns, hash, suite, run, &mut write).await {
-        Answer::Granted(answer, name) => (answer, Some(name)),
-        Answer::None(answer) => (answer, None),
+    let grant = match answer_claim(shared, turns, &hash, &suite, &run, &mut write).await {
+        Answer::Granted(grant) => grant,
+        Answer::Declined(reason) => {
+            let _ = write
+                .write_all(protocol::line(&Reply::Declined { reason }).as_bytes())
+                .await;
+            return;
+        }
         Answer::Build(turn) => {
             // Its turn to build: the next claim waits until the connection closes.
-            let build = json!({ "build": {} });
             if write
-                .write_all(format!("{build}\n").as_bytes())
+                .write_all(protocol::line(&Reply::Build).as_bytes())
                 .await
                 .is_ok()
             {
@@ -266,30 +268,26 @@ async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
             return;
         }
     };
-    let Some(name) = name else {
-        let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
-        return;
-    };
+    let name = grant.name.clone();
     if write
-        .write_all(format!("{answer}\n").as_bytes())
+        .write_all(protocol::line(&Reply::Granted(grant)).as_bytes())
         .await
         .is_ok()
         && let Ok(Some(line)) = lines.next_line().await
     {
         // The test said what becomes of its database: that is done, and nothing else.
-        let request: Value = serde_json::from_str(&line).unwrap_or_default();
-        let done = if let Some(keep) = request.get("keep") {
-            let run = keep["run"].as_str().unwrap_or_default();
-            let suite = keep["suite"].as_str().unwrap_or(suite);
-            shared.keep_for_run(&name, suite, run).await
-        } else {
-            shared.drop_now(&name).await
+        let done = match protocol::parse(&line) {
+            Ok(Request::Keep { run, suite }) => shared.keep_for_run(&name, &suite, &run).await,
+            // A drop, or a message that makes no sense here: the database goes.
+            Ok(Request::Drop | Request::Claim { .. }) | Err(_) => shared.drop_now(&name).await,
         };
-        let answer = match done {
-            Ok(()) => json!({ "ok": {} }),
-            Err(e) => json!({ "error": e.to_string() }),
+        let reply = match done {
+            Ok(()) => Reply::Done,
+            Err(e) => Reply::Failed {
+                reason: e.to_string(),
+            },
         };
-        let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+        let _ = write.write_all(protocol::line(&reply).as_bytes()).await;
         return;
     }
     // The test process closed the connection (its test ended, or it died).

@@ -1,4 +1,5 @@
-//! A test process's side of the broker (the broker itself is [`crate::broker`]).
+//! The broker: one process per environment that claims, hands out and drops the test
+//! databases of every test process.
 //!
 //! Under `cargo nextest run` every test is a process, and a process that claims its own
 //! database pays for an administrative connection (a backend start and a password exchange),
@@ -18,24 +19,35 @@
 //! without a broker; every failure a user can meet is reported by that path, in its own words.
 //! So does the one process at a time the broker gives the [`Turn`] to build a template that is
 //! not built yet.
-
 //!
-//! [`claim`] holds what a claim is answered with; [`socket`] talks to the broker over a Unix
-//! socket (Linux, macOS). Windows has no broker yet: there [`none`] has the same types, which
-//! cannot be made, and [`Broker::find`] finds none.
+//! The files: [`protocol`] is what the two sides say (typed messages, one JSON line each);
+//! [`client`] is a test process's side (find or start the broker, claim, and the [`Lease`] or
+//! [`Turn`] it holds); [`serve`] is the broker process; [`dir`] the broker's directory and its
+//! lock files, which both sides use; [`claim`] the answer's types, on every platform; and
+//! [`error`] why the broker could not help. Windows has no broker yet (its transport is a
+//! Unix socket): there `none` finds none, and its leases cannot be made.
 
 mod claim;
+#[cfg(unix)]
+mod client;
+#[cfg(unix)]
+mod dir;
+mod error;
 #[cfg(not(unix))]
 mod none;
 #[cfg(unix)]
-mod socket;
+mod protocol;
+#[cfg(unix)]
+mod serve;
 
 pub(crate) use claim::{Claim, Granted, Lease, Turn, this_run};
+#[cfg(unix)]
+pub(crate) use client::Broker;
+#[cfg(all(unix, feature = "cli"))]
+pub(crate) use dir::in_use;
+#[cfg(unix)]
+pub(crate) use dir::remove_dir;
 #[cfg(not(unix))]
 pub(crate) use none::Broker;
-#[cfg(all(unix, feature = "cli"))]
-pub(crate) use socket::in_use;
 #[cfg(unix)]
-pub(crate) use socket::{
-    ALIVE_LOCK, Broker, READY_LINE, SERVE_VAR, SOCKET, STILL_WAITING, private_file, remove_dir,
-};
+pub(crate) use serve::serve_if_asked;
