@@ -181,9 +181,9 @@ pub async fn update_snapshot(
     subject.snapshot(path.as_ref(), true).await
 }
 
-/// The schema of the database `db` as the snapshot check renders it (see the README's table
-/// of what it covers), leaving out the migration tools' [`BOOKKEEPING_TABLES`]: compare two
-/// databases built by different tools, say an Alembic history and its sqlx port.
+/// The schema of the database `db` as the snapshot check renders it (docs/checking-migrations.md
+/// has a table of what it covers), leaving out the migration tools' [`BOOKKEEPING_TABLES`]:
+/// compare two databases built by different tools, say an Alembic history and its sqlx port.
 ///
 /// # Errors
 ///
