@@ -166,6 +166,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// pgfresh was used in a way it does not support, say a builder method that does not
+    /// apply to the harness it was called on; the message says what applies instead.
+    #[error("pgfresh was used in a way it does not support: {what}")]
+    Misuse {
+        /// What was wrong, and what to use instead.
+        what: String,
+    },
+
     /// A migration failed while building the template database.
     #[error(
         "migration {version} ({description}, {file}) failed while building template {template}: \

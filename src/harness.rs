@@ -9,8 +9,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::OnceCell;
 
-use crate::broker::Lease;
 use crate::config::Config;
+use crate::dispense::dispenser;
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
 use crate::recipe::{EmbeddedFixture, Fixture, Recipe, Steps, Tool};
@@ -294,9 +294,8 @@ impl Harness {
     async fn head(&self) -> Result<&Recipe> {
         let prepared = self.prepared.get_or_init(|| async {
             if let Some(misuse) = self.misuse {
-                return Err(Error::MigrationSource {
-                    location: "the Harness".into(),
-                    reason: misuse.into(),
+                return Err(Error::Misuse {
+                    what: misuse.into(),
                 });
             }
             let steps = match &self.source {
@@ -360,11 +359,12 @@ impl Harness {
                 Recipe::new(steps, head.fixtures.clone())
             }
             (Some(_), _) => {
-                return Err(Error::MigrationSource {
-                    location: head.origin(),
-                    reason: "test_db_at needs a sqlx migration set (Harness::new or \
-                             Harness::from_dir)"
-                        .into(),
+                return Err(Error::Misuse {
+                    what: format!(
+                        "test_db_at needs a sqlx migration set (Harness::new or \
+                         Harness::from_dir), and this harness builds its template from {}",
+                        head.origin()
+                    ),
                 });
             }
         };
@@ -377,30 +377,24 @@ impl Harness {
         let (handout, pool) = loop {
             let recipe = recipe.clone();
             let mut handout =
-                worker::call(move |shared| async move { shared.hand_out(recipe, size).await })
+                worker::call(async move { dispenser().clone().hand_out(recipe, size).await })
                     .await?;
             let e = match handout.pool.take() {
                 Some(pool) => break (handout, pool),
-                None => match pool::connect(&handout.options, size).await {
+                None => match pool::connect(&handout.address.options, size).await {
                     Ok(pool) => break (handout, pool),
                     Err(e) => e,
                 },
             };
-            let name = handout.name.clone();
-            if !handout.lease.take().is_some_and(Lease::release) {
-                let _ =
-                    worker::call(move |shared| async move { shared.drop_now(&name).await }).await;
-            }
+            let name = handout.address.name.clone();
+            let _ = handout.holder.drop_now(name.clone()).await;
             if matches!(e, sqlx::Error::Io(_)) && !cut {
-                tracing::info!(
-                    "the connection to {} was cut; asking again: {e}",
-                    handout.name
-                );
+                tracing::info!("the connection to {name} was cut; asking again: {e}");
                 cut = true;
                 continue;
             }
             return Err(Error::connect(
-                address(&handout.options),
+                address(&handout.address.options),
                 "the server has connections to spare (max_connections)",
                 e,
             ));

@@ -34,7 +34,7 @@ extern "C" fn hook() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     if broker {
-        crate::broker::serve_if_asked();
+        crate::broker::serve::serve_if_asked();
     }
     #[cfg(any(feature = "docker", feature = "local"))]
     if guardian {

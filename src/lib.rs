@@ -10,6 +10,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod address;
 mod admin;
 mod attribute;
 mod broker;
@@ -19,6 +20,7 @@ pub mod check;
 pub mod cli;
 mod config;
 pub mod datadump;
+mod dispense;
 mod error;
 mod fixture;
 mod harness;

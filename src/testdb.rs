@@ -7,11 +7,11 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::broker::Lease;
-use crate::config::{KeepPolicy, Source, redact_url};
+use crate::address::Address;
+use crate::config::{KeepPolicy, Source};
+use crate::dispense::{Handout, Holder};
 use crate::error::{Error, Result};
 use crate::migrations::{MigrationSet, read_applied};
-use crate::worker::{self, Handout};
 
 /// How long marking a database kept may take before the test goes on without it.
 const KEEP_WAIT: Duration = Duration::from_secs(10);
@@ -33,12 +33,10 @@ const KEEP_WAIT: Duration = Duration::from_secs(10);
 /// process gone and drops it.
 pub struct TestDb {
     pool: PgPool,
-    name: String,
-    options: PgConnectOptions,
-    url: url::Url,
-    source: Source,
+    address: Address,
+    /// Who drops the database; `None` once it was dropped, kept, or handed on.
+    holder: Option<Holder>,
     keep: KeepPolicy,
-    password_from_user: bool,
     /// The template's migration set, when it was built from one.
     migrations: Option<Arc<MigrationSet>>,
     /// The test suite the template belongs to (see [`crate::sweep`]).
@@ -48,9 +46,6 @@ pub struct TestDb {
     /// Under `#[pgfresh::test]`: where a guard dropped by a test that has not failed (yet)
     /// goes, so that the attribute decides once the test's result is known.
     hand_back: Option<HandBack>,
-    /// The broker's hold on the database, when the broker handed it out (see
-    /// [`crate::broker`]); else this process drops it.
-    lease: Option<Lease>,
 }
 
 /// See [`TestDb::hand_back`].
@@ -59,7 +54,7 @@ pub(crate) type HandBack = Arc<Mutex<Option<TestDb>>>;
 impl TestDb {
     /// The guard of the database the worker handed out, with its pool.
     pub(crate) fn new(
-        mut handout: Handout,
+        handout: Handout,
         pool: PgPool,
         keep: KeepPolicy,
         migrations: Option<Arc<MigrationSet>>,
@@ -67,17 +62,13 @@ impl TestDb {
     ) -> Self {
         Self {
             pool,
-            name: handout.name,
-            options: handout.options,
-            url: handout.url,
-            source: handout.source,
+            address: handout.address,
+            holder: Some(handout.holder),
             keep,
-            password_from_user: handout.password_from_user,
             migrations,
             suite,
             armed: true,
             hand_back: None,
-            lease: handout.lease.take(),
         }
     }
 
@@ -90,23 +81,23 @@ impl TestDb {
 
     /// The database's name, e.g. `pgfresh_3f9c0a1b_7d2e4f6a8b1c`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.address.name
     }
 
     /// Options to open more connections to this database (for an application under test
     /// that builds its own pool).
     pub fn connect_options(&self) -> PgConnectOptions {
-        self.options.clone()
+        self.address.options.clone()
     }
 
     /// A `postgres://` URL of this database, password included, for code that wants a URL.
     pub fn url(&self) -> String {
-        self.url.to_string()
+        self.address.url.to_string()
     }
 
     /// Which server source the database lives on.
     pub fn source(&self) -> Source {
-        self.source
+        self.address.source
     }
 
     /// The newest migration applied to this database, `None` when none is.
@@ -154,7 +145,7 @@ impl TestDb {
         let current = self.current_version().await?.unwrap_or(0);
         let fail = |e: sqlx::migrate::MigrateError| Error::MigrationSource {
             location: set.origin.clone(),
-            reason: format!("migrating {} to {version}: {e}", self.name),
+            reason: format!("migrating {} to {version}: {e}", self.address.name),
         };
         if version >= current {
             return set.migrator.run_to(version, &self.pool).await.map_err(fail);
@@ -167,7 +158,7 @@ impl TestDb {
                 location: set.origin.clone(),
                 reason: format!(
                     "cannot move {} down to {version}: migration {} ({}) has no .down.sql",
-                    self.name, m.version, m.description
+                    self.address.name, m.version, m.description
                 ),
             });
         }
@@ -182,16 +173,10 @@ impl TestDb {
     pub async fn close(mut self) -> Result<()> {
         self.armed = false;
         self.pool.close().await;
-        let name = std::mem::take(&mut self.name);
-        if let Some(lease) = self.lease.take() {
-            match tokio::task::spawn_blocking(move || lease.drop_now()).await {
-                Ok(Ok(())) => return Ok(()),
-                // The drop below says what is wrong in its own words, or finds it done.
-                Ok(Err(why)) => tracing::debug!("the broker did not drop {name}: {why}"),
-                Err(e) => tracing::debug!("the broker did not drop {name}: {e}"),
-            }
+        match self.holder.take() {
+            Some(holder) => holder.drop_now(self.address.name.clone()).await,
+            None => Ok(()),
         }
-        worker::call(move |shared| async move { shared.drop_now(&name).await }).await
     }
 
     /// Keeps the database after the guard is gone and returns its name. The pool is closed.
@@ -207,46 +192,28 @@ impl TestDb {
         self.armed = false;
         drop(self.pool.close());
         self.mark_kept()?;
-        Ok(std::mem::take(&mut self.name))
-    }
-
-    /// The URL to show a person: the password is hidden when it came from the user.
-    fn display_url(&self) -> String {
-        if self.password_from_user {
-            redact_url(self.url.as_str())
-        } else {
-            self.url.to_string()
-        }
+        Ok(self.address.name.clone())
     }
 
     /// Drops the database in the background: the test goes on at once, and the process waits
-    /// for the drop when it exits (see [`worker::submit_before_exit`]).
+    /// for the drop when it exits.
     fn drop_later(&mut self) -> Result<()> {
-        if self.lease.take().is_some_and(Lease::release) {
-            return Ok(());
+        match self.holder.take() {
+            Some(holder) => holder.release(self.address.name.clone()),
+            None => Ok(()),
         }
-        let name = self.name.clone();
-        worker::submit_before_exit(move |shared| async move {
-            shared.drop_in_background(&name).await;
-        })
     }
 
     /// Marks the database kept, so that it outlives this process (see [`crate::sweep`] for
     /// when it goes). Waits at most [`KEEP_WAIT`]: it runs from `Drop`.
     fn mark_kept(&mut self) -> Result<()> {
-        if let Some(lease) = self.lease.take() {
-            match lease.keep(&crate::broker::this_run(), &self.suite) {
-                Ok(()) => return Ok(()),
-                Err(why) => tracing::debug!("the broker did not keep {}: {why}", self.name),
-            }
-        }
-        let (name, suite) = (self.name.clone(), self.suite.clone());
-        let kept = worker::call_blocking(KEEP_WAIT, move |shared| async move {
-            shared.keep(&name, &suite).await
-        });
+        let Some(holder) = self.holder.take() else {
+            return Ok(());
+        };
+        let kept = holder.keep(&self.address.name, &self.suite, KEEP_WAIT);
         kept.unwrap_or_else(|| {
             Err(Error::Timeout {
-                what: format!("keeping test database {}", self.name),
+                what: format!("keeping test database {}", self.address.name),
                 seconds: KEEP_WAIT.as_secs(),
                 remedy: "A later run sweeps it; `pgfresh gc` removes it at once".into(),
             })
@@ -283,7 +250,10 @@ impl TestDb {
         };
         if keep {
             if let Err(e) = self.mark_kept() {
-                eprintln!("pgfresh: could not keep test database {}: {e}", self.name);
+                eprintln!(
+                    "pgfresh: could not keep test database {}: {e}",
+                    self.address.name
+                );
                 return;
             }
             let why = if failed {
@@ -293,13 +263,16 @@ impl TestDb {
             };
             eprintln!(
                 "pgfresh: kept database {} because {why}; connect with:\n    psql '{}'",
-                self.name,
-                self.display_url()
+                self.address.name,
+                self.address.shown_url()
             );
             return;
         }
         if let Err(e) = self.drop_later() {
-            eprintln!("pgfresh: could not drop test database {}: {e}", self.name);
+            eprintln!(
+                "pgfresh: could not drop test database {}: {e}",
+                self.address.name
+            );
         }
     }
 }
@@ -315,17 +288,13 @@ impl Drop for TestDb {
             self.armed = false;
             let moved = Self {
                 pool: self.pool.clone(),
-                name: std::mem::take(&mut self.name),
-                options: self.options.clone(),
-                url: self.url.clone(),
-                source: self.source,
+                address: self.address.clone(),
+                holder: self.holder.take(),
                 keep: self.keep,
-                password_from_user: self.password_from_user,
                 migrations: self.migrations.take(),
                 suite: std::mem::take(&mut self.suite),
                 armed: true,
                 hand_back: None,
-                lease: self.lease.take(),
             };
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(moved);
             return;
@@ -337,9 +306,7 @@ impl Drop for TestDb {
 impl fmt::Debug for TestDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestDb")
-            .field("name", &self.name)
-            .field("source", &self.source)
-            .field("url", &redact_url(self.url.as_str()))
+            .field("address", &self.address)
             .field("keep", &self.keep)
             .finish_non_exhaustive()
     }

@@ -1,9 +1,7 @@
 //! What the broker answers a claim with, on every platform: the types; their methods are the
 //! transport's (`socket`, or `none` where there is no broker).
 
-use sqlx::postgres::PgConnectOptions;
-
-use crate::config::Source;
+use crate::address::Address;
 
 /// The connection a [`Lease`] holds: a Unix socket; nothing on Windows, where no lease can be
 /// made.
@@ -39,12 +37,8 @@ pub(crate) enum Claim {
 /// A database the broker handed out.
 #[derive(Debug)]
 pub(crate) struct Granted {
+    pub address: Address,
     pub lease: Lease,
-    pub name: String,
-    pub url: url::Url,
-    pub options: PgConnectOptions,
-    pub source: Source,
-    pub password_from_user: bool,
 }
 
 /// This process's run (see [`crate::marker::run_id`]): the broker sweeps what earlier runs

@@ -20,6 +20,7 @@ use super::dir::{
 };
 use super::error::BrokerError;
 use super::protocol::{self, Grant, Reply, Request};
+use crate::address::Address;
 use crate::config::{Config, SERVE_VAR, Source};
 use crate::server;
 
@@ -176,12 +177,14 @@ fn granted(grant: Grant, lease: Lease) -> Result<Granted, BrokerError> {
         other => return Err(address(&format!("an unknown source {other:?}"))),
     };
     Ok(Granted {
+        address: Address {
+            name: grant.name,
+            options,
+            url,
+            source,
+            password_from_user: grant.password_from_user,
+        },
         lease,
-        name: grant.name,
-        url,
-        options,
-        source,
-        password_from_user: grant.password_from_user,
     })
 }
 

@@ -27,6 +27,8 @@
 //! [`error`] why the broker could not help. Windows has no broker yet (its transport is a
 //! Unix socket): there `none` finds none, and its leases cannot be made.
 
+#[cfg(unix)]
+mod ahead;
 mod claim;
 #[cfg(unix)]
 mod client;
@@ -37,8 +39,10 @@ mod error;
 mod none;
 #[cfg(unix)]
 mod protocol;
+/// The broker process: above [`crate::dispense`] (it runs a dispenser), while the rest of this
+/// folder is below it (the dispenser is the client's user); so nothing here re-exports it.
 #[cfg(unix)]
-mod serve;
+pub(crate) mod serve;
 
 pub(crate) use claim::{Claim, Granted, Lease, Turn, this_run};
 #[cfg(unix)]
@@ -49,5 +53,3 @@ pub(crate) use dir::in_use;
 pub(crate) use dir::remove_dir;
 #[cfg(not(unix))]
 pub(crate) use none::Broker;
-#[cfg(unix)]
-pub(crate) use serve::serve_if_asked;

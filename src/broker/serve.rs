@@ -25,11 +25,13 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedMutexGuard;
 
+use super::ahead::MadeAhead;
 use super::dir::{ALIVE_LOCK, READY_LINE, SOCKET, private_file, remove_dir};
 use super::error::BrokerError;
 use super::protocol::{self, Grant, Reply, Request, STILL_WAITING};
-use crate::config::SERVE_VAR;
-use crate::worker::{Handout, Shared};
+use crate::admin;
+use crate::config::{Config, SERVE_VAR};
+use crate::dispense::Dispenser;
 
 /// How long a broker nobody is connected to stays.
 const IDLE: Duration = Duration::from_secs(3);
@@ -63,8 +65,9 @@ fn run(dir: &Path) -> Result<(), BrokerError> {
 }
 
 async fn serve(dir: &Path) -> Result<(), BrokerError> {
-    let shared = Arc::new(Shared::for_broker());
-    shared
+    let ahead = Arc::new(MadeAhead::default());
+    let dispenser = Arc::new(Dispenser::new(ahead.clone()));
+    dispenser
         .server()
         .await
         .map_err(|e| BrokerError::Server(Box::new(e)))?;
@@ -82,10 +85,10 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (shared, turns) = (shared.clone(), turns.clone());
+                let (dispenser, turns) = (dispenser.clone(), turns.clone());
                 let visit = Visit::start(&activity);
                 tokio::spawn(async move {
-                    client(&shared, &turns, stream).await;
+                    client(&dispenser, &turns, stream).await;
                     drop(visit);
                 });
             }
@@ -102,7 +105,8 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
     while activity.connected() > 0 {
         tick.tick().await;
     }
-    shared.give_back_ahead().await;
+    let ready = Config::global().map_or(0, |c| c.ready);
+    ahead.give_back(&dispenser, ready).await;
     Ok(())
 }
 
@@ -181,7 +185,7 @@ impl Turns {
 /// process before (if any) gave its turn back, telling the waiting process so every
 /// [`STILL_WAITING`].
 async fn answer_claim(
-    shared: &Arc<Shared>,
+    dispenser: &Arc<Dispenser>,
     turns: &Turns,
     hash: &str,
     suite: &str,
@@ -190,19 +194,19 @@ async fn answer_claim(
 ) -> Answer {
     let mut turn = None;
     loop {
-        if turn.is_some() && shared.knows_template(hash) {
+        if turn.is_some() && dispenser.knows_template(hash) {
             // Built by the process before, and found by the claim before: the claims waiting
             // behind this one need no turn, and get their clones side by side.
             turn = None;
         }
-        match shared.clone().claim_built(hash, suite, run).await {
+        match dispenser.claim_built(hash, suite, run).await {
             Ok(Some((server, name, notices))) => {
-                let handout = Handout::new(&server, name, None);
+                let address = server.address_of(name);
                 return Answer::Granted(Grant {
-                    url: handout.url.to_string(),
-                    source: handout.source.to_string(),
-                    password_from_user: handout.password_from_user,
-                    name: handout.name,
+                    url: address.url.to_string(),
+                    source: address.source.to_string(),
+                    password_from_user: address.password_from_user,
+                    name: address.name,
                     notices,
                 });
             }
@@ -231,7 +235,7 @@ async fn answer_claim(
 }
 
 /// Serves one connection: a claim, then `keep` or `drop`, or the end of the connection.
-async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
+async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let Ok(Some(line)) = lines.next_line().await else {
@@ -247,7 +251,7 @@ async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
             return;
         }
     };
-    let grant = match answer_claim(shared, turns, &hash, &suite, &run, &mut write).await {
+    let grant = match answer_claim(dispenser, turns, &hash, &suite, &run, &mut write).await {
         Answer::Granted(grant) => grant,
         Answer::Declined(reason) => {
             let _ = write
@@ -277,9 +281,9 @@ async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
     {
         // The test said what becomes of its database: that is done, and nothing else.
         let done = match protocol::parse(&line) {
-            Ok(Request::Keep { run, suite }) => shared.keep_for_run(&name, &suite, &run).await,
+            Ok(Request::Keep { run, suite }) => keep_for_run(dispenser, &name, &suite, &run).await,
             // A drop, or a message that makes no sense here: the database goes.
-            Ok(Request::Drop | Request::Claim { .. }) | Err(_) => shared.drop_now(&name).await,
+            Ok(Request::Drop | Request::Claim { .. }) | Err(_) => dispenser.drop_now(&name).await,
         };
         let reply = match done {
             Ok(()) => Reply::Done,
@@ -291,5 +295,15 @@ async fn client(shared: &Arc<Shared>, turns: &Turns, stream: UnixStream) {
         return;
     }
     // The test process closed the connection (its test ended, or it died).
-    shared.drop_in_background(&name).await;
+    dispenser.drop_in_background(&name).await;
+}
+
+/// Marks the test database `name` kept by the run `run` of `suite` (see [`crate::sweep`]).
+async fn keep_for_run(
+    dispenser: &Dispenser,
+    name: &str,
+    suite: &str,
+    run: &str,
+) -> crate::Result<()> {
+    admin::keep_test_db(&*dispenser.server().await?, name, suite, run).await
 }

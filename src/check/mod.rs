@@ -280,9 +280,8 @@ impl Subject {
     /// The sqlx set `check` needs, or the failure that says so.
     pub fn sqlx_set(&self, check: &str) -> Result<&MigrationSet, Failure> {
         self.set.as_ref().ok_or_else(|| {
-            Failure::Harness(Error::MigrationSource {
-                location: "the Harness".into(),
-                reason: format!(
+            Failure::Harness(Error::Misuse {
+                what: format!(
                     "the {check} check reads the migrations themselves, so it needs a sqlx \
                      migration set (Harness::new, Harness::from_dir, a Migrator or a folder); \
                      a template from Harness::from_command or Harness::from_fn has none \

@@ -30,6 +30,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+use crate::address::Address;
 use crate::config::{Choice, Config, Source};
 use crate::error::{Error, Result};
 
@@ -93,12 +94,21 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// How a test connects to its database `name`.
-    pub fn database_options(&self, name: &str) -> PgConnectOptions {
-        self.options
-            .clone()
-            .database(name)
-            .application_name("pgfresh-test")
+    /// Where the test database `name` on this server is, and how a test connects to it.
+    pub fn address_of(&self, name: String) -> Address {
+        let mut url = self.url.clone();
+        url.set_path(&name);
+        Address {
+            options: self
+                .options
+                .clone()
+                .database(&name)
+                .application_name("pgfresh-test"),
+            url,
+            source: self.source,
+            password_from_user: self.password_from_user,
+            name,
+        }
     }
 
     /// Whether the cluster's data directory is known and has less than 64 MiB left (a failed

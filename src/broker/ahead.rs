@@ -1,0 +1,148 @@
+//! The broker's restock: it answers every claim of its environment, so it makes its next
+//! databases ahead, under its own test databases' names: a claim then takes one without a
+//! statement, and its drop needs no marker to read (see [`crate::admin::drop_test_db`]). The
+//! ones no claim took go to the ready clones when it leaves ([`MadeAhead::give_back`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::admin;
+use crate::dispense::{Dispenser, Restock, Work};
+use crate::server::Server;
+
+/// The databases made ahead, per template hash.
+#[derive(Debug, Default)]
+pub(super) struct MadeAhead {
+    templates: Mutex<HashMap<String, Ahead>>,
+}
+
+/// What is made ahead of one template.
+#[derive(Debug, Default)]
+struct Ahead {
+    names: Vec<String>,
+    /// A top-up is under way.
+    busy: bool,
+    /// No more are made.
+    closed: bool,
+}
+
+impl MadeAhead {
+    fn state(&self) -> MutexGuard<'_, HashMap<String, Ahead>> {
+        self.templates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes no more, and gives those no claim took to the ready clones (as far as those are
+    /// fewer than `PGFRESH_READY`; the others are dropped), for the next process. When the
+    /// broker leaves.
+    pub async fn give_back(&self, dispenser: &Dispenser, target: usize) {
+        let Some(server) = dispenser.started_server() else {
+            return;
+        };
+        let hashes: Vec<String> = self.state().keys().cloned().collect();
+        for hash in hashes {
+            // A top-up under way stops before its next clone: wait for it (a clone at most).
+            while self.close(&hash) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let names = self.forget(&hash);
+            if names.is_empty() {
+                continue;
+            }
+            let unwanted = admin::give_to_ready(&server, names, &hash, target)
+                .await
+                .unwrap_or_else(|(e, left)| {
+                    tracing::debug!("giving clones to the ready ones failed: {e}");
+                    left
+                });
+            for name in unwanted {
+                dispenser.drop_in_background(&name).await;
+            }
+        }
+    }
+
+    /// Makes no more of `hash`; `true` while a top-up is still making one.
+    fn close(&self, hash: &str) -> bool {
+        let mut state = self.state();
+        let ahead = state.entry(hash.to_owned()).or_default();
+        ahead.closed = true;
+        ahead.busy
+    }
+
+    /// Makes one more of `template` (of `hash`) unless there are `target` or it is closed;
+    /// `false` when it made none.
+    async fn one_more(&self, server: &Server, template: &str, hash: &str, target: usize) -> bool {
+        {
+            let mut state = self.state();
+            let ahead = state.entry(hash.to_owned()).or_default();
+            if ahead.closed || ahead.names.len() >= target {
+                ahead.busy = false;
+                return false;
+            }
+            ahead.busy = true;
+        }
+        let made = admin::clone_ahead(server, template, hash).await;
+        let mut state = self.state();
+        let ahead = state.entry(hash.to_owned()).or_default();
+        match made {
+            Ok(name) => {
+                ahead.names.push(name);
+                true
+            }
+            Err(e) => {
+                tracing::debug!("making a database ahead failed: {e}");
+                ahead.busy = false;
+                false
+            }
+        }
+    }
+}
+
+impl Restock for MadeAhead {
+    fn take(&self, hash: &str) -> Option<String> {
+        self.state().get_mut(hash)?.names.pop()
+    }
+
+    fn top_up(
+        self: Arc<Self>,
+        server: Arc<Server>,
+        template: String,
+        hash: String,
+        target: usize,
+    ) -> Work {
+        Box::pin(async move {
+            while self.one_more(&server, &template, &hash, target).await {}
+            Ok(())
+        })
+    }
+
+    fn forget(&self, hash: &str) -> Vec<String> {
+        let mut state = self.state();
+        let ahead = state.entry(hash.to_owned()).or_default();
+        ahead.closed = true;
+        std::mem::take(&mut ahead.names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_template_hands_over_what_was_made_and_takes_nothing_more() {
+        let ahead = MadeAhead::default();
+        ahead
+            .state()
+            .entry("h".into())
+            .or_default()
+            .names
+            .extend(["a".to_owned(), "b".to_owned()]);
+        assert_eq!(ahead.take("h").as_deref(), Some("b"));
+        assert_eq!(ahead.take("other"), None);
+        assert_eq!(ahead.forget("h"), vec!["a".to_owned()]);
+        assert_eq!(ahead.take("h"), None);
+        assert!(ahead.state()["h"].closed);
+    }
+}

@@ -1,0 +1,50 @@
+//! What the broker asks of its dispenser: a clone of a template only when it is built (the
+//! broker never builds one; a test process does, in its turn).
+
+use std::sync::Arc;
+
+use super::Dispenser;
+use crate::error::Result;
+use crate::server::Server;
+use crate::template;
+
+impl Dispenser {
+    /// A clone of the template `hash` of `suite` for the run `run`, when that template is
+    /// built and complete (`None` when it is not: the caller builds it), with what the run's
+    /// first sweep has to tell the user. For the broker, which never builds a template.
+    pub async fn claim_built(
+        &self,
+        hash: &str,
+        suite: &str,
+        run: &str,
+    ) -> Result<Option<(Arc<Server>, String, Vec<String>)>> {
+        let server = self.server().await?;
+        let entry = self.template(hash);
+        let template = match entry.name.get() {
+            Some(known) => known.clone()?,
+            None => match template::built(&server, hash, suite).await? {
+                Some(name) => entry
+                    .name
+                    .get_or_init(|| async { Ok(name) })
+                    .await
+                    .clone()?,
+                None => return Ok(None),
+            },
+        };
+        // A run's first claim waits for the sweep, so that what it tells the user reaches the
+        // test process (the broker's own stderr goes nowhere).
+        let notices = match Self::first_sweep(&server, &entry, suite, &template, run) {
+            Some(sweep) => sweep.await,
+            None => Vec::new(),
+        };
+        let name = self
+            .clone_template(&server, &entry, &template, hash)
+            .await?;
+        Ok(Some((server, name, notices)))
+    }
+
+    /// Whether this process found the template `hash` built.
+    pub fn knows_template(&self, hash: &str) -> bool {
+        self.template(hash).name.get().is_some_and(Result::is_ok)
+    }
+}
