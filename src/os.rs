@@ -1,12 +1,49 @@
-//! What pgfresh asks the operating system about this process: its user and group, and its
-//! parent. One function per question, each with its path for Linux and macOS side by side (and
-//! for Windows where the question has a meaning there); nothing here reads `/proc` outside
-//! Linux. A leaf: it imports nothing from the crate.
+//! What pgfresh asks the operating system about this process: its user and group, its parent,
+//! and to run this executable again as a helper. One function per question, each with its path
+//! for Linux and macOS side by side (and for Windows where the question has a meaning there);
+//! nothing here reads `/proc` outside Linux. A leaf: it imports nothing from the crate.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Whether executables on this platform run pgfresh's constructor ([`crate::hook`]: a
 /// pointer in `.init_array` on Linux, `__mod_init_func` on macOS), which the broker and the
 /// guardians need. Not on Windows.
 pub(crate) const RUNS_CONSTRUCTORS: bool = cfg!(any(target_os = "linux", target_os = "macos"));
+
+/// Starts `cmd` (this executable, run again with a variable that pgfresh's constructor acts
+/// on) out of the caller's process group, so that a Ctrl-C meant for the tests does not reach
+/// it, and waits at most `limit` for its first line to be `ready`. The child, once ready;
+/// otherwise it is killed, and the error says why.
+pub(crate) fn start_helper(mut cmd: Command, ready: &str, limit: Duration) -> io::Result<Child> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout.take(64)).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let answer = rx.recv_timeout(limit);
+    if answer.as_deref().is_ok_and(|line| line.trim_end() == ready) {
+        return Ok(child);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(match answer {
+        Ok(_) => io::Error::other(
+            "it did not say it was ready: this executable did not run pgfresh's constructor",
+        ),
+        Err(_) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("it did not say it was ready within {} s", limit.as_secs()),
+        ),
+    })
+}
 
 /// This process's effective user id (`geteuid`).
 #[cfg(unix)]
@@ -143,6 +180,30 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert_eq!(start_time(pid), None);
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn a_helper_that_says_it_is_ready_is_handed_back_running() {
+        let child = start_helper(sh("echo ready; sleep 5"), "ready", Duration::from_secs(5));
+        let mut child = Reaped(child.expect("ready"));
+        assert!(child.0.try_wait().unwrap().is_none(), "still running");
+    }
+
+    #[test]
+    fn a_helper_that_says_something_else_or_nothing_in_time_is_killed_with_the_reason() {
+        let e = start_helper(sh("echo hello"), "ready", Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.to_string().contains("did not run pgfresh's constructor"),
+            "{e}"
+        );
+        let e = start_helper(sh("sleep 5"), "ready", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     }
 
     /// Kills and reaps the child however the test ends.

@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream as StdStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -198,41 +197,13 @@ fn start(dir: &Path) -> Result<(), BrokerError> {
     }
     drop(alive);
     let exe = std::env::current_exe().map_err(BrokerError::Start)?;
-    let mut child = Command::new(exe)
-        .env(SERVE_VAR, dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // Out of the test run's process group: a Ctrl-C meant for the tests does not reach it.
-        .process_group(0)
-        .spawn()
-        .map_err(BrokerError::Start)?;
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout.take(64)).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let ready = rx
-        .recv_timeout(START_WAIT)
-        .is_ok_and(|line| line.trim_end() == READY_LINE);
-    if !ready {
-        let _ = child.kill();
-    }
+    let mut cmd = Command::new(exe);
+    cmd.env(SERVE_VAR, dir).stdin(Stdio::null());
+    let mut child =
+        crate::os::start_helper(cmd, READY_LINE, START_WAIT).map_err(BrokerError::Start)?;
     // Reaps it when it exits, so that a long-lived process does not collect a zombie.
     std::thread::spawn(move || child.wait());
-    if ready {
-        Ok(())
-    } else {
-        Err(BrokerError::Start(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "it did not say it was ready within {} s",
-                START_WAIT.as_secs()
-            ),
-        )))
-    }
+    Ok(())
 }
 
 /// A key for everything in the environment that chooses or configures the server, and the

@@ -24,7 +24,7 @@
 //! guardian: see [`SUPPORTED`].
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
@@ -129,47 +129,10 @@ fn start(orders: &Orders, stdin: Stdio) -> io::Result<Child> {
     let exe = std::env::current_exe()?;
     let orders = serde_json::to_string(orders).map_err(io::Error::other)?;
     let mut cmd = Command::new(exe);
-    cmd.env(GUARD_VAR, orders)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    detach(&mut cmd);
-    let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("stdout was piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout.take(64)).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(START_WAIT) {
-        Ok(line) if line.trim_end() == READY_LINE => Ok(child),
-        answer => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(io::Error::other(match answer {
-                Ok(_) => "the guardian did not start: this executable did not run pgfresh's \
-                          constructor"
-                    .to_owned(),
-                Err(_) => format!(
-                    "the guardian did not start within {} s",
-                    START_WAIT.as_secs()
-                ),
-            }))
-        }
-    }
+    cmd.env(GUARD_VAR, orders).stdin(stdin);
+    crate::os::start_helper(cmd, READY_LINE, START_WAIT)
+        .map_err(|e| io::Error::new(e.kind(), format!("the guardian did not start: {e}")))
 }
-
-/// Puts the guardian in a process group of its own (out of reach of a Ctrl-C meant for the
-/// tests).
-#[cfg(unix)]
-fn detach(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-}
-
-#[cfg(not(unix))]
-fn detach(_cmd: &mut Command) {}
 
 /// The guardian's side, from the constructor: guards when [`GUARD_VAR`] is set, then exits
 /// the process; returns when it is not set.
