@@ -32,12 +32,29 @@ pub(crate) async fn set_mark(conn: &mut PgConnection, name: &str, mark: &Mark) -
     .await
 }
 
-/// Whether `name` exists, is a template, and its marker (`None` when it has none yet, or one
-/// of another pgfresh version). A database pgfresh did not create is an error.
-pub(crate) async fn mark_of(
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<Option<(bool, Option<Mark>)>> {
+/// What [`mark_of`] found of a database pgfresh created.
+#[derive(Debug)]
+pub(crate) struct Marked {
+    /// It is a template (`datistemplate`).
+    pub is_template: bool,
+    /// Its marker: `None` when it has none yet, or one of another pgfresh version.
+    pub mark: Option<Mark>,
+}
+
+impl Marked {
+    /// When it is a complete template (a template database marked `template`): when it was
+    /// last recorded as used.
+    pub fn complete_template(&self) -> Option<i64> {
+        match (&self.mark, self.is_template) {
+            (Some(Mark::Template { used, .. }), true) => Some(*used),
+            _ => None,
+        }
+    }
+}
+
+/// `name`'s state, `None` when there is no such database. A database pgfresh did not create
+/// is an error.
+pub(crate) async fn mark_of(conn: &mut PgConnection, name: &str) -> Result<Option<Marked>> {
     let row: Option<(bool, Option<String>, i32)> = sqlx::query_as(
         "SELECT datistemplate, shobj_description(oid, 'pg_database'), datconnlimit \
          FROM pg_database WHERE datname = $1",
@@ -51,10 +68,10 @@ pub(crate) async fn mark_of(
         Some((is_template, comment, limit))
             if Mark::created_by_pgfresh(name, comment.as_deref(), limit) =>
         {
-            Ok(Some((
+            Ok(Some(Marked {
                 is_template,
-                comment.as_deref().and_then(Mark::parse),
-            )))
+                mark: comment.as_deref().and_then(Mark::parse),
+            }))
         }
         Some(_) => Err(Error::NotOurs { name: name.into() }),
     }
@@ -63,10 +80,10 @@ pub(crate) async fn mark_of(
 /// Drops `name` after checking its marker; connections still open to it are terminated.
 /// `version` is the server's `server_version_num`.
 pub(crate) async fn drop_database(version: u32, conn: &mut PgConnection, name: &str) -> Result<()> {
-    let Some((is_template, _)) = mark_of(conn, name).await? else {
+    let Some(marked) = mark_of(conn, name).await? else {
         return Ok(());
     };
-    drop_marked(version, conn, name, is_template).await
+    drop_marked(version, conn, name, marked.is_template).await
 }
 
 /// Drops `name` if its marker is still `listed`, the one a listing read a moment ago: a
@@ -79,8 +96,8 @@ pub(crate) async fn drop_if_still(
     listed: Option<&Mark>,
 ) -> Result<bool> {
     match mark_of(conn, name).await? {
-        Some((is_template, mark)) if mark.as_ref() == listed => {
-            drop_marked(version, conn, name, is_template).await?;
+        Some(marked) if marked.mark.as_ref() == listed => {
+            drop_marked(version, conn, name, marked.is_template).await?;
             Ok(true)
         }
         _ => Ok(false),

@@ -27,8 +27,9 @@ pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
     let name = names::template_name(hash);
     let mut conn = server.admin_conn(Urgency::Now, "build a template").await?;
     // The common case, a template built by an earlier run and recently used, needs no lock.
-    if let Some((true, Some(Mark::Template { used, .. }))) =
-        admin::mark_of(&mut conn, &name).await?
+    if let Some(used) = admin::mark_of(&mut conn, &name)
+        .await?
+        .and_then(|m| m.complete_template())
         && now() - used < USE_RECORDED_EVERY
     {
         return Ok(name);
@@ -49,7 +50,9 @@ pub(crate) async fn built(server: &Server, hash: &str, suite: &str) -> Result<Op
     let mut conn = server
         .admin_conn(Urgency::Now, "look for a template")
         .await?;
-    let Some((true, Some(Mark::Template { used, .. }))) = admin::mark_of(&mut conn, &name).await?
+    let Some(used) = admin::mark_of(&mut conn, &name)
+        .await?
+        .and_then(|m| m.complete_template())
     else {
         return Ok(None);
     };
@@ -66,10 +69,11 @@ async fn build_locked(
     name: &str,
 ) -> Result<()> {
     match admin::mark_of(conn, name).await? {
-        Some((true, Some(Mark::Template { .. }))) => {
+        Some(marked) if marked.complete_template().is_some() => {
             return record_use(conn, name, recipe.suite()).await;
         }
-        Some((_, mark)) => {
+        Some(marked) => {
+            let mark = marked.mark;
             tracing::info!(template = name, ?mark, "dropping a half-built template");
             admin::drop_database(server.version, conn, name).await?;
         }
