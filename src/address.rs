@@ -6,7 +6,7 @@ use std::fmt;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::config::{Source, redact_url};
+use crate::config::{ServerSource, redact_url};
 
 /// A test database's name and how to reach it.
 #[derive(Clone)]
@@ -16,7 +16,7 @@ pub(crate) struct Address {
     pub options: PgConnectOptions,
     /// The same as a URL, password included.
     pub url: url::Url,
-    pub source: Source,
+    pub source: ServerSource,
     /// The server's password came from the user (`DB_URL`): never print it.
     pub password_from_user: bool,
 }
@@ -54,7 +54,7 @@ mod tests {
             name: "pgfresh_x".into(),
             options: url.as_str().parse().unwrap(),
             url,
-            source: Source::Url,
+            source: ServerSource::Url,
             password_from_user: true,
         };
         let shown = format!("{address:?} {}", address.shown_url());

@@ -17,7 +17,7 @@ pub(crate) const DEFAULT_IMAGE: (&str, &str) = ("postgres", "18-alpine");
 /// Where the PostgreSQL server comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Source {
+pub enum ServerSource {
     /// An existing server named by `DB_URL` (or `DATABASE_URL`).
     Url,
     /// A container started through testcontainers.
@@ -26,7 +26,7 @@ pub enum Source {
     Local,
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for ServerSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Url => "url",
@@ -40,7 +40,7 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Choice {
     Auto,
-    Fixed(Source),
+    Fixed(ServerSource),
 }
 
 /// Whether a test's database survives the test (`PGFRESH_KEEP`).
@@ -157,9 +157,9 @@ impl Config {
             None => Choice::Auto,
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "auto" => Choice::Auto,
-                "url" => Choice::Fixed(Source::Url),
-                "docker" => Choice::Fixed(Source::Docker),
-                "local" => Choice::Fixed(Source::Local),
+                "url" => Choice::Fixed(ServerSource::Url),
+                "docker" => Choice::Fixed(ServerSource::Docker),
+                "local" => Choice::Fixed(ServerSource::Local),
                 _ => {
                     return Err(Error::InvalidConfig {
                         var: "PGFRESH_SERVER",
@@ -169,7 +169,7 @@ impl Config {
                 }
             },
         };
-        if choice == Choice::Fixed(Source::Url) && url.is_none() {
+        if choice == Choice::Fixed(ServerSource::Url) && url.is_none() {
             return Err(Error::InvalidConfig {
                 var: "PGFRESH_SERVER",
                 value: "url".into(),
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn values_are_case_insensitive() {
         let c = config(&[("PGFRESH_SERVER", "Docker"), ("PGFRESH_KEEP", "ALWAYS")]).unwrap();
-        assert_eq!(c.choice, Choice::Fixed(Source::Docker));
+        assert_eq!(c.choice, Choice::Fixed(ServerSource::Docker));
         assert_eq!(c.keep, KeepPolicy::Always);
     }
 

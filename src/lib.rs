@@ -43,7 +43,7 @@ mod tool;
 mod worker;
 
 pub use config::DEFAULT_SLOT_WAIT;
-pub use config::Source;
+pub use config::ServerSource;
 pub use error::{Error, Result};
 pub use fixture::{db, test_db};
 pub use harness::{DEFAULT_POOL_SIZE, Harness};

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::address::Address;
-use crate::config::{KeepPolicy, Source};
+use crate::config::{KeepPolicy, ServerSource};
 use crate::dispense::{Handout, Holder};
 use crate::error::{Error, Result};
 use crate::migrations::{MigrationSet, read_applied};
@@ -96,7 +96,7 @@ impl TestDb {
     }
 
     /// Which server source the database lives on.
-    pub fn source(&self) -> Source {
+    pub fn source(&self) -> ServerSource {
         self.address.source
     }
 

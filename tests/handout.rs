@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use pgfresh::sqlx::{self, PgPool};
-use pgfresh::{MIGRATOR, Source};
+use pgfresh::{MIGRATOR, ServerSource};
 
 #[tokio::test]
 async fn probe() {
@@ -99,16 +99,16 @@ async fn accessors_describe_the_database() {
 async fn source_is_the_one_asked_for() {
     let db = pgfresh::test_db().await;
     let expected = match std::env::var("PGFRESH_SERVER").as_deref() {
-        Ok("url") => Some(Source::Url),
-        Ok("docker") => Some(Source::Docker),
-        Ok("local") => Some(Source::Local),
-        _ if std::env::var_os("DB_URL").is_some() => Some(Source::Url),
+        Ok("url") => Some(ServerSource::Url),
+        Ok("docker") => Some(ServerSource::Docker),
+        Ok("local") => Some(ServerSource::Local),
+        _ if std::env::var_os("DB_URL").is_some() => Some(ServerSource::Url),
         _ => None,
     };
     if let Some(expected) = expected {
         assert_eq!(db.source(), expected);
     }
-    if db.source() != Source::Url {
+    if db.source() != ServerSource::Url {
         // Servers pgfresh starts are reachable on loopback only.
         let url = url::Url::parse(&db.url()).unwrap();
         assert_eq!(url.host_str(), Some("127.0.0.1"));

@@ -20,7 +20,7 @@ use super::dir::{
 use super::error::BrokerError;
 use super::protocol::{self, Grant, Reply, Request};
 use crate::address::Address;
-use crate::config::{Config, SERVE_VAR, Source};
+use crate::config::{Config, SERVE_VAR, ServerSource};
 use crate::server;
 
 /// How long a process waits for a broker it started to accept connections (it finds the server
@@ -170,9 +170,9 @@ fn granted(grant: Grant, lease: Lease) -> Result<Granted, BrokerError> {
         .map_err(|e| address(&e))?
         .application_name("pgfresh-test");
     let source = match grant.source.as_str() {
-        "url" => Source::Url,
-        "docker" => Source::Docker,
-        "local" => Source::Local,
+        "url" => ServerSource::Url,
+        "docker" => ServerSource::Docker,
+        "local" => ServerSource::Local,
         other => return Err(address(&format!("an unknown source {other:?}"))),
     };
     Ok(Granted {

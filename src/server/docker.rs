@@ -23,7 +23,7 @@ use testcontainers_modules::testcontainers::{ContainerRequest, ImageExt};
 use super::launch::{self, Keepalive, Launch, SPEED_SETTINGS};
 use super::rundir::{self, Record, RunDir};
 use super::{Started, guardian};
-use crate::config::{Config, Source};
+use crate::config::{Config, ServerSource};
 use crate::error::{Error, Result};
 
 const PGDATA: &str = "/var/lib/postgresql/data";
@@ -103,7 +103,7 @@ struct Docker<'c> {
 }
 
 impl Launch for Docker<'_> {
-    const SOURCE: Source = Source::Docker;
+    const SOURCE: ServerSource = ServerSource::Docker;
 
     /// One container per image and daemon.
     fn key(&self) -> String {

@@ -17,7 +17,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use super::rundir::{Record, RunDir};
 use super::{Started, admin_options, guardian};
-use crate::config::{Config, Source};
+use crate::config::{Config, ServerSource};
 use crate::error::{Error, Result};
 
 /// Test-speed server settings for the servers pgfresh starts: durability traded for speed,
@@ -42,7 +42,7 @@ pub(super) type Keepalive = Box<dyn Any + Send + Sync>;
 /// What a source that starts its own server supplies to [`find_or_start`].
 pub(super) trait Launch: Sync {
     /// The source, which also names its run directories.
-    const SOURCE: Source;
+    const SOURCE: ServerSource;
 
     /// The user the server runs as, when it is not this process's.
     fn owner(&self) -> Option<(u32, u32)> {

@@ -21,7 +21,7 @@ use super::launch::{self, Keepalive, Launch, SPEED_SETTINGS};
 use super::private;
 use super::rundir::{self, Record, RunDir};
 use super::{Started, guardian};
-use crate::config::{Config, Source};
+use crate::config::{Config, ServerSource};
 use crate::error::{Error, Result};
 
 /// How often a start is retried when another process took the free port first.
@@ -126,7 +126,7 @@ struct Local {
 }
 
 impl Launch for Local {
-    const SOURCE: Source = Source::Local;
+    const SOURCE: ServerSource = ServerSource::Local;
 
     fn owner(&self) -> Option<(u32, u32)> {
         self.owner
@@ -157,7 +157,7 @@ impl Launch for Local {
         })
         .await
         .map_err(|e| match e.is_disk_full(true) {
-            true => super::disk_full(Source::Local, Some(&data), "", &e),
+            true => super::disk_full(ServerSource::Local, Some(&data), "", &e),
             false => e,
         })?;
         Ok((record, keepalive))

@@ -31,7 +31,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::address::Address;
-use crate::config::{Choice, Config, Source};
+use crate::config::{Choice, Config, ServerSource};
 use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
@@ -45,7 +45,7 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a source hands back once its server accepts connections.
 pub(crate) struct Started {
-    pub source: Source,
+    pub source: ServerSource,
     /// Options for the administrative connection (never used to write into its database).
     pub options: PgConnectOptions,
     /// The same server as a URL (test databases get theirs by replacing the path).
@@ -67,7 +67,7 @@ pub(crate) struct Started {
 
 /// A running server and pgfresh's own connections to it.
 pub(crate) struct Server {
-    pub source: Source,
+    pub source: ServerSource,
     pub options: PgConnectOptions,
     pub url: ::url::Url,
     pub password_from_user: bool,
@@ -147,10 +147,10 @@ pub(crate) async fn start(config: &Config) -> Result<Server> {
 
 async fn start_auto(config: &Config) -> Result<Started> {
     if config.url.is_some() {
-        return start_source(Source::Url, config).await;
+        return start_source(ServerSource::Url, config).await;
     }
     let docker = match docker_available() {
-        Ok(()) => match start_source(Source::Docker, config).await {
+        Ok(()) => match start_source(ServerSource::Docker, config).await {
             Ok(started) => return Ok(started),
             // A daemon that cannot run the image (no registry, say) should not stop a machine
             // that also has PostgreSQL installed; without local binaries the docker error is
@@ -164,24 +164,24 @@ async fn start_auto(config: &Config) -> Result<Started> {
         Err(why) => why,
     };
     let local = match local_available(config) {
-        Ok(()) => return start_source(Source::Local, config).await,
+        Ok(()) => return start_source(ServerSource::Local, config).await,
         Err(why) => why,
     };
     Err(Error::NoServer { docker, local })
 }
 
-async fn start_source(source: Source, config: &Config) -> Result<Started> {
+async fn start_source(source: ServerSource, config: &Config) -> Result<Started> {
     tracing::debug!(%source, "starting server source");
     match source {
-        Source::Url => url::start(config),
+        ServerSource::Url => url::start(config),
         #[cfg(all(unix, feature = "docker"))]
-        Source::Docker => docker::start(config).await,
+        ServerSource::Docker => docker::start(config).await,
         #[cfg(all(unix, feature = "local"))]
-        Source::Local => local::start(config).await,
+        ServerSource::Local => local::start(config).await,
         #[cfg(not(all(unix, feature = "docker")))]
-        Source::Docker => Err(unavailable("docker", cfg!(feature = "docker"))),
+        ServerSource::Docker => Err(unavailable("docker", cfg!(feature = "docker"))),
         #[cfg(not(all(unix, feature = "local")))]
-        Source::Local => Err(unavailable("local", cfg!(feature = "local"))),
+        ServerSource::Local => Err(unavailable("local", cfg!(feature = "local"))),
     }
 }
 
@@ -254,7 +254,7 @@ fn rundir_free_space(path: &Path) -> Option<u64> {
 /// The error for a server of `source` (data in `data_dir`, when known; at `address`) that ran
 /// out of disk space with `cause`: where, how much is left, what to do.
 pub(crate) fn disk_full(
-    source: Source,
+    source: ServerSource,
     data_dir: Option<&Path>,
     address: &str,
     cause: &Error,
@@ -270,7 +270,7 @@ pub(crate) fn disk_full(
              the data of the clusters pgfresh starts (/dev/shm is used only when it has 1 GiB \
              free)",
         ),
-        (Source::Docker, None) => (
+        (ServerSource::Docker, None) => (
             "in the container's data directory (a tmpfs, in memory)".to_owned(),
             "Give Docker more memory, or run fewer tests at once",
         ),

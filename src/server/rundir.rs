@@ -22,7 +22,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::Started;
 use super::private::{self, Owner};
-use crate::config::{Config, Source};
+use crate::config::{Config, ServerSource};
 use crate::error::Result;
 use crate::os::euid;
 
@@ -69,7 +69,7 @@ impl Record {
     /// may be shown).
     pub fn started(
         &self,
-        source: Source,
+        source: ServerSource,
         hint: String,
         keepalive: Box<dyn std::any::Any + Send + Sync>,
     ) -> Started {
@@ -201,7 +201,7 @@ impl RunDir {
     /// server's user (see [`super::private`]).
     pub fn open(
         config: &Config,
-        kind: Source,
+        kind: ServerSource,
         key: &str,
         server_user: Option<(u32, u32)>,
     ) -> Result<Self> {

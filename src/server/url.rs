@@ -8,7 +8,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 
 use super::Started;
-use crate::config::{Config, Source, redact_url};
+use crate::config::{Config, ServerSource, redact_url};
 use crate::error::{Error, Result};
 
 pub(super) fn start(config: &Config) -> Result<Started> {
@@ -32,7 +32,7 @@ pub(super) fn start(config: &Config) -> Result<Started> {
             .into_owned()
     });
     Ok(Started {
-        source: Source::Url,
+        source: ServerSource::Url,
         options,
         url,
         password_from_user: true,
