@@ -1,5 +1,6 @@
-//! Server sources: `auto` prefers `DB_URL`, and the servers pgfresh starts (a local cluster, a
-//! container) are gone once the process that started them has exited, however it exited.
+//! Server sources: the one `PGFRESH_SERVER` names serves the tests, `auto` prefers `DB_URL`,
+//! and the servers pgfresh starts (a local cluster, a container) are gone once the process that
+//! started them has exited, however it exited.
 
 mod common;
 
@@ -10,6 +11,23 @@ use common::{eventually, output, probe_field, rerun};
 #[tokio::test]
 async fn probe() {
     common::probe().await;
+}
+
+/// The source the environment names is the one that serves: a CI job whose source is missing
+/// (no Docker daemon, no binaries, no `DB_URL`) fails here rather than testing another.
+#[tokio::test]
+async fn the_source_the_environment_names_serves_a_database() {
+    let db = pgfresh::test_db().await;
+    let one: i32 = pgfresh::sqlx::query_scalar("SELECT 1")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    let named = std::env::var("PGFRESH_SERVER").unwrap_or_default();
+    let named = named.trim().to_ascii_lowercase();
+    if !named.is_empty() && named != "auto" {
+        assert_eq!(db.source().to_string(), named);
+    }
 }
 
 #[tokio::test]
