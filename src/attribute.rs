@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 use crate::harness::{DEFAULT_POOL_SIZE, Harness};
-use crate::recipe::EmbeddedFixture;
+use crate::recipe::EmbeddedSeedFile;
 use crate::testdb::TestDb;
 
 /// What the attribute tells the runner about one test.
@@ -25,7 +25,7 @@ pub struct TestArgs {
     /// `./migrations` folder).
     pub migrator: Option<&'static Migrator>,
     /// The fixture files, in order, embedded at compile time.
-    pub fixtures: &'static [EmbeddedFixture],
+    pub fixtures: &'static [EmbeddedSeedFile],
     /// `flavor = "multi_thread"`.
     pub multi_thread: bool,
     /// `worker_threads = N` (multi-thread runtime only).

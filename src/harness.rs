@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::dispense::dispenser;
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
-use crate::recipe::{EmbeddedFixture, Fixture, Recipe, Steps, Tool};
+use crate::recipe::{EmbeddedSeedFile, Recipe, SeedFile, Steps, Tool};
 use crate::server::address;
 use crate::testdb::TestDb;
 use crate::tool::{self, BoxError, BuildFn, DEFAULT_TIMEOUT, hash_inputs};
@@ -43,7 +43,7 @@ pub const DEFAULT_POOL_SIZE: u32 = 5;
 #[derive(Debug)]
 pub struct Harness {
     source: Source,
-    fixtures: Vec<FixtureFile>,
+    fixtures: Vec<SeedFileOrigin>,
     /// Files and folders whose contents make the hash of a tool's template.
     inputs: Vec<PathBuf>,
     timeout: Duration,
@@ -66,11 +66,12 @@ enum Source {
     Function(tool::Function),
 }
 
-/// A fixture file, read on first use or embedded at compile time.
+/// Where a seed file (`with_fixtures`) comes from: read on first use, or embedded at compile
+/// time.
 #[derive(Debug)]
-enum FixtureFile {
+enum SeedFileOrigin {
     Path(PathBuf),
-    Embedded(&'static [EmbeddedFixture]),
+    Embedded(&'static [EmbeddedSeedFile]),
 }
 
 impl Harness {
@@ -236,14 +237,14 @@ impl Harness {
     #[must_use]
     pub fn with_fixtures<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
         self.fixtures
-            .extend(paths.into_iter().map(|p| FixtureFile::Path(p.into())));
+            .extend(paths.into_iter().map(|p| SeedFileOrigin::Path(p.into())));
         self
     }
 
     /// Fixtures the test attribute embedded at compile time.
-    pub(crate) fn with_embedded_fixtures(mut self, fixtures: &'static [EmbeddedFixture]) -> Self {
+    pub(crate) fn with_embedded_fixtures(mut self, fixtures: &'static [EmbeddedSeedFile]) -> Self {
         if !fixtures.is_empty() {
-            self.fixtures.push(FixtureFile::Embedded(fixtures));
+            self.fixtures.push(SeedFileOrigin::Embedded(fixtures));
         }
         self
     }
@@ -320,22 +321,24 @@ impl Harness {
         prepared.await.as_ref().map_err(Clone::clone)
     }
 
-    fn read_fixtures(&self) -> Result<Arc<[Fixture]>> {
+    fn read_fixtures(&self) -> Result<Arc<[SeedFile]>> {
         let mut all = Vec::new();
         for file in &self.fixtures {
             match file {
-                FixtureFile::Path(path) => {
+                SeedFileOrigin::Path(path) => {
                     let shown = path.display().to_string();
                     let sql = std::fs::read_to_string(path).map_err(|e| Error::SeedRead {
                         file: shown.clone(),
                         reason: e.to_string(),
                     })?;
-                    all.push(Fixture { path: shown, sql });
+                    all.push(SeedFile { path: shown, sql });
                 }
-                FixtureFile::Embedded(fixtures) => all.extend(fixtures.iter().map(|f| Fixture {
-                    path: f.path.to_owned(),
-                    sql: f.contents.to_owned(),
-                })),
+                SeedFileOrigin::Embedded(fixtures) => {
+                    all.extend(fixtures.iter().map(|f| SeedFile {
+                        path: f.path.to_owned(),
+                        sql: f.contents.to_owned(),
+                    }))
+                }
             }
         }
         Ok(all.into())

@@ -61,5 +61,5 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 #[doc(hidden)]
 pub mod __private {
     pub use crate::attribute::{TestArgs, TestFn, TestTermination};
-    pub use crate::recipe::EmbeddedFixture;
+    pub use crate::recipe::EmbeddedSeedFile;
 }

@@ -1,6 +1,6 @@
 //! What a template is built from: its steps (a sqlx migration set, a migration tool, Rust
-//! code, or nothing) and the fixture files applied after them, with the hash that names the
-//! template and the suite it belongs to.
+//! code, or nothing) and the seed files (`with_fixtures`) applied after them, with the hash
+//! that names the template and the suite it belongs to.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +13,18 @@ use crate::migrations::{MigrationSet, crate_name, hex};
 use crate::server::Server;
 use crate::{seed, sqlerror, tool};
 
-/// A fixture: SQL applied to the template once, after its migrations.
+/// A seed file (`with_fixtures`, the attribute's `fixtures(…)`): SQL applied to the template
+/// once, after its migrations. Not to be confused with an rstest fixture.
 #[derive(Debug)]
-pub(crate) struct Fixture {
+pub(crate) struct SeedFile {
     /// The file as given, for messages.
     pub path: String,
     pub sql: String,
 }
 
-/// A fixture file embedded by the attribute.
+/// A seed file (a SQL file of the attribute's `fixtures(…)`) embedded by the attribute.
 #[derive(Debug)]
-pub struct EmbeddedFixture {
+pub struct EmbeddedSeedFile {
     /// The file as the attribute names it, for messages.
     pub path: &'static str,
     /// Its SQL.
@@ -58,13 +59,13 @@ pub(crate) struct Tool<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Recipe {
     pub steps: Steps,
-    pub fixtures: Arc<[Fixture]>,
+    pub fixtures: Arc<[SeedFile]>,
     hash: String,
     suite: String,
 }
 
 impl Recipe {
-    pub fn new(steps: Steps, fixtures: Arc<[Fixture]>) -> Self {
+    pub fn new(steps: Steps, fixtures: Arc<[SeedFile]>) -> Self {
         let krate = crate_name();
         let (base, suite) = match &steps {
             Steps::Nothing => (digest(&[b"nothing"]), digest(&[krate.as_bytes()])),
@@ -243,8 +244,8 @@ fn digest(parts: &[&[u8]]) -> String {
 mod tests {
     use super::*;
 
-    fn fixture(path: &str, sql: &str) -> Fixture {
-        Fixture {
+    fn fixture(path: &str, sql: &str) -> SeedFile {
+        SeedFile {
             path: path.into(),
             sql: sql.into(),
         }

@@ -71,7 +71,7 @@ enum FixtureKind {
 }
 
 /// One fixture file, as written and relative to the test file's folder.
-struct Fixture {
+struct SeedFile {
     written: LitStr,
     kind: FixtureKind,
     relative: String,
@@ -83,7 +83,7 @@ struct Args {
     /// `migrations` or `migrator`, with the argument (for messages) and its name.
     migrations: Option<(TokenStream, &'static str, Migrations)>,
     /// The `fixtures(...)` groups' files, in order, and the first group (for messages).
-    fixtures: Vec<Fixture>,
+    fixtures: Vec<SeedFile>,
     first_fixtures: Option<TokenStream>,
     /// `flavor`: `true` for `"multi_thread"`.
     flavor: Option<(TokenStream, bool)>,
@@ -273,7 +273,7 @@ fn check_signature(item: &ItemFn) -> syn::Result<()> {
 
 /// `fixtures("users", "posts")`, `fixtures("../fixtures/users.sql")` or
 /// `fixtures(path = "dir", scripts("users", "posts"))`.
-fn parse_fixtures(input: ParseStream) -> syn::Result<Vec<Fixture>> {
+fn parse_fixtures(input: ParseStream) -> syn::Result<Vec<SeedFile>> {
     const FORMS: &str = "write `fixtures(\"users\", \"posts\")` (files in `fixtures/` beside \
         the test file), `fixtures(\"../fixtures/users.sql\")` (paths relative to the test file) \
         or `fixtures(path = \"dir\", scripts(\"users\", \"posts\"))`";
@@ -312,7 +312,7 @@ fn parse_fixtures(input: ParseStream) -> syn::Result<Vec<Fixture>> {
         }
         return Ok(names
             .into_iter()
-            .map(|name| Fixture {
+            .map(|name| SeedFile {
                 relative: format!(
                     "{}/{}",
                     dir.value().trim_end_matches('/'),
@@ -326,7 +326,7 @@ fn parse_fixtures(input: ParseStream) -> syn::Result<Vec<Fixture>> {
 
     let names = Punctuated::<LitStr, Token![,]>::parse_terminated(input)
         .map_err(|e| syn::Error::new(e.span(), FORMS))?;
-    let mut fixtures: Vec<Fixture> = Vec::with_capacity(names.len());
+    let mut fixtures: Vec<SeedFile> = Vec::with_capacity(names.len());
     for name in names {
         let value = name.value();
         let is_path = Path::new(&value).components().count() > 1;
@@ -344,13 +344,13 @@ fn parse_fixtures(input: ParseStream) -> syn::Result<Vec<Fixture>> {
             }
         }
         fixtures.push(if is_path {
-            Fixture {
+            SeedFile {
                 relative: value,
                 written: name,
                 kind: FixtureKind::Path,
             }
         } else {
-            Fixture {
+            SeedFile {
                 relative: format!("fixtures/{}", with_sql(&value)),
                 written: name,
                 kind: FixtureKind::Bare,
@@ -520,10 +520,10 @@ fn generate(item: &ItemFn, args: &Args, mark: Mark) -> syn::Result<TokenStream> 
     })
 }
 
-/// One `EmbeddedFixture` per file. The files are found from the test file's folder and
+/// One `EmbeddedSeedFile` per file. The files are found from the test file's folder and
 /// embedded by absolute path, so a missing one is an error here that names it; when the
 /// compiler cannot tell where the test file is, `include_str!` resolves the relative path.
-fn fixture_tokens(fixtures: &[Fixture]) -> syn::Result<Vec<TokenStream>> {
+fn fixture_tokens(fixtures: &[SeedFile]) -> syn::Result<Vec<TokenStream>> {
     let base = if fixtures.is_empty() {
         None
     } else {
@@ -549,7 +549,7 @@ fn fixture_tokens(fixtures: &[Fixture]) -> syn::Result<Vec<TokenStream>> {
                 None => (fixture.relative.clone(), fixture.relative.clone()),
             };
             Ok(quote! {
-                ::pgfresh::__private::EmbeddedFixture {
+                ::pgfresh::__private::EmbeddedSeedFile {
                     path: #shown,
                     contents: ::core::include_str!(#included),
                 }
@@ -558,7 +558,7 @@ fn fixture_tokens(fixtures: &[Fixture]) -> syn::Result<Vec<TokenStream>> {
         .collect()
 }
 
-fn missing_fixture(fixture: &Fixture, absolute: &Path) -> syn::Error {
+fn missing_fixture(fixture: &SeedFile, absolute: &Path) -> syn::Error {
     let written = fixture.written.value();
     let rule = match &fixture.kind {
         FixtureKind::Bare => format!(
