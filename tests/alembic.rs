@@ -17,11 +17,6 @@ use std::sync::{LazyLock, OnceLock};
 use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{Harness, MIGRATOR, TestDb, check};
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 const PROJECT: &str = "examples/alembic";
 const FIRST_ALEMBIC: &str = "a854624b4068";
 const FIRST_SQLX: i64 = 20230915120000;

@@ -11,11 +11,6 @@ use pgfresh::sqlx::pool::PoolConnection;
 use pgfresh::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use pgfresh::sqlx::{self, Executor, PgPool, Postgres};
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(pool)
@@ -223,10 +218,14 @@ with_fragments! {
 
 // --- a failing test keeps its database -------------------------------------------------------
 
-/// With `PGFRESH_TEST_PANIC` set (in a child), these fail: by a panic, or by returning `Err`,
-/// with the pool or with the guard. They print their database's name first.
+/// The child processes' entry points of
+/// `a_failing_or_err_test_keeps_its_database_and_says_how_to_connect`: with
+/// `PGFRESH_TEST_PANIC` set, these fail: by a panic, or by returning `Err`, with the pool or
+/// with the guard. They print their database's name first.
 #[pgfresh::test]
+#[ignore = "a child process's entry point, run by the test named in PARENT"]
 async fn fails_by_panicking(pool: PgPool) {
+    common::only_as_child("fails_by_panicking", PARENT);
     report(&pool).await;
     if std::env::var_os("PGFRESH_TEST_PANIC").is_some() {
         panic!("failing on purpose");
@@ -234,7 +233,9 @@ async fn fails_by_panicking(pool: PgPool) {
 }
 
 #[pgfresh::test]
+#[ignore = "a child process's entry point, run by the test named in PARENT"]
 async fn fails_by_err(pool: PgPool) -> Result<(), String> {
+    common::only_as_child("fails_by_err", PARENT);
     report(&pool).await;
     match std::env::var_os("PGFRESH_TEST_PANIC") {
         Some(_) => Err("failing on purpose".into()),
@@ -243,13 +244,18 @@ async fn fails_by_err(pool: PgPool) -> Result<(), String> {
 }
 
 #[pgfresh::test]
+#[ignore = "a child process's entry point, run by the test named in PARENT"]
 async fn fails_by_err_with_the_guard(db: TestDb) -> Result<(), String> {
+    common::only_as_child("fails_by_err_with_the_guard", PARENT);
     report(db.pool()).await;
     match std::env::var_os("PGFRESH_TEST_PANIC") {
         Some(_) => Err("failing on purpose".into()),
         None => Ok(()),
     }
 }
+
+/// The test that runs the three above as children.
+const PARENT: &str = "a_failing_or_err_test_keeps_its_database_and_says_how_to_connect";
 
 async fn report(pool: &PgPool) {
     let name: String = sqlx::query_scalar("SELECT current_database()::text")

@@ -9,12 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Running, broker_pid, kill, output, probe_field, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{PROBE, Running, broker_pid, kill, output, probe_field, rerun};
 
 /// The owner a test database's name carries: `pgfresh_<hash>_<owner>_<random>`.
 fn owner(name: &str) -> &str {
@@ -51,7 +46,7 @@ async fn test_processes_get_their_databases_from_one_broker_which_drops_them_aft
     };
     let mut owners = Vec::new();
     for _ in 0..3 {
-        let out = rerun("probe", &with_run_dir);
+        let out = rerun(PROBE, &with_run_dir);
         assert!(out.status.success(), "{}", output(&out));
         let name = probe_field(&out, "name");
         assert!(
@@ -78,7 +73,7 @@ async fn test_processes_get_their_databases_from_one_broker_which_drops_them_aft
     without.push(("PGFRESH_BROKER", "off"));
     let mut owners = Vec::new();
     for _ in 0..2 {
-        let out = rerun("probe", &without);
+        let out = rerun(PROBE, &without);
         assert!(out.status.success(), "{}", output(&out));
         owners.push(owner(&probe_field(&out, "name")).to_owned());
     }
@@ -94,7 +89,7 @@ async fn a_killed_test_process_database_is_dropped_by_the_broker() {
     let tag = uuid::Uuid::new_v4().to_string();
     let mut holding = env(&url, &tag);
     holding.push(("PGFRESH_TEST_SLEEP", "60000"));
-    let mut child = Running::spawn("probe", &holding);
+    let mut child = Running::spawn(PROBE, &holding);
     let name = common::field(&child.probe_line(), "name");
     assert!(common::database_exists(&admin, &name).await);
     child.kill();
@@ -114,11 +109,11 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
     // A holds its database through the broker's death, B dies with the broker.
     let mut a_env = env(&url, &tag);
     a_env.push(("PGFRESH_TEST_SLEEP", "8000"));
-    let mut a = Running::spawn("probe", &a_env);
+    let mut a = Running::spawn(PROBE, &a_env);
     let a_name = common::field(&a.probe_line(), "name");
     let mut b_env = env(&url, &tag);
     b_env.push(("PGFRESH_TEST_SLEEP", "60000"));
-    let mut b = Running::spawn("probe", &b_env);
+    let mut b = Running::spawn(PROBE, &b_env);
     let b_name = common::field(&b.probe_line(), "name");
     let first = broker_pid(&tag).expect("a broker serves them");
     // The broker makes the next databases ahead, as its own test databases.
@@ -143,7 +138,7 @@ async fn a_killed_broker_is_replaced_its_databases_swept_and_a_running_test_keep
     b.kill();
 
     // The next process starts another broker, whose sweep drops B's database and leaves A's.
-    let out = rerun("probe", &env(&url, &tag));
+    let out = rerun(PROBE, &env(&url, &tag));
     assert!(out.status.success(), "{}", output(&out));
     let second = broker_pid(&tag).expect("a new broker");
     assert_ne!(first, second);
@@ -187,7 +182,7 @@ async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut names = Vec::new();
     for i in 0..6 {
-        let out = rerun("probe", &env);
+        let out = rerun(PROBE, &env);
         assert!(out.status.success(), "{}", output(&out));
         if i == 0 {
             server.hold(Duration::from_secs(10));

@@ -7,21 +7,18 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::output;
+use common::{PROBE, output};
 use pgfresh::sqlx;
 
 const PROCESSES: usize = 8;
 const TESTS_PER_PROCESS: usize = 8;
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
-/// Eight tests at once, each with its whole pool busy for a moment, all eight at the same
-/// moment.
+/// A child process's entry point (of `eight_processes_of_eight_tests_fit`): eight tests at
+/// once, each with its whole pool busy for a moment, all eight at the same moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+#[ignore = "a child process's entry point, run by eight_processes_of_eight_tests_fit"]
 async fn eight_busy_tests() {
+    common::only_as_child("eight_busy_tests", "eight_processes_of_eight_tests_fit");
     let all_busy = std::sync::Arc::new(tokio::sync::Barrier::new(TESTS_PER_PROCESS));
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..TESTS_PER_PROCESS {
@@ -169,7 +166,7 @@ fn server_with_slots(slots: u32) -> Option<(common::OwnServer, String)> {
     let mut server = common::OwnServer::new("local", 5);
     let env = server.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = common::rerun("probe", &env);
+    let first = common::rerun(PROBE, &env);
     assert!(first.status.success(), "{}", output(&first));
     server.hold(Duration::from_secs(10));
     server.restart_with(&[&format!("max_connections = {slots}")]);
@@ -182,7 +179,7 @@ fn probes_on(url: &str, n: usize) -> Vec<std::process::Child> {
     (0..n)
         .map(|_| {
             common::child(
-                "probe",
+                PROBE,
                 &[
                     ("PGFRESH_SERVER", "url"),
                     ("DB_URL", url),

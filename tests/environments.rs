@@ -11,20 +11,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::output;
+use common::{PROBE, output};
 
+/// A child process's entry point (of `a_run_directory_that_fills_up_says_so`): takes
+/// databases, holding them, until one fails (at most 200), and prints `FILLED <n>` and the
+/// error on a `FILLERR` line.
 #[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
-/// With `PGFRESH_TEST_FILL` set (in a child): takes databases, holding them, until one fails
-/// (at most 200), and prints `FILLED <n>` and the error on a `FILLERR` line.
-#[tokio::test]
+#[ignore = "a child process's entry point, run by a_run_directory_that_fills_up_says_so"]
 async fn fill() {
-    if std::env::var_os("PGFRESH_TEST_FILL").is_none() {
-        return;
-    }
+    common::only_as_child("fill", "a_run_directory_that_fills_up_says_so");
     let harness = pgfresh::Harness::new(&pgfresh::MIGRATOR);
     let mut held = Vec::new();
     for _ in 0..200 {
@@ -130,7 +125,7 @@ fn a_small_dev_shm_is_passed_over_for_the_temporary_directory() {
         if let Some(dir) = migrations {
             env.push(("PGFRESH_TEST_MIGRATIONS", dir));
         }
-        let (ok, text) = in_namespace(Path::new("/dev/shm"), "64m", "probe", &env);
+        let (ok, text) = in_namespace(Path::new("/dev/shm"), "64m", PROBE, &env);
         assert!(ok, "{migrations:?}:\n{text}");
         assert!(text.contains("PROBE name="), "{text}");
         assert!(
@@ -156,11 +151,7 @@ fn a_run_directory_that_fills_up_says_so() {
         // Room for the cluster, not for many databases.
         ("120m", "fill", "FILLERR "),
         // No room for initdb at all.
-        (
-            "12m",
-            "probe",
-            "pgfresh could not provide a test database: ",
-        ),
+        ("12m", PROBE, "pgfresh could not provide a test database: "),
     ] {
         let run_dir = open_dir();
         let shown = run_dir.path().display().to_string();
@@ -168,7 +159,6 @@ fn a_run_directory_that_fills_up_says_so() {
             ("PGFRESH_SERVER", "local"),
             ("PGFRESH_LINGER", "1"),
             ("PGFRESH_RUN_DIR", shown.as_str()),
-            ("PGFRESH_TEST_FILL", "1"),
             ("PGFRESH_READY", "2"),
         ];
         let (_, text) = in_namespace(run_dir.path(), size, child, &env);

@@ -5,17 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{output, rerun};
+use common::{PROBE, output, rerun};
 use pgfresh::sqlx;
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
 
 /// Runs the probe with `env`, expects it to fail, and returns what it printed.
 fn fails_with(env: &[(&str, &str)]) -> String {
-    let out = rerun("probe", env);
+    let out = rerun(PROBE, env);
     let text = output(&out);
     assert!(!out.status.success(), "expected a failure, got:\n{text}");
     assert!(
@@ -204,7 +199,7 @@ async fn exhausted_connections_name_the_cause_and_the_remedy() {
     let started = Instant::now();
     // pgfresh waits for a slot first: two seconds here, thirty by default.
     let out = rerun(
-        "probe",
+        PROBE,
         &[
             ("PGFRESH_SERVER", "url"),
             ("DB_URL", url.as_str()),
@@ -277,7 +272,7 @@ async fn another_role_on_the_same_server_gets_its_own_ready_databases() {
         .await
         .unwrap();
     // Twice: the second run finds the first one's ready clones.
-    let outs = [rerun("probe", &env), rerun("probe", &env)];
+    let outs = [rerun(PROBE, &env), rerun(PROBE, &env)];
     // The role's broker drops and makes its databases until it ends, idle.
     let gone = common::eventually(Duration::from_secs(20), || {
         common::broker_pid(&role).is_none()
@@ -400,15 +395,15 @@ async fn the_database_in_db_url_is_never_written_into() {
     .unwrap();
     let migrations = migrations.path().display().to_string();
     let url_env = [("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())];
-    let passing = rerun("probe", &url_env);
+    let passing = rerun(PROBE, &url_env);
     assert!(passing.status.success(), "{}", output(&passing));
     let failing = rerun(
-        "probe",
+        PROBE,
         &[url_env[0], url_env[1], ("PGFRESH_TEST_PANIC", "1")],
     );
     assert!(!failing.status.success(), "{}", output(&failing));
     let new_set = rerun(
-        "probe",
+        PROBE,
         &[
             url_env[0],
             url_env[1],

@@ -8,13 +8,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{OwnServer, Running, field, output, probe_field};
+use common::{OwnServer, PROBE, Running, field, output, probe_field};
 use pgfresh::sqlx::{self, PgPool};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
 
 /// `server.env()` plus `extra`, as the `&str` pairs [`Running::spawn`] takes.
 fn env_with<'a>(
@@ -95,10 +90,7 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
     let mut server = OwnServer::new("local", 5);
     let base = server.env();
 
-    let mut victim = Running::spawn(
-        "probe",
-        &env_with(&base, &[("PGFRESH_TEST_SLEEP", "60000")]),
-    );
+    let mut victim = Running::spawn(PROBE, &env_with(&base, &[("PGFRESH_TEST_SLEEP", "60000")]));
     let name = field(&victim.probe_line(), "name");
     server.hold(Duration::from_secs(10));
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
@@ -122,7 +114,7 @@ async fn killed_test_process_leaves_its_database_to_the_next_sweep() {
 
     // The next process sweeps in the background after its first hand-out, and waits for the
     // sweep when it exits.
-    let next = Running::spawn("probe", &env_with(&base, &[]));
+    let next = Running::spawn(PROBE, &env_with(&base, &[]));
     assert!(
         common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
         "the next process did not sweep {name} (marker {:?})",
@@ -146,7 +138,7 @@ async fn exit_waits_for_a_stuck_drop_at_most_ten_seconds_and_says_so() {
     }
     let mut server = OwnServer::new("local", 5);
     let base = server.env();
-    let child = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "2000")]));
+    let child = Running::spawn(PROBE, &env_with(&base, &[("PGFRESH_TEST_SLEEP", "2000")]));
     let mut child = child;
     let name = field(&child.probe_line(), "name");
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
@@ -206,7 +198,7 @@ async fn stuck_administrative_connections_fail_the_next_request_in_bounded_time(
     let go = dir.path().join("go");
     let spec = format!("4:{}", go.display());
     let mut child = Running::spawn(
-        "probe",
+        PROBE,
         // The process's own administrative connections, which a broker would spare it.
         &env_with(
             &base,
@@ -261,10 +253,10 @@ async fn sweep_never_drops_a_live_processs_database() {
     let base = server.env();
     let holding = env_with(&base, &[("PGFRESH_TEST_SLEEP", "60000")]);
 
-    let mut live = Running::spawn("probe", &holding);
+    let mut live = Running::spawn(PROBE, &holding);
     let live_name = field(&live.probe_line(), "name");
     server.hold(Duration::from_secs(10));
-    let mut dead = Running::spawn("probe", &holding);
+    let mut dead = Running::spawn(PROBE, &holding);
     let dead_name = field(&dead.probe_line(), "name");
     let admin = PgPool::connect(&server.admin_url()).await.unwrap();
     let live_mark = marker(&admin, &live_name).await;
@@ -287,7 +279,7 @@ async fn sweep_never_drops_a_live_processs_database() {
         "the killed process's owner lock outlived it by 5 s"
     );
 
-    let sweeper = Running::spawn("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
+    let sweeper = Running::spawn(PROBE, &env_with(&base, &[("PGFRESH_TEST_SLEEP", "3000")]));
     let dropped = common::dropped_within(&admin, &dead_name, Duration::from_secs(10)).await;
     let (status, text) = sweeper.finish(Duration::from_secs(60));
     assert!(
@@ -331,7 +323,7 @@ fn killed_server_fails_the_next_request_fast_and_clearly() {
     let mut server = OwnServer::new("local", 2);
     let base = server.env();
     let mut child = Running::spawn(
-        "probe",
+        PROBE,
         &env_with(
             &base,
             &[("PGFRESH_TEST_SLEEP", "2000"), ("PGFRESH_TEST_AGAIN", "1")],
@@ -390,7 +382,7 @@ async fn sixteen_processes_against_a_cold_server(kind: &'static str) {
     let start = Instant::now();
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
-            common::child("probe", &env)
+            common::child(PROBE, &env)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -443,7 +435,7 @@ async fn sixteen_processes_against_a_cold_server(kind: &'static str) {
     // unmarked; the next process's sweep removes it (it has pgfresh's connection limit and
     // its dead creator in its name).
     if kinds("unmarked") > 0 {
-        let next = common::rerun("probe", &env_with(&base, &[("PGFRESH_TEST_SLEEP", "1500")]));
+        let next = common::rerun(PROBE, &env_with(&base, &[("PGFRESH_TEST_SLEEP", "1500")]));
         assert!(next.status.success(), "{}", output(&next));
         let after = common::pgfresh_databases(&admin).await;
         let unmarked = after
@@ -508,7 +500,7 @@ async fn template_build_killed_half_way_is_rebuilt_by_the_next_process() {
     let base = server.env();
     let env = env_with(&base, &[("PGFRESH_TEST_MIGRATIONS", &dir)]);
 
-    let mut builder = Running::spawn("probe", &env);
+    let mut builder = Running::spawn(PROBE, &env);
     server.hold(Duration::from_secs(30));
     let mut admin = None;
     let start = Instant::now();
@@ -552,7 +544,7 @@ async fn template_build_killed_half_way_is_rebuilt_by_the_next_process() {
     // The next process keeps its database, so that we can look into it.
     let mut keep = env.clone();
     keep.push(("PGFRESH_KEEP", "always"));
-    let next = Running::spawn("probe", &keep);
+    let next = Running::spawn(PROBE, &keep);
     let (status, text) = next.finish(Duration::from_secs(60));
     assert!(status.success(), "{text}");
     let name = field(&text[text.find("PROBE ").unwrap()..], "name");

@@ -9,11 +9,6 @@ mod common;
 use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{Harness, MIGRATOR, TestDb};
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 async fn rows(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT url FROM datadump ORDER BY url")
         .fetch_all(pool)

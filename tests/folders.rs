@@ -9,11 +9,6 @@ use std::path::Path;
 use pgfresh::Harness;
 use pgfresh::sqlx;
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), files);

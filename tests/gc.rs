@@ -6,12 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::{Running, broker_pid, kill, output, probe_field, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{PROBE, Running, broker_pid, kill, output, probe_field, rerun};
 
 fn gc(args: &[&str], run_dir: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pgfresh"))
@@ -35,7 +30,7 @@ fn dry_run_lists_and_gc_removes_everything() {
 
     // A cluster of its own that stays up, with a kept database and a template.
     let out = rerun(
-        "probe",
+        PROBE,
         &[
             ("PGFRESH_SERVER", "local"),
             ("PGFRESH_RUN_DIR", &run_dir),
@@ -112,7 +107,7 @@ async fn gc_removes_the_directory_a_killed_broker_left_but_not_a_live_brokers() 
         ("PGFRESH_READY", "0"),
         ("PGFRESH_TEST_SLEEP", "60000"),
     ];
-    let mut child = Running::spawn("probe", &env);
+    let mut child = Running::spawn(PROBE, &env);
     let name = common::field(&child.probe_line(), "name");
     let broker_dir = std::fs::read_dir(base.path())
         .unwrap()

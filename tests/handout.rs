@@ -9,11 +9,6 @@ use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{MIGRATOR, ServerSource};
 
 #[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
-#[tokio::test]
 async fn head_schema_is_the_design_table() {
     let db = pgfresh::test_db().await;
     let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(

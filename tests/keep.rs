@@ -4,12 +4,7 @@
 
 mod common;
 
-use common::{output, probe_field, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{PROBE, output, probe_field, rerun};
 
 /// One case of the policy: the child's `PGFRESH_KEEP` (unset when `None`), whether its test
 /// fails, and why it keeps its database (`None`: it drops it).
@@ -57,7 +52,7 @@ async fn the_policy_decides_whether_a_database_survives_its_test() {
         if case.fails {
             env.push(("PGFRESH_TEST_PANIC", "1"));
         }
-        let out = rerun("probe", &env);
+        let out = rerun(PROBE, &env);
         let text = output(&out);
         let what = format!("PGFRESH_KEEP={:?}, failing: {}", case.keep, case.fails);
         assert_eq!(out.status.success(), !case.fails, "{what}:\n{text}");
@@ -102,7 +97,7 @@ fn kept_database_lives_until_the_next_run() {
         // Long enough for the process's background sweep to finish.
         env.push(("PGFRESH_TEST_SLEEP", "1500"));
         env.extend_from_slice(extra);
-        rerun("probe", &env)
+        rerun(PROBE, &env)
     };
     let failed = run("run-a", &[("PGFRESH_TEST_PANIC", "1")]);
     assert!(!failed.status.success(), "{}", output(&failed));

@@ -13,13 +13,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{OwnServer, Running, field, output, probe_field};
+use common::{OwnServer, PROBE, Running, field, output, probe_field};
 use pgfresh::sqlx::PgPool;
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
 
 /// Test processes of the first run.
 const FIRST_RUN: usize = 200;
@@ -68,7 +63,7 @@ fn run(server: &mut OwnServer, count: usize, killed: &[usize]) -> Vec<Outcome> {
                     }
                     let outcome = if killed.contains(&i) {
                         env.push(("PGFRESH_TEST_SLEEP", "60000"));
-                        let mut child = Running::spawn("probe", &env);
+                        let mut child = Running::spawn(PROBE, &env);
                         let line = child.probe_line();
                         child.kill();
                         Outcome {
@@ -77,7 +72,7 @@ fn run(server: &mut OwnServer, count: usize, killed: &[usize]) -> Vec<Outcome> {
                             failed: false,
                         }
                     } else {
-                        let out: Output = common::rerun("probe", &env);
+                        let out: Output = common::rerun(PROBE, &env);
                         assert_eq!(out.status.success(), !fails(i), "{}", output(&out));
                         Outcome {
                             name: probe_field(&out, "name"),

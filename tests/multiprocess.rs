@@ -5,16 +5,11 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{output, probe_field};
+use common::{PROBE, output, probe_field};
 use pgfresh::sqlx;
 
 /// How many processes start at once.
 const PROCESSES: usize = 6;
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
 
 #[tokio::test]
 async fn processes_share_one_template_built_once() {
@@ -39,7 +34,7 @@ async fn processes_share_one_template_built_once() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             common::child(
-                "probe",
+                PROBE,
                 &[
                     ("PGFRESH_SERVER", "url"),
                     ("DB_URL", &url),

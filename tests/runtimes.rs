@@ -10,11 +10,6 @@ use pgfresh::sqlx;
 use pgfresh::{TestDb, db};
 use rstest::rstest;
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 async fn use_it(db: &TestDb) {
     sqlx::query("INSERT INTO datadump (url, service, method) VALUES ('u', 's', 'GET')")
         .execute(db.pool())

@@ -10,12 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{OwnServer, output, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{OwnServer, PROBE, output, rerun};
 
 const OTHER: &str = "nobody";
 
@@ -72,7 +67,7 @@ fn another_user_can_read_nothing_a_server_keeps() {
         let mut server = OwnServer::new(kind, 2);
         let env = server.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = rerun("probe", &env);
+        let out = rerun(PROBE, &env);
         assert!(out.status.success(), "{kind}: {}", output(&out));
         server.hold(Duration::from_secs(10));
         let dir = server.run_dir().expect("the child made its run directory");
@@ -144,7 +139,7 @@ fn refuses(kind: &'static str, plant: Plant) {
     std::fs::set_permissions(server.base(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let env = server.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let first = rerun("probe", &env);
+    let first = rerun(PROBE, &env);
     assert!(first.status.success(), "{case}: {}", output(&first));
     let port = common::probe_field(&first, "port").parse().unwrap();
     assert!(
@@ -172,7 +167,7 @@ fn refuses(kind: &'static str, plant: Plant) {
     }
     let before = listing(Path::new(planted));
 
-    let out = rerun("probe", &env);
+    let out = rerun(PROBE, &env);
     let text = output(&out);
     assert!(!out.status.success(), "{case}: pgfresh used it:\n{text}");
     let why = match plant {
@@ -263,7 +258,7 @@ fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
     assert!(made.is_empty(), "{made:?}\n{text}");
 
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let out = rerun("probe", &base_env(&shown));
+    let out = rerun(PROBE, &base_env(&shown));
     assert!(out.status.success(), "{}", output(&out));
 }
 
@@ -282,7 +277,7 @@ fn refused_base(mode: u32) -> (tempfile::TempDir, String, String) {
     let base = tempfile::tempdir().unwrap();
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(mode)).unwrap();
     let shown = base.path().display().to_string();
-    let out = rerun("probe", &base_env(&shown));
+    let out = rerun(PROBE, &base_env(&shown));
     let text = output(&out);
     assert!(!out.status.success(), "{text}");
     (base, shown, text)

@@ -6,12 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, output, probe_field, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{PROBE, eventually, output, probe_field, rerun};
 
 /// The source the environment names is the one that serves: a CI job whose source is missing
 /// (no Docker daemon, no binaries, no `DB_URL`) fails here rather than testing another.
@@ -33,7 +28,7 @@ async fn the_source_the_environment_names_serves_a_database() {
 #[tokio::test]
 async fn auto_prefers_db_url() {
     let db = pgfresh::test_db().await;
-    let out = rerun("probe", &[("DB_URL", &common::server_url(&db))]);
+    let out = rerun(PROBE, &[("DB_URL", &common::server_url(&db))]);
     assert!(out.status.success(), "{}", output(&out));
     assert_eq!(probe_field(&out, "source"), "url");
 }
@@ -50,7 +45,7 @@ fn run_alone(env: &[(&str, &str)], run_dir: &std::path::Path, panic: bool) -> u1
     if panic {
         env.push(("PGFRESH_TEST_PANIC", "1"));
     }
-    let out = rerun("probe", &env);
+    let out = rerun(PROBE, &env);
     assert_eq!(out.status.success(), !panic, "{}", output(&out));
     probe_field(&out, "port").parse().unwrap()
 }

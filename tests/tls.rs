@@ -10,12 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{OwnServer, output, rerun};
-
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
+use common::{OwnServer, PROBE, output, rerun};
 
 /// A CA and a server certificate it signed for `localhost` and 127.0.0.1, made with openssl in
 /// `dir`: `ca.crt`, `server.crt`, `server.key`.
@@ -42,7 +37,7 @@ async fn tls_server(certs: &Path) -> OwnServer {
     let mut server = OwnServer::new("local", 5);
     let env = server.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = rerun("probe", &env);
+    let out = rerun(PROBE, &env);
     assert!(out.status.success(), "{}", output(&out));
     server.hold(Duration::from_secs(10));
     let data = server.run_dir().expect("a run directory").join("data");
@@ -78,7 +73,7 @@ async fn a_server_that_requires_tls_works_out_of_the_box() {
     };
     let run = |url: String| {
         rerun(
-            "probe",
+            PROBE,
             &[("PGFRESH_SERVER", "url"), ("DB_URL", url.as_str())],
         )
     };

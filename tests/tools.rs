@@ -11,11 +11,6 @@ use std::time::Duration;
 use pgfresh::Harness;
 use pgfresh::sqlx::{self, Connection, PgConnection};
 
-#[tokio::test]
-async fn probe() {
-    common::probe().await;
-}
-
 /// A command line for `sh -c`, with `$DIR` meaning `dir`.
 fn sh(script: &str, dir: &Path) -> Harness {
     Harness::from_command([

@@ -1,5 +1,12 @@
 //! Running this test binary again as a child process with another environment, and reading
 //! what the child prints.
+//!
+//! A child runs one of the binary's child-process entry points ([`PROBE`], and a few that
+//! only one binary has): tests marked `#[ignore = "…"]`, so that neither runner runs them on
+//! their own, which start with [`only_as_child`], so that one run on purpose
+//! (`--include-ignored`) fails saying what it is instead of passing without proving anything.
+//! They stay in the test binary (rather than a helper binary of their own) so that a child is
+//! a test process like the ones pgfresh serves, and is built whenever its parent is.
 
 use std::process::{Command, Output};
 
@@ -20,24 +27,49 @@ const VARS: &[&str] = &[
     "PGFRESH_TEST_SLEEP",
     "PGFRESH_TEST_AGAIN",
     "PGFRESH_TEST_BUSY",
+    CHILD_VAR,
     // nextest's, which turns prefetching off: a child runs the same way under either runner.
     "NEXTEST_EXECUTION_MODE",
 ];
 
-/// Runs the test `name` of this binary in a child process with `env` as pgfresh's environment.
+/// Set by [`child`] in every child's environment; [`only_as_child`] looks for it.
+const CHILD_VAR: &str = "PGFRESH_TEST_CHILD";
+
+/// Runs the test `name` of this binary (an entry point such as [`PROBE`], or any test) in a
+/// child process with `env` as pgfresh's environment.
 pub fn rerun(name: &str, env: &[(&str, &str)]) -> Output {
     child(name, env).output().expect("the test binary runs")
 }
 
-/// The command [`rerun`] runs, to spawn it yourself.
+/// The command [`rerun`] runs, to spawn it yourself: this binary, filtered to exactly `name`,
+/// ignored or not.
 pub fn child(name: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "--exact",
+        name,
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for var in VARS {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
+    cmd.env(CHILD_VAR, name);
     cmd
+}
+
+/// The first step of a child-process entry point: panics unless [`child`] started this process
+/// to run `name`, pointing at what does (`started_by`). An entry point is not a test; run on
+/// its own, it fails rather than passes.
+pub fn only_as_child(name: &str, started_by: &str) {
+    let asked = std::env::var(CHILD_VAR).ok();
+    assert!(
+        asked.as_deref() == Some(name),
+        "`{name}` is not a test but a child process's entry point: run what starts it \
+         ({started_by})"
+    );
 }
 
 /// stdout and stderr of a child, for assertions and failure messages.

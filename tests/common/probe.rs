@@ -1,11 +1,18 @@
-//! The probe: what every test binary's `probe` test runs, in the parent and in children.
+//! The probe: the child-process entry point of every test binary that runs tests/common.
 
 use pgfresh::TestDb;
 use pgfresh::sqlx;
 
-/// What every test binary's `probe` test does: get a database the way the environment says,
-/// use it, report it, and fail on request. Run by the parent as an ordinary test, and by other
-/// tests as a child process with another environment.
+/// The probe's test name, for [`rerun`](super::rerun), [`child`](super::child) and
+/// [`Running::spawn`](super::Running::spawn).
+pub const PROBE: &str = "common::probe::probe";
+
+/// What the probe does in a child: get a database the way the environment says, use it,
+/// report it on a `PROBE` line, and fail on request (`PGFRESH_TEST_PANIC`). Defined once here,
+/// so every binary that takes tests/common has it (as `common::probe::probe`) for its tests to
+/// run as a child with another environment. Whether the environment's own source serves a
+/// database is a test of its own:
+/// `sources::the_source_the_environment_names_serves_a_database`.
 ///
 /// `PGFRESH_TEST_SLEEP=<ms>` makes it hold its database that long after reporting it (for a
 /// parent to kill it, or the server, meanwhile), and `PGFRESH_TEST_AGAIN` makes it then ask for
@@ -13,7 +20,10 @@ use pgfresh::sqlx;
 /// take `n` more, report them on a `BUSY` line, wait (at most 60 s) until the parent creates
 /// `<file>` (once it has locked their markers), drop them, and after 1 s more ask for one more
 /// database, reporting the outcome on a `BUSYERR` or `BUSYOK` line.
-pub async fn probe() {
+#[tokio::test]
+#[ignore = "a child process's entry point, run by this binary's tests (common::PROBE)"]
+async fn probe() {
+    super::only_as_child(PROBE, "the tests of this binary that use common::PROBE");
     let db = probe_db().await;
     let one: i32 = sqlx::query_scalar("SELECT 1")
         .fetch_one(db.pool())
