@@ -1,8 +1,9 @@
-//! `#[pgfresh::test]` against real databases: every argument form and both return types,
-//! each attribute argument (`migrations = "dir"`, `migrations = false`, `migrator`, the
-//! `./migrations` default, every `fixtures(...)` form, several groups in order, `flavor`,
-//! `worker_threads`), use inside `macro_rules!`, many tests in parallel, and a failing or
-//! `Err`-returning test keeping its database and saying how to connect.
+//! `#[pgfresh::test]` against real databases: every argument form (one taking nothing needs no
+//! server) and both return types, each attribute argument (`migrations = "dir"`,
+//! `migrations = false`, `migrator`, the `./migrations` default, every `fixtures(...)` form,
+//! several groups in order, `flavor`, `worker_threads`), use inside `macro_rules!`, many tests
+//! in parallel, and a failing or `Err`-returning test keeping its database and saying how to
+//! connect.
 
 mod common;
 
@@ -60,9 +61,38 @@ async fn takes_the_guard(db: TestDb) {
     assert_eq!(db.current_version().await.unwrap(), Some(20231002090000));
 }
 
+/// No argument: the attribute runs the body on its runtime (current-thread, timers on) and
+/// makes no database for it (`a_test_that_takes_nothing_needs_no_server` runs it as a child
+/// where no server answers).
 #[pgfresh::test]
 async fn takes_nothing() {
-    assert_eq!(1 + 1, 2);
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
+    // Panics on a runtime without the time driver.
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    println!("NOTHING ran");
+}
+
+/// Where no server answers, a test that takes nothing passes, its body run, while one that
+/// takes a pool fails for want of a database.
+#[test]
+fn a_test_that_takes_nothing_needs_no_server() {
+    // Port 1: nothing listens there.
+    let nowhere = [
+        ("PGFRESH_SERVER", "url"),
+        ("DB_URL", "postgresql://pgfresh@127.0.0.1:1/nowhere"),
+    ];
+    let with_a_pool = common::rerun("takes_a_pool", &nowhere);
+    let text = common::output(&with_a_pool);
+    assert!(!with_a_pool.status.success(), "{text}");
+    assert!(
+        text.contains("pgfresh could not provide a test database"),
+        "{text}"
+    );
+    let out = common::rerun("takes_nothing", &nowhere);
+    let text = common::output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("NOTHING ran"), "{text}");
 }
 
 #[pgfresh::test]
