@@ -54,12 +54,14 @@ fn checked_dir(dir: &LitStr) -> syn::Result<String> {
     let root = paths::manifest_dir().map_err(|e| syn::Error::new(dir.span(), e))?;
     let absolute = paths::normalize(&root.join(path));
     if !absolute.is_dir() {
+        // The folder relative to the crate root (when it lies inside), so that the message
+        // reads the same on every machine and in every target directory.
         return Err(syn::Error::new(
             dir.span(),
             format!(
                 "no migrations folder `{}`: `\"{value}\"` is relative to the crate root (the \
                  folder of its Cargo.toml); create the folder or name an existing one",
-                absolute.display()
+                paths::for_display(&absolute)
             ),
         ));
     }
@@ -124,9 +126,28 @@ fn continues_path(previous: Option<&TokenTree>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proc_macro2::Span;
     use quote::quote;
+    use syn::LitStr;
 
-    use super::reroot;
+    use super::{checked_dir, reroot};
+
+    #[test]
+    fn a_missing_folder_is_named_relative_to_the_crate_root() {
+        for (written, shown) in [
+            ("no/such/folder", "`no/such/folder`"),
+            ("./no/../such", "`such`"),
+        ] {
+            let e = checked_dir(&LitStr::new(written, Span::call_site())).unwrap_err();
+            let message = e.to_string();
+            assert!(
+                message.starts_with(&format!("no migrations folder {shown}: ")),
+                "{message}"
+            );
+            let root = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+            assert!(!message.contains(&root), "{message}");
+        }
+    }
 
     #[test]
     fn reroots_absolute_sqlx_paths_in_groups_too() {
