@@ -3,28 +3,15 @@
 //! for a down that forgets an index; `--update` writes the snapshot and a later migration is
 //! reported as drift; `--database-url` catches a migration edited after it was applied.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use pgfresh::Harness;
+use run::Run;
 use tempfile::TempDir;
-
-/// The outcome of one `pgfresh check` run.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// `pgfresh check <args>` in `dir`, without `DB_URL`/`DATABASE_URL`, so the history check
 /// compares with a database only when `--database-url` says so. The checks' own databases
@@ -41,12 +28,7 @@ fn check(dir: &Path, args: &[&str]) -> Run {
     if let Ok(url) = server {
         cmd.env("DATABASE_URL", url);
     }
-    let out: Output = cmd.arg("check").args(args).output().unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(cmd.arg("check").args(args).output().unwrap())
 }
 
 /// A project folder with `migrations/` holding `files`.

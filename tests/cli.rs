@@ -2,11 +2,15 @@
 //! database up and down with its data intact, `current` and `history` mark where it stands,
 //! `revision` writes a timestamped pair, and every refusal says why and what to do.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use pgfresh::sqlx::{self, PgPool};
 use pgfresh::{Harness, MIGRATOR, TestDb};
+use run::Run;
 
 const LEGACY: &str = "20230915120000";
 const JSONB: &str = "20231002090000";
@@ -18,24 +22,6 @@ async fn empty_db() -> TestDb {
     Harness::from_dir(empty.path()).test_db().await.unwrap()
 }
 
-/// A finished `pgfresh` run.
-struct Run {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// `pgfresh` with `DB_URL` and `DATABASE_URL` removed from its environment, run in the crate
 /// root (so the default `--source migrations/` is the crate's own).
 fn pgfresh() -> Command {
@@ -44,15 +30,6 @@ fn pgfresh() -> Command {
         .env_remove("DB_URL")
         .env_remove("DATABASE_URL");
     cmd
-}
-
-fn finish(out: Output) -> Run {
-    Run {
-        ok: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// `pgfresh <args> --database-url <db>` with the crate's migrations.
@@ -69,7 +46,7 @@ fn run_in(db: &TestDb, source: &Path, args: &[&str]) -> Run {
         .arg(source)
         .output()
         .unwrap();
-    finish(out)
+    Run::from(out)
 }
 
 fn ok(run: Run) -> String {
@@ -149,7 +126,7 @@ async fn a_legacy_insert_survives_upgrade_head_and_downgrade_minus_one() {
         .args(["upgrade", LEGACY, "--database-url", &db.url()])
         .output()
         .unwrap();
-    let out = ok(finish(out));
+    let out = ok(Run::from(out));
     assert!(
         out.contains(&format!("upgrade base -> {LEGACY}: legacy datadump")),
         "{out}"
@@ -476,13 +453,13 @@ async fn an_unreachable_database_is_named_without_its_password() {
         .unwrap()
         .port();
     let url = format!("postgresql://alice:s3cr3t-Pa55@127.0.0.1:{port}/qualer");
-    let by_flag = finish(
+    let by_flag = Run::from(
         pgfresh()
             .args(["current", "--database-url", &url])
             .output()
             .unwrap(),
     );
-    let by_env = finish(
+    let by_env = Run::from(
         pgfresh()
             .arg("upgrade")
             .arg("head")
@@ -501,7 +478,7 @@ async fn an_unreachable_database_is_named_without_its_password() {
         assert!(!e.contains("s3cr3t-Pa55"), "{e}");
     }
     let bad = "postgresql://alice:s3cr3t-Pa55@127.0.0.1:notaport/qualer";
-    let e = refused(finish(
+    let e = refused(Run::from(
         pgfresh()
             .args(["current", "--database-url", bad])
             .output()
@@ -515,7 +492,7 @@ async fn an_unreachable_database_is_named_without_its_password() {
     );
     assert!(!e.contains("s3cr3t-Pa55"), "{e}");
 
-    let help = finish(
+    let help = Run::from(
         pgfresh()
             .arg("--help")
             .env("DB_URL", &url)
@@ -544,13 +521,13 @@ async fn the_flag_wins_over_db_url() {
         .env("DB_URL", &unreachable)
         .output()
         .unwrap();
-    assert!(ok(finish(out)).starts_with("base"));
+    assert!(ok(Run::from(out)).starts_with("base"));
     let out = pgfresh()
         .arg("current")
         .env("DB_URL", db.url())
         .output()
         .unwrap();
-    assert!(ok(finish(out)).starts_with("base"));
+    assert!(ok(Run::from(out)).starts_with("base"));
 }
 
 #[tokio::test]
@@ -600,7 +577,7 @@ async fn revision_writes_a_timestamped_pair_that_upgrades_and_downgrades() {
             .arg(folder.path())
             .output()
             .unwrap();
-        ok(finish(out))
+        ok(Run::from(out))
             .lines()
             .map(|l| PathBuf::from(l.strip_prefix("created ").expect("created <path>")))
             .collect()
@@ -652,7 +629,7 @@ async fn revision_writes_a_timestamped_pair_that_upgrades_and_downgrades() {
     ok(run_in(&db, folder.path(), &["downgrade", "base"]));
     assert_eq!(version(&db).await, None);
 
-    let out = finish(
+    let out = Run::from(
         pgfresh()
             .args(["revision", "-m", "→ …", "--source"])
             .arg(folder.path())
@@ -669,7 +646,7 @@ async fn revision_writes_a_timestamped_pair_that_upgrades_and_downgrades() {
     // A --source that is a file, not a folder.
     let file = folder.path().join("not_a_folder");
     std::fs::write(&file, "").unwrap();
-    let out = finish(
+    let out = Run::from(
         pgfresh()
             .args(["revision", "-m", "x", "--source"])
             .arg(&file)
