@@ -13,10 +13,10 @@ use crate::config::Config;
 use crate::dispense::dispenser;
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
-use crate::recipe::{EmbeddedSeedFile, Recipe, SeedFile, Steps, Tool};
+use crate::recipe::{EmbeddedSeedFile, Given, Recipe, SeedFile, Steps, Tool};
 use crate::server::address;
 use crate::testdb::TestDb;
-use crate::tool::{self, BoxError, BuildFn, DEFAULT_TIMEOUT, hash_inputs};
+use crate::tool::{self, BoxError, BuildFn};
 use crate::{pool, worker};
 
 /// Connections per test pool unless [`Harness::with_pool_size`] says otherwise: enough for a
@@ -42,28 +42,13 @@ pub const DEFAULT_POOL_SIZE: u32 = 5;
 /// ```
 #[derive(Debug)]
 pub struct Harness {
-    source: Source,
+    /// What builds the template before the seed files, as given.
+    steps: Given,
     fixtures: Vec<SeedFileOrigin>,
-    /// Files and folders whose contents make the hash of a tool's template.
-    inputs: Vec<PathBuf>,
-    timeout: Duration,
     /// A builder method used where it means nothing, reported by the first `test_db`.
     misuse: Option<&'static str>,
     pool_size: u32,
     prepared: OnceCell<Result<Recipe>>,
-}
-
-/// What builds the template before the fixtures.
-#[derive(Debug)]
-enum Source {
-    /// A sqlx migration set.
-    Sqlx(Origin),
-    /// Nothing: an empty database.
-    Nothing,
-    /// A migration tool, run as a command.
-    Command(tool::Command),
-    /// Rust code.
-    Function(tool::Function),
 }
 
 /// Where a seed file (`with_fixtures`) comes from: read on first use, or embedded at compile
@@ -77,24 +62,33 @@ enum SeedFileOrigin {
 impl Harness {
     /// A harness for a migrator, usually `sqlx::migrate!()` in a `static`.
     pub const fn new(migrator: &'static Migrator) -> Self {
-        Self::from_source(Source::Sqlx(Origin::Static(migrator)))
+        Self::from_steps(Steps::Sqlx {
+            set: Origin::Static(migrator),
+            upto: None,
+        })
     }
 
     /// A harness for a migrations folder read at run time (relative paths are relative to the
     /// working directory, which `cargo test` sets to the crate's root). The folder is read on
     /// the first [`test_db`](Harness::test_db); a missing or unreadable folder is reported there.
     pub fn from_dir(path: impl Into<PathBuf>) -> Self {
-        Self::from_source(Source::Sqlx(Origin::Dir(path.into())))
+        Self::from_steps(Steps::Sqlx {
+            set: Origin::Dir(path.into()),
+            upto: None,
+        })
     }
 
     /// A harness for the migration set `origin`.
     pub(crate) const fn from_origin(origin: Origin) -> Self {
-        Self::from_source(Source::Sqlx(origin))
+        Self::from_steps(Steps::Sqlx {
+            set: origin,
+            upto: None,
+        })
     }
 
     /// A harness for empty databases (`#[pgfresh::test(migrations = false)]`).
     pub(crate) const fn empty() -> Self {
-        Self::from_source(Source::Nothing)
+        Self::from_steps(Steps::Nothing)
     }
 
     /// A harness whose template a migration tool builds: `argv` (program and arguments, the
@@ -123,10 +117,10 @@ impl Harness {
     /// # }
     /// ```
     pub fn from_command<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
-        Self::from_source(Source::Command(tool::Command {
+        Self::from_steps(Steps::Command(Tool::given(tool::Command {
             argv: argv.into_iter().map(Into::into).collect(),
             current_dir: None,
-        }))
+        })))
     }
 
     /// A harness whose template Rust code builds: `f` gets the template's connect options and
@@ -159,15 +153,16 @@ impl Harness {
             let fut = f(options);
             Box::pin(async move { fut.await.map_err(Into::into) })
         });
-        Self::from_source(Source::Function(tool::Function { key: key.into(), f }))
+        Self::from_steps(Steps::Function(Tool::given(tool::Function {
+            key: key.into(),
+            f,
+        })))
     }
 
-    const fn from_source(source: Source) -> Self {
+    const fn from_steps(steps: Given) -> Self {
         Self {
-            source,
+            steps,
             fixtures: Vec::new(),
-            inputs: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
             misuse: None,
             pool_size: DEFAULT_POOL_SIZE,
             prepared: OnceCell::const_new(),
@@ -184,8 +179,15 @@ impl Harness {
     /// [`test_db`](Self::test_db).
     #[must_use]
     pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
-        self.only_for_tools("inputs");
-        self.inputs.extend(paths.into_iter().map(Into::into));
+        let paths = paths.into_iter().map(Into::into);
+        match &mut self.steps {
+            Steps::Command(t) => t.inputs.extend(paths),
+            Steps::Function(t) => t.inputs.extend(paths),
+            _ => {
+                self.misuse =
+                    Some("inputs applies to Harness::from_command and Harness::from_fn only");
+            }
+        }
         self
     }
 
@@ -193,30 +195,28 @@ impl Harness {
     /// to the working directory).
     #[must_use]
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        match &mut self.source {
-            Source::Command(command) => command.current_dir = Some(dir.into()),
+        match &mut self.steps {
+            Steps::Command(t) => t.tool.current_dir = Some(dir.into()),
             _ => self.misuse = Some("current_dir applies to Harness::from_command only"),
         }
         self
     }
 
     /// For [`from_command`](Self::from_command) and [`from_fn`](Self::from_fn): how long
-    /// building the template may take (default [`DEFAULT_TIMEOUT`], 10 minutes). A command
-    /// that runs longer is killed with every process it started; a function is cancelled.
+    /// building the template may take (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT),
+    /// 10 minutes). A command that runs longer is killed with every process it started; a
+    /// function is cancelled.
     #[must_use]
     pub fn timeout(mut self, limit: Duration) -> Self {
-        self.only_for_tools("timeout");
-        self.timeout = limit;
-        self
-    }
-
-    fn only_for_tools(&mut self, method: &'static str) {
-        if !matches!(self.source, Source::Command(_) | Source::Function(_)) {
-            self.misuse = Some(match method {
-                "inputs" => "inputs applies to Harness::from_command and Harness::from_fn only",
-                _ => "timeout applies to Harness::from_command and Harness::from_fn only",
-            });
+        match &mut self.steps {
+            Steps::Command(t) => t.timeout = limit,
+            Steps::Function(t) => t.timeout = limit,
+            _ => {
+                self.misuse =
+                    Some("timeout applies to Harness::from_command and Harness::from_fn only");
+            }
         }
+        self
     }
 
     /// Applies the SQL files `paths`, in order, once after the migrations: the template is
@@ -251,8 +251,8 @@ impl Harness {
 
     /// The migration set's origin, when the template is built from a sqlx set.
     pub(crate) fn sqlx_origin(&self) -> Option<&Origin> {
-        match &self.source {
-            Source::Sqlx(origin) => Some(origin),
+        match &self.steps {
+            Steps::Sqlx { set, .. } => Some(set),
             _ => None,
         }
     }
@@ -299,23 +299,7 @@ impl Harness {
                     what: misuse.into(),
                 });
             }
-            let steps = match &self.source {
-                Source::Sqlx(origin) => Steps::Sqlx {
-                    set: Arc::new(origin.load().await?),
-                    upto: None,
-                },
-                Source::Nothing => Steps::Nothing,
-                Source::Command(command) => Steps::Command(Tool {
-                    tool: command.clone(),
-                    inputs: hash_inputs(&self.inputs)?,
-                    timeout: self.timeout,
-                }),
-                Source::Function(function) => Steps::Function(Tool {
-                    tool: function.clone(),
-                    inputs: hash_inputs(&self.inputs)?,
-                    timeout: self.timeout,
-                }),
-            };
+            let steps = self.steps.read().await?;
             Ok(Recipe::new(steps, self.read_fixtures()?))
         });
         prepared.await.as_ref().map_err(Clone::clone)

@@ -2,6 +2,7 @@
 //! code, or nothing) and the seed files (`with_fixtures`) applied after them, with the hash
 //! that names the template and the suite it belongs to.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::error::{Error, Result};
-use crate::migrations::{MigrationSet, crate_name, hex};
+use crate::migrations::{MigrationSet, Origin, crate_name, hex};
 use crate::server::Server;
 use crate::{seed, sqlerror, tool};
 
@@ -31,28 +32,66 @@ pub struct EmbeddedSeedFile {
     pub contents: &'static str,
 }
 
-/// What builds the template before the fixtures.
+/// What builds the template before the seed files. A `Harness` holds them as given
+/// ([`Given`]: the set where it comes from, the inputs as paths); a recipe holds them read
+/// (the set loaded, the inputs hashed).
 #[derive(Debug, Clone)]
-pub(crate) enum Steps {
+pub(crate) enum Steps<Set = Arc<MigrationSet>, Inputs = Vec<u8>> {
     /// Nothing: an empty database (`#[pgfresh::test(migrations = false)]`).
     Nothing,
     /// A sqlx migration set, applied up to `upto` (inclusive; head when `None`).
-    Sqlx {
-        set: Arc<MigrationSet>,
-        upto: Option<i64>,
-    },
+    Sqlx { set: Set, upto: Option<i64> },
     /// A migration tool run as a command (`Harness::from_command`).
-    Command(Tool<tool::Command>),
+    Command(Tool<tool::Command, Inputs>),
     /// Rust code (`Harness::from_fn`).
-    Function(Tool<tool::Function>),
+    Function(Tool<tool::Function, Inputs>),
 }
 
-/// A tool, the hash of its inputs (`Harness::inputs`), and how long it may take.
+/// The steps as a `Harness` is given them, before the first `test_db` reads them.
+pub(crate) type Given = Steps<Origin, Vec<PathBuf>>;
+
+impl Given {
+    /// The steps read: the migration set loaded, the tool's inputs hashed.
+    pub async fn read(&self) -> Result<Steps> {
+        Ok(match self {
+            Self::Nothing => Steps::Nothing,
+            Self::Sqlx { set, upto } => Steps::Sqlx {
+                set: Arc::new(set.load().await?),
+                upto: *upto,
+            },
+            Self::Command(t) => Steps::Command(t.read()?),
+            Self::Function(t) => Steps::Function(t.read()?),
+        })
+    }
+}
+
+/// A tool, its inputs (`Harness::inputs`: the paths, then their hash), and how long it may
+/// take.
 #[derive(Debug, Clone)]
-pub(crate) struct Tool<T> {
+pub(crate) struct Tool<T, Inputs = Vec<u8>> {
     pub tool: T,
-    pub inputs: Vec<u8>,
+    pub inputs: Inputs,
     pub timeout: Duration,
+}
+
+impl<T: Clone> Tool<T, Vec<PathBuf>> {
+    /// A tool given its inputs as paths, with the default timeout.
+    pub fn given(tool: T) -> Self {
+        Self {
+            tool,
+            inputs: Vec::new(),
+            timeout: tool::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The tool with its inputs hashed.
+    fn read(&self) -> Result<Tool<T>> {
+        Ok(Tool {
+            tool: self.tool.clone(),
+            inputs: tool::hash_inputs(&self.inputs)?,
+            timeout: self.timeout,
+        })
+    }
 }
 
 /// A template's recipe. See the module docs.
