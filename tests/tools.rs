@@ -184,7 +184,8 @@ async fn an_input_that_does_not_exist_is_named() {
 async fn a_builder_method_that_means_nothing_here_is_an_error() {
     let e = error_of(Harness::from_dir("migrations").current_dir("x")).await;
     assert!(
-        e.contains("current_dir applies to Harness::from_command only"),
+        e.starts_with("pgfresh was used in a way it does not support")
+            && e.contains("current_dir applies to Harness::from_command only"),
         "{e}"
     );
     let e = error_of(Harness::new(&pgfresh::MIGRATOR).timeout(Duration::from_secs(1))).await;
@@ -290,4 +291,17 @@ async fn refinery_builds_a_template_through_from_fn() {
             .await
             .unwrap();
     assert_eq!(versions, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_version_of_a_template_a_tool_builds_is_a_misuse_that_names_the_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = sh("true", dir.path());
+    let e = harness.test_db_at(1).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("pgfresh was used in a way it does not support")
+            && e.contains("test_db_at needs a sqlx migration set")
+            && e.contains("`sh -c true`"),
+        "{e}"
+    );
 }
