@@ -29,6 +29,8 @@ pub(crate) struct Key {
 /// one per [`Key`] at most.
 pub(crate) struct Prefetch<T> {
     inner: Mutex<Inner<T>>,
+    /// Whether prefetching is on at all (see [`enabled`]).
+    enabled: bool,
 }
 
 struct Inner<T> {
@@ -45,17 +47,6 @@ struct Slot<T> {
     ready: Option<T>,
 }
 
-impl<T> Default for Prefetch<T> {
-    fn default() -> Self {
-        Self {
-            inner: Mutex::new(Inner {
-                slots: HashMap::new(),
-                closed: false,
-            }),
-        }
-    }
-}
-
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {
@@ -67,6 +58,17 @@ impl<T> Default for Slot<T> {
 }
 
 impl<T> Prefetch<T> {
+    /// No databases yet; prefetching on when `enabled` (say, [`enabled`]).
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                closed: false,
+            }),
+            enabled,
+        }
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -81,7 +83,7 @@ impl<T> Prefetch<T> {
     /// Counts a hand-out for `key` and says whether to prefetch the next one now; when it says
     /// yes, the caller must end with [`put`](Self::put) or [`failed`](Self::failed).
     pub fn handed_out(&self, key: &Key) -> bool {
-        let enabled = enabled();
+        let enabled = self.enabled;
         let mut inner = self.inner();
         let closed = inner.closed;
         let slot = inner.slots.entry(key.clone()).or_default();
@@ -127,14 +129,14 @@ impl<T> Prefetch<T> {
 }
 
 /// Prefetching is on unless the ready clones are off or every test runs in its own process.
-fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     let ready = Config::global().is_ok_and(|c| c.ready > 0);
     ready && std::env::var_os("NEXTEST_EXECUTION_MODE").is_none_or(|m| m != "process-per-test")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Key, Prefetch, enabled};
+    use super::{Key, Prefetch};
 
     fn key(hash: &str, size: u32) -> Key {
         Key {
@@ -143,51 +145,15 @@ mod tests {
         }
     }
 
-    /// Set in the child [`with_prefetching_on`] starts.
-    const CHILD: &str = "PGFRESH_PREFETCH_TEST_CHILD";
-
-    /// Runs `check` (the test `name` of this module) with prefetching on. It is under `cargo
-    /// test`; under nextest's process-per-test mode [`enabled`] says no to every hand-out, so
-    /// the test runs again in a child without nextest's variable (and without `PGFRESH_READY`),
-    /// which must pass.
-    fn with_prefetching_on(name: &str, check: impl FnOnce()) {
-        if enabled() {
-            return check();
-        }
-        assert!(
-            std::env::var_os(CHILD).is_none(),
-            "prefetching is off even without NEXTEST_EXECUTION_MODE and PGFRESH_READY: \
-             is pgfresh's environment valid?"
-        );
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                &format!("prefetch::tests::{name}"),
-                "--nocapture",
-            ])
-            .env_remove("NEXTEST_EXECUTION_MODE")
-            .env_remove("PGFRESH_READY")
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
-    }
-
     #[test]
     fn nothing_is_taken_before_a_put() {
-        let prefetch = Prefetch::<u32>::default();
+        let prefetch = Prefetch::<u32>::new(true);
         assert_eq!(prefetch.take(&key("a", 5)), None);
     }
 
     #[test]
     fn a_put_database_is_taken_once() {
-        let prefetch = Prefetch::default();
+        let prefetch = Prefetch::new(true);
         assert_eq!(prefetch.put(&key("a", 5), 1), None);
         assert_eq!(prefetch.take(&key("a", 5)), Some(1));
         assert_eq!(prefetch.take(&key("a", 5)), None);
@@ -195,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_database_is_taken_only_for_its_own_template_and_pool_size() {
-        let prefetch = Prefetch::default();
+        let prefetch = Prefetch::new(true);
         prefetch.put(&key("a", 5), 1);
         assert_eq!(prefetch.take(&key("b", 5)), None);
         assert_eq!(prefetch.take(&key("a", 6)), None);
@@ -204,92 +170,72 @@ mod tests {
 
     #[test]
     fn the_first_hand_out_starts_no_prefetch() {
-        with_prefetching_on("the_first_hand_out_starts_no_prefetch", || {
-            let prefetch = Prefetch::<u32>::default();
-            assert!(!prefetch.handed_out(&key("a", 5)));
-        });
+        let prefetch = Prefetch::<u32>::new(true);
+        assert!(!prefetch.handed_out(&key("a", 5)));
     }
 
     #[test]
     fn the_second_hand_out_starts_a_prefetch() {
-        with_prefetching_on("the_second_hand_out_starts_a_prefetch", || {
-            let prefetch = Prefetch::<u32>::default();
-            prefetch.handed_out(&key("a", 5));
-            assert!(prefetch.handed_out(&key("a", 5)));
-        });
+        let prefetch = Prefetch::<u32>::new(true);
+        prefetch.handed_out(&key("a", 5));
+        assert!(prefetch.handed_out(&key("a", 5)));
     }
 
     #[test]
     fn no_prefetch_starts_while_one_is_under_way() {
-        with_prefetching_on("no_prefetch_starts_while_one_is_under_way", || {
-            let prefetch = Prefetch::<u32>::default();
-            let k = key("a", 5);
-            assert_eq!(
-                [(); 4].map(|()| prefetch.handed_out(&k)),
-                [false, true, false, false]
-            );
-        });
+        let prefetch = Prefetch::<u32>::new(true);
+        let k = key("a", 5);
+        assert_eq!(
+            [(); 4].map(|()| prefetch.handed_out(&k)),
+            [false, true, false, false]
+        );
     }
 
     #[test]
     fn no_prefetch_starts_while_one_is_ready() {
-        with_prefetching_on("no_prefetch_starts_while_one_is_ready", || {
-            let prefetch = Prefetch::default();
-            let k = key("a", 5);
-            prefetch.handed_out(&k);
-            assert!(prefetch.handed_out(&k));
-            assert_eq!(prefetch.put(&k, 1), None);
-            assert!(!prefetch.handed_out(&k));
-            assert!(!prefetch.handed_out(&k));
-        });
+        let prefetch = Prefetch::new(true);
+        let k = key("a", 5);
+        prefetch.handed_out(&k);
+        assert!(prefetch.handed_out(&k));
+        assert_eq!(prefetch.put(&k, 1), None);
+        assert!(!prefetch.handed_out(&k));
+        assert!(!prefetch.handed_out(&k));
     }
 
     #[test]
     fn the_hand_out_after_a_take_starts_the_next_prefetch() {
-        with_prefetching_on("the_hand_out_after_a_take_starts_the_next_prefetch", || {
-            let prefetch = Prefetch::default();
-            let k = key("a", 5);
-            prefetch.handed_out(&k);
-            assert!(prefetch.handed_out(&k));
-            prefetch.put(&k, 1);
-            assert_eq!(prefetch.take(&k), Some(1));
-            assert!(prefetch.handed_out(&k));
-        });
+        let prefetch = Prefetch::new(true);
+        let k = key("a", 5);
+        prefetch.handed_out(&k);
+        assert!(prefetch.handed_out(&k));
+        prefetch.put(&k, 1);
+        assert_eq!(prefetch.take(&k), Some(1));
+        assert!(prefetch.handed_out(&k));
     }
 
     #[test]
     fn after_a_failed_prefetch_the_next_starts_at_the_second_hand_out() {
-        with_prefetching_on(
-            "after_a_failed_prefetch_the_next_starts_at_the_second_hand_out",
-            || {
-                let prefetch = Prefetch::<u32>::default();
-                let k = key("a", 5);
-                prefetch.handed_out(&k);
-                assert!(prefetch.handed_out(&k));
-                prefetch.failed(&k);
-                assert!(!prefetch.handed_out(&k));
-                assert!(prefetch.handed_out(&k));
-            },
-        );
+        let prefetch = Prefetch::<u32>::new(true);
+        let k = key("a", 5);
+        prefetch.handed_out(&k);
+        assert!(prefetch.handed_out(&k));
+        prefetch.failed(&k);
+        assert!(!prefetch.handed_out(&k));
+        assert!(prefetch.handed_out(&k));
     }
 
     #[test]
     fn each_template_and_pool_size_counts_its_own_hand_outs() {
-        with_prefetching_on(
-            "each_template_and_pool_size_counts_its_own_hand_outs",
-            || {
-                let prefetch = Prefetch::<u32>::default();
-                assert!(!prefetch.handed_out(&key("a", 5)));
-                assert!(!prefetch.handed_out(&key("b", 5)));
-                assert!(!prefetch.handed_out(&key("a", 6)));
-                assert!(prefetch.handed_out(&key("a", 5)));
-            },
-        );
+        let prefetch = Prefetch::<u32>::new(true);
+        assert!(!prefetch.handed_out(&key("a", 5)));
+        assert!(!prefetch.handed_out(&key("b", 5)));
+        assert!(!prefetch.handed_out(&key("a", 6)));
+        assert!(prefetch.handed_out(&key("a", 5)));
     }
 
     #[test]
     fn close_takes_every_ready_database() {
-        let prefetch = Prefetch::default();
+        let prefetch = Prefetch::new(true);
         prefetch.put(&key("a", 5), 1);
         prefetch.put(&key("b", 5), 2);
         let mut taken = prefetch.close();
@@ -300,7 +246,7 @@ mod tests {
 
     #[test]
     fn once_closed_a_put_database_is_given_back() {
-        let prefetch = Prefetch::default();
+        let prefetch = Prefetch::new(true);
         prefetch.close();
         assert_eq!(prefetch.put(&key("a", 5), 1), Some(1));
         assert_eq!(prefetch.take(&key("a", 5)), None);
@@ -308,13 +254,18 @@ mod tests {
 
     #[test]
     fn once_closed_no_prefetch_starts() {
-        with_prefetching_on("once_closed_no_prefetch_starts", || {
-            let prefetch = Prefetch::<u32>::default();
-            let k = key("a", 5);
-            prefetch.handed_out(&k);
-            prefetch.close();
-            assert!(!prefetch.handed_out(&k));
-            assert!(!prefetch.handed_out(&k));
-        });
+        let prefetch = Prefetch::<u32>::new(true);
+        let k = key("a", 5);
+        prefetch.handed_out(&k);
+        prefetch.close();
+        assert!(!prefetch.handed_out(&k));
+        assert!(!prefetch.handed_out(&k));
+    }
+
+    #[test]
+    fn nothing_is_prefetched_when_prefetching_is_off() {
+        let prefetch = Prefetch::<u32>::new(false);
+        let k = key("a", 5);
+        assert_eq!([(); 3].map(|()| prefetch.handed_out(&k)), [false; 3]);
     }
 }

@@ -131,7 +131,7 @@ impl Dispenser {
         Self {
             server: OnceCell::new(),
             templates: Mutex::default(),
-            prefetch: Prefetch::default(),
+            prefetch: Prefetch::new(crate::prefetch::enabled()),
             broker: OnceCell::new(),
             restock,
         }
