@@ -1,5 +1,5 @@
 //! What the broker answers a claim with, on every platform: the types; their methods are the
-//! transport's (`socket`, or `none` where there is no broker).
+//! transport's (`client`, or `none` where there is no broker).
 
 use crate::address::Address;
 

@@ -32,6 +32,7 @@ use super::protocol::{self, Grant, Reply, Request, STILL_WAITING};
 use crate::admin;
 use crate::config::{Config, SERVE_VAR};
 use crate::dispense::Dispenser;
+use crate::dispense::built::Built;
 
 /// How long a broker nobody is connected to stays.
 const IDLE: Duration = Duration::from_secs(3);
@@ -200,7 +201,11 @@ async fn answer_claim(
             turn = None;
         }
         match dispenser.claim_built(hash, suite, run).await {
-            Ok(Some((server, name, notices))) => {
+            Ok(Some(Built {
+                server,
+                name,
+                notices,
+            })) => {
                 let address = server.address_of(name);
                 return Answer::Granted(Grant {
                     url: address.url.to_string(),

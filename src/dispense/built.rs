@@ -8,16 +8,21 @@ use crate::error::Result;
 use crate::server::Server;
 use crate::template;
 
+/// A clone of a built template, for the broker to hand out.
+pub(crate) struct Built {
+    /// The server it is on.
+    pub server: Arc<Server>,
+    /// The clone's name.
+    pub name: String,
+    /// What the run's first sweep has to tell the user (empty after the first claim).
+    pub notices: Vec<String>,
+}
+
 impl Dispenser {
     /// A clone of the template `hash` of `suite` for the run `run`, when that template is
-    /// built and complete (`None` when it is not: the caller builds it), with what the run's
-    /// first sweep has to tell the user. For the broker, which never builds a template.
-    pub async fn claim_built(
-        &self,
-        hash: &str,
-        suite: &str,
-        run: &str,
-    ) -> Result<Option<(Arc<Server>, String, Vec<String>)>> {
+    /// built and complete (`None` when it is not: the caller builds it). For the broker, which
+    /// never builds a template.
+    pub async fn claim_built(&self, hash: &str, suite: &str, run: &str) -> Result<Option<Built>> {
         let server = self.server().await?;
         let entry = self.template(hash);
         let template = match entry.name.get() {
@@ -40,7 +45,11 @@ impl Dispenser {
         let name = self
             .clone_template(&server, &entry, &template, hash)
             .await?;
-        Ok(Some((server, name, notices)))
+        Ok(Some(Built {
+            server,
+            name,
+            notices,
+        }))
     }
 
     /// Whether this process found the template `hash` built.

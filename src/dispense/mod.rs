@@ -10,7 +10,7 @@
 //! A test process has one dispenser ([`dispenser`]), on the worker's runtime
 //! ([`crate::worker`]); the broker has its own, which makes its next databases ahead.
 
-mod built;
+pub(crate) mod built;
 mod restock;
 
 use std::collections::{HashMap, HashSet};
