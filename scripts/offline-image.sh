@@ -38,15 +38,10 @@ entrypoint=/usr/local/bin/docker-entrypoint.sh
 
 log() { printf 'offline-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/apt-mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt-mirror.sh"
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
-
-# The host's own Debian release (empty when /etc/os-release does not tell).
-host_suite() {
-  [[ -r /etc/os-release ]] || return 0
-  # shellcheck source=/dev/null
-  (. /etc/os-release && printf '%s\n' "${VERSION_CODENAME:-}")
-}
 
 # The Debian suite to bootstrap: PGFRESH_DEBIAN_SUITE, else the host's own release.
 debian_suite() {
@@ -58,54 +53,6 @@ debian_suite() {
   codename=$(host_suite)
   [[ -n $codename ]] || die "cannot tell the Debian suite: set PGFRESH_DEBIAN_SUITE (e.g. bookworm)"
   printf '%s\n' "$codename"
-}
-
-# Every binary ("deb") apt source serving SUITE with component main, one per line as
-# "URI<TAB>SIGNED-BY" (SIGNED-BY may be empty). Reads both the one-line format
-# (sources.list, sources.list.d/*.list) and the deb822 format (sources.list.d/*.sources).
-apt_sources() {
-  local suite=$1 f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -r $f ]] || continue
-    awk -v suite="$suite" '
-      { sub(/#.*/, "") }
-      $1 != "deb" { next }
-      {
-        i = 2; signed = ""
-        if ($i ~ /^\[/) {                      # [ option=value ... ]
-          for (; i <= NF; i++) {
-            opt = $i; gsub(/[][]/, "", opt)
-            if (opt ~ /^signed-by=/) { signed = substr(opt, 11) }
-            if ($i ~ /\]$/) { i++; break }
-          }
-        }
-        uri = $i; dist = $(i + 1)
-        if (dist != suite) next
-        for (j = i + 2; j <= NF; j++) if ($j == "main") { printf "%s\t%s\n", uri, signed; next }
-      }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -r $f ]] || continue
-    awk -v suite="$suite" '
-      function has(list, word,   n, k, a) { n = split(list, a, /[ \t]+/); for (k = 1; k <= n; k++) if (a[k] == word) return 1; return 0 }
-      BEGIN { RS = ""; FS = "\n" }             # one paragraph per stanza
-      {
-        delete v; key = ""
-        for (l = 1; l <= NF; l++) {
-          line = $l
-          if (line ~ /^#/) continue
-          if (line ~ /^[ \t]/) { if (key != "") v[key] = v[key] " " line; continue }   # continuation
-          p = index(line, ":"); if (!p) continue
-          key = tolower(substr(line, 1, p - 1)); val = substr(line, p + 1)
-          gsub(/^[ \t]+|[ \t]+$/, "", val); v[key] = val
-        }
-        if (tolower(v["enabled"]) == "no") next
-        if (!has(v["types"], "deb") || !has(v["suites"], suite) || !has(v["components"], "main")) next
-        signed = (v["signed-by"] ~ /^\//) ? v["signed-by"] : ""
-        n = split(v["uris"], uris, /[ \t]+/)
-        for (k = 1; k <= n; k++) if (uris[k] != "") printf "%s\t%s\n", uris[k], signed
-      }' "$f"
-  done
 }
 
 # Remove the bootstrap tree. debootstrap may leave proc/sys/dev mounted inside it when it fails:
@@ -213,24 +160,12 @@ ENTRYPOINT
 }
 
 build() {
-  local suite host mirror signed line
+  local suite mirror signed line
   suite=$(debian_suite)
-  host=$(host_suite)
-  if [[ -n ${PGFRESH_DEBIAN_MIRROR:-} ]]; then
-    mirror=$PGFRESH_DEBIAN_MIRROR signed=
-  else
-    line=$(apt_sources "$suite" | head -n1)
-    # Another suite than the host's (trixie on bookworm): the apt sources list only the host's,
-    # but the mirror that serves the host's main serves the other suites of the archive too.
-    if [[ -z $line && -n $host && $host != "$suite" ]]; then
-      line=$(apt_sources "$host" | head -n1)
-      [[ -z $line ]] || log "no apt source lists '$suite main'; using the mirror of '$host main'"
-    fi
-    local looked_for="'$suite main'"
-    [[ -z $host || $host == "$suite" ]] || looked_for+=" or '$host main'"
-    [[ -n $line ]] || die "no apt source serves $looked_for (looked in /etc/apt/sources.list{,.d/*.list,.d/*.sources}); set PGFRESH_DEBIAN_MIRROR"
-    mirror=${line%%$'\t'*} signed=${line#*$'\t'}
-  fi
+  # PGFRESH_DEBIAN_MIRROR, else the apt source of that suite, else (trixie on a bookworm host)
+  # the one of the host's suite: a Debian mirror carries the other suites of the archive too.
+  line=$(debian_mirror "$suite") || die "no Debian mirror to bootstrap '$suite' from"
+  mirror=${line%%$'\t'*} signed=${line#*$'\t'}
   local -a keyring=()
   # debootstrap checks with gpgv, which reads binary keyrings only.
   if [[ $signed == *.gpg && -r $signed ]]; then
