@@ -108,7 +108,7 @@ pub(super) fn linger(
     dir: &Path,
     generation: &str,
     linger: Duration,
-    cleanup: Cleanup,
+    cleanup: &Cleanup,
 ) -> io::Result<()> {
     let orders = Orders {
         when: When::Idle {
@@ -116,7 +116,7 @@ pub(super) fn linger(
             generation: generation.to_owned(),
             linger_secs: linger.as_secs().max(1),
         },
-        cleanup,
+        cleanup: cleanup.clone(),
     };
     let mut child = start(&orders, Stdio::null())?;
     // Reaps it when it exits, so that a long-lived process does not collect a zombie.
@@ -152,7 +152,7 @@ pub(crate) fn guard_if_asked() {
         When::ParentExits => {
             // Ends when the parent's end of the pipe closes.
             let _ = io::copy(&mut io::stdin(), &mut io::sink());
-            clean_up(&orders.cleanup);
+            orders.cleanup.run();
         }
         When::Idle {
             dir,
@@ -160,7 +160,7 @@ pub(crate) fn guard_if_asked() {
             linger_secs,
         } => {
             if let Some(_lock) = wait_idle(dir, generation, *linger_secs) {
-                clean_up(&orders.cleanup);
+                orders.cleanup.run();
             }
         }
     }
@@ -220,23 +220,26 @@ fn unused(dir: &Path) -> bool {
     File::open(dir.join("lease")).is_ok_and(|f| f.try_lock().is_ok())
 }
 
-/// Stops the server and removes its files.
-fn clean_up(cleanup: &Cleanup) {
-    if let Some((program, args)) = cleanup.stop.split_first() {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        run_as(&mut cmd, cleanup.run_as);
-        let _ = cmd.status();
-    }
-    for path in &cleanup.remove {
-        let _ = match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-            Ok(_) => std::fs::remove_file(path),
-            Err(_) => Ok(()),
-        };
+impl Cleanup {
+    /// Stops the server and removes its files, here and now (what a guardian does once it is
+    /// time; also what a process does with a server whose guardian would not start).
+    pub(super) fn run(&self) {
+        if let Some((program, args)) = self.stop.split_first() {
+            let mut cmd = Command::new(program);
+            cmd.args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            run_as(&mut cmd, self.run_as);
+            let _ = cmd.status();
+        }
+        for path in &self.remove {
+            let _ = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+                Ok(_) => std::fs::remove_file(path),
+                Err(_) => Ok(()),
+            };
+        }
     }
 }
 
@@ -301,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn clean_up_runs_the_stop_then_removes_files_and_folders() {
+    fn a_cleanup_runs_the_stop_then_removes_files_and_folders() {
         let dir = tempfile::tempdir().unwrap();
         let (folder, file, stopped) = (
             dir.path().join("data"),
@@ -310,11 +313,12 @@ mod tests {
         );
         std::fs::create_dir_all(folder.join("base")).unwrap();
         std::fs::write(&file, "log").unwrap();
-        clean_up(&Cleanup {
+        Cleanup {
             stop: vec!["touch".into(), stopped.display().to_string()],
             remove: vec![folder.clone(), file.clone(), dir.path().join("never there")],
             run_as: None,
-        });
+        }
+        .run();
         assert!(stopped.exists(), "the stop command ran");
         assert!(!folder.exists() && !file.exists());
     }

@@ -110,8 +110,12 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     let lease = if shared {
         if let Some(linger) = config.linger {
             let cleanup = source.cleanup(&dir, &record);
-            guardian::linger(dir.path(), &record.generation, linger, cleanup)
-                .map_err(|e| run_dir_error(dir.path(), "cannot start the guardian", e))?;
+            if let Err(e) = guardian::linger(dir.path(), &record.generation, linger, &cleanup) {
+                // Nothing would ever stop the server: stop it now, and record none.
+                dir.clear_record();
+                cleanup.run();
+                return Err(run_dir_error(dir.path(), "cannot start the guardian", e));
+            }
         }
         Some(dir.lease()?)
     } else {
