@@ -16,10 +16,6 @@ pub(super) type AsyncConnection = tokio::net::UnixStream;
 #[cfg(not(unix))]
 pub(super) type AsyncConnection = std::convert::Infallible;
 
-/// Where a broker can start: the platforms whose executables run pgfresh's constructor
-/// ([`crate::hook`]).
-pub(crate) const SUPPORTED: bool = crate::os::RUNS_CONSTRUCTORS;
-
 /// What the broker said to a claim.
 #[derive(Debug)]
 pub(crate) enum Claim {

@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::claim::{Claim, Granted, Lease, SUPPORTED, Turn, this_run};
+use super::claim::{Claim, Granted, Lease, Turn, this_run};
 use super::dir::{
     ALIVE_LOCK, READY_LINE, SOCKET, SPAWN_LOCK, private_file, remove_holding, try_lock_in,
 };
@@ -67,7 +67,9 @@ impl Broker {
     /// The broker of this environment, unless `PGFRESH_BROKER=off`, this process is a broker,
     /// or there is no directory for one (a build without the docker and local sources).
     pub fn find(config: &Config) -> Option<Self> {
-        if !config.broker || !SUPPORTED || std::env::var_os(SERVE_VAR).is_some() {
+        // A broker is the executable run again: it needs pgfresh's constructor (`crate::hook`).
+        if !config.broker || !crate::os::RUNS_CONSTRUCTORS || std::env::var_os(SERVE_VAR).is_some()
+        {
             return None;
         }
         let dir = server::broker_dir(config, &environment_key())?;

@@ -21,7 +21,7 @@
 //! ones the test processes take), so no `flock(1)` or shell is needed. The guardian runs in a
 //! process group of its own, so that a Ctrl-C sent to the test run reaches the tests but not
 //! it, and ignores `SIGHUP` and `SIGINT`. Where no constructor runs (Windows), there is no
-//! guardian: see [`SUPPORTED`].
+//! guardian: see [`crate::os::RUNS_CONSTRUCTORS`].
 
 use std::fs::File;
 use std::io;
@@ -34,9 +34,6 @@ use serde::{Deserialize, Serialize};
 /// The variable that turns a re-run executable into a guardian; its value is the JSON of the
 /// [`Orders`].
 pub(crate) const GUARD_VAR: &str = "PGFRESH_GUARD";
-
-/// Where a guardian can run: the platforms whose executables run pgfresh's constructor.
-pub(crate) const SUPPORTED: bool = crate::os::RUNS_CONSTRUCTORS;
 
 /// The line a guardian prints once it has read its orders, so that its starter knows the
 /// constructor ran (and not the program's `main`).

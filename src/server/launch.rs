@@ -76,7 +76,7 @@ pub(super) trait Launch: Sync {
 
 /// The recorded server of `source` when it answers, else a new one. See the module docs.
 pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Result<Started> {
-    let shared = source.shareable() && guardian::SUPPORTED;
+    let shared = source.shareable() && crate::os::RUNS_CONSTRUCTORS;
     let mut key = source.key();
     if !shared {
         key = format!("{key}-{}", std::process::id());
