@@ -10,7 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
-use crate::dispense::dispenser;
+use crate::dispense::{Holder, dispenser};
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
 use crate::recipe::{EmbeddedSeedFile, Given, Recipe, SeedFile, Steps, Tool};
@@ -357,10 +357,12 @@ impl Harness {
         };
         let (set, suite) = (recipe.set().cloned(), recipe.suite().to_owned());
         let size = self.pool_size;
-        // A connection cut as it opens is a server restarting (as one that ran out of room for
-        // its WAL does): the database is asked for once more, and a full disk then says so
-        // (the worker's claim frees what is pgfresh's and names the disk).
-        let mut cut = false;
+        // A database that cannot be reached is asked for once more: a connection cut as it
+        // opens is a server restarting (as one that ran out of room for its WAL does; a full
+        // disk then says so: the claim frees what is pgfresh's and names the disk), and a
+        // broker's server can go away under it (the broker, told, checks, and when its server
+        // is gone it hands out nothing more: the second claim goes to a fresh broker).
+        let mut first_failure: Option<String> = None;
         let (handout, pool) = loop {
             let recipe = recipe.clone();
             let mut handout =
@@ -374,17 +376,26 @@ impl Harness {
                 },
             };
             let name = handout.address.name.clone();
-            let _ = handout.holder.drop_now(name.clone()).await;
-            if matches!(e, sqlx::Error::Io(_)) && !cut {
-                tracing::info!("the connection to {name} was cut; asking again: {e}");
-                cut = true;
+            let brokered = matches!(handout.holder, Holder::Broker(_));
+            let found = handout
+                .holder
+                .unreachable(name.clone(), e.to_string())
+                .await;
+            let retry = brokered || matches!(e, sqlx::Error::Io(_));
+            if retry && first_failure.is_none() {
+                tracing::info!("could not connect to {name}; asking again: {e}");
+                first_failure = Some(found.unwrap_or_else(|| e.to_string()));
                 continue;
             }
-            return Err(Error::connect(
-                address(&handout.address.options),
-                "the server has connections to spare (max_connections)",
-                e,
-            ));
+            let hint = match (&first_failure, found) {
+                (_, Some(found)) => format!("the server has connections to spare ({found})"),
+                (Some(first), None) => format!(
+                    "the server has connections to spare (the database asked for first could \
+                     not be reached either: {first})"
+                ),
+                (None, None) => "the server has connections to spare (max_connections)".into(),
+            };
+            return Err(Error::connect(address(&handout.address.options), hint, e));
         };
         Ok(TestDb::new(handout, pool, config.keep, set, suite))
     }

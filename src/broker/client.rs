@@ -32,6 +32,14 @@ const START_WAIT: Duration = Duration::from_secs(30);
 const CLAIM_WAIT: Duration = Duration::from_secs(60);
 /// How long a process waits for the broker to keep or drop a database.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long a process waits for the broker to check its server (see `Server::gone`: up to
+/// twice its own 5 s) after the process could not reach the database it was handed.
+const CHECK_WAIT: Duration = Duration::from_secs(15);
+/// How long a process starting a broker waits for the one leaving to let go of the directory.
+const LEAVING_WAIT: Duration = Duration::from_secs(5);
+/// How long `pgfresh gc` waits for a broker it asked to leave.
+#[cfg(feature = "cli")]
+const LEAVE_WAIT: Duration = Duration::from_secs(10);
 
 /// The broker of this process's environment.
 #[derive(Debug)]
@@ -83,6 +91,11 @@ impl Broker {
         };
         match self.try_claim(stream, hash, suite).await {
             Ok(claim) => claim,
+            // This broker is gone, or going: the normal path starts a fresh one.
+            Err(why @ (BrokerError::Ended | BrokerError::ServerGone(_))) => {
+                tracing::info!("asking a fresh broker: {why}");
+                Claim::NotRunning
+            }
             Err(why) => {
                 tracing::debug!("the broker handed out no database: {why}");
                 Claim::Declined
@@ -138,9 +151,12 @@ impl Broker {
         let mut reader = tokio::io::BufReader::new(&mut stream);
         let reply = loop {
             let mut line = String::new();
-            tokio::time::timeout(CLAIM_WAIT, reader.read_line(&mut line))
+            let read = tokio::time::timeout(CLAIM_WAIT, reader.read_line(&mut line))
                 .await
-                .map_err(|_| BrokerError::NoAnswer(CLAIM_WAIT.as_secs()))??;
+                .map_err(|_| BrokerError::NoAnswer(CLAIM_WAIT.as_secs()))?;
+            if read? == 0 {
+                return Err(BrokerError::Ended);
+            }
             match protocol::parse(&line)? {
                 Reply::Waiting => {}
                 reply => break reply,
@@ -155,6 +171,7 @@ impl Broker {
                 Ok(Claim::Granted(Box::new(granted(grant, Lease { stream })?)))
             }
             Reply::Declined { reason } => Err(BrokerError::Refused(reason)),
+            Reply::ServerGone { reason } => Err(BrokerError::ServerGone(reason)),
             other => Err(BrokerError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -189,13 +206,40 @@ fn granted(grant: Grant, lease: Lease) -> Result<Granted, BrokerError> {
     })
 }
 
+/// Ends the broker serving `dir` (for `pgfresh gc`, before it removes the servers): asks it to
+/// leave at once ([`Request::Leave`]), then removes its directory once it has, waiting at most
+/// [`LEAVE_WAIT`].
+#[cfg(feature = "cli")]
+pub(crate) fn end(dir: &Path) -> Result<(), BrokerError> {
+    // No socket: the broker is starting, or leaving already.
+    if let Ok(mut stream) = StdStream::connect(dir.join(SOCKET)) {
+        stream.set_read_timeout(Some(ANSWER_WAIT))?;
+        stream.write_all(protocol::line(&Request::Leave).as_bytes())?;
+        // `done`, or the end of the connection: either way it is leaving.
+        let _ = BufReader::new(&stream).read_line(&mut String::new());
+    }
+    let since = std::time::Instant::now();
+    // The broker removes its directory as it leaves; else it is removed here.
+    while dir.exists() && !super::dir::remove_dir(dir) {
+        if since.elapsed() > LEAVE_WAIT {
+            return Err(BrokerError::StillServing(LEAVE_WAIT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// See [`Starting::start`].
 fn start(dir: &Path) -> Result<(), BrokerError> {
-    // A broker that holds its lock but does not answer is leaving (idle) or stuck: this
-    // process does without it rather than wait.
+    // A broker that holds its lock but does not answer is leaving (idle, or its server is
+    // gone) or stuck: this process waits a moment for it, then does without it.
     let alive = private_file(&dir.join(ALIVE_LOCK))?;
-    if alive.try_lock().is_err() {
-        return Err(BrokerError::Leaving);
+    let since = std::time::Instant::now();
+    while alive.try_lock().is_err() {
+        if since.elapsed() > LEAVING_WAIT {
+            return Err(BrokerError::Leaving);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     drop(alive);
     let exe = std::env::current_exe().map_err(BrokerError::Start)?;
@@ -250,26 +294,44 @@ impl Lease {
 
     /// Asks the broker to keep the database for run `run` of `suite`.
     pub fn keep(self, run: &str, suite: &str) -> Result<(), BrokerError> {
-        self.ask(&Request::Keep {
+        let keep = Request::Keep {
             run: run.to_owned(),
             suite: suite.to_owned(),
-        })
+        };
+        self.ask(&keep, ANSWER_WAIT)
     }
 
     /// Asks the broker to drop the database now, and waits for it.
     pub fn drop_now(self) -> Result<(), BrokerError> {
-        self.ask(&Request::Drop)
+        self.ask(&Request::Drop, ANSWER_WAIT)
     }
 
-    fn ask(mut self, request: &Request) -> Result<(), BrokerError> {
+    /// Tells the broker that the database could not be reached (`reason`): it checks its
+    /// server, then drops the database (`None`), or says why its server is gone and hands
+    /// nothing more out (`Some`, that reason; also when the broker itself ended).
+    pub fn unreachable(self, reason: String) -> Option<String> {
+        match self.ask(&Request::Unreachable { reason }, CHECK_WAIT) {
+            Ok(()) => None,
+            Err(gone @ (BrokerError::ServerGone(_) | BrokerError::Ended)) => Some(gone.to_string()),
+            Err(why) => {
+                tracing::debug!("the broker did not check its server: {why}");
+                None
+            }
+        }
+    }
+
+    fn ask(mut self, request: &Request, wait: Duration) -> Result<(), BrokerError> {
         let stream = &mut self.stream;
-        stream.set_read_timeout(Some(ANSWER_WAIT))?;
+        stream.set_read_timeout(Some(wait))?;
         stream.write_all(protocol::line(request).as_bytes())?;
         let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
+        if BufReader::new(stream).read_line(&mut line)? == 0 {
+            return Err(BrokerError::Ended);
+        }
         match protocol::parse(&line)? {
             Reply::Done => Ok(()),
             Reply::Failed { reason } => Err(BrokerError::Refused(reason)),
+            Reply::ServerGone { reason } => Err(BrokerError::ServerGone(reason)),
             other => Err(BrokerError::Unexpected(format!("{other:?}"))),
         }
     }

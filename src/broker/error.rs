@@ -36,6 +36,16 @@ pub(crate) enum BrokerError {
     /// The socket broke, or a blocking step could not run.
     #[error("talking to the broker: {0}")]
     Io(#[from] io::Error),
+    /// The broker ended before it answered (killed, or its server went away).
+    #[error("the broker ended before it answered")]
+    Ended,
+    /// The broker's server is gone: the broker hands nothing more out.
+    #[error("{0}")]
+    ServerGone(String),
+    /// A broker asked to leave still serves its directory.
+    #[cfg(feature = "cli")]
+    #[error("the broker still runs {0} s after it was asked to leave")]
+    StillServing(u64),
     /// No answer in time.
     #[error("no answer from the broker within {0} s")]
     NoAnswer(u64),

@@ -43,10 +43,15 @@ mod protocol;
 /// folder is below it (the dispenser is the client's user); so nothing here re-exports it.
 #[cfg(unix)]
 pub(crate) mod serve;
+/// The broker's watch on its server: above [`crate::dispense`] too, used by [`serve`] only.
+#[cfg(unix)]
+mod watch;
 
 pub(crate) use claim::{Claim, Granted, Lease, Turn, this_run};
 #[cfg(unix)]
 pub(crate) use client::Broker;
+#[cfg(all(unix, feature = "cli"))]
+pub(crate) use client::end;
 #[cfg(all(unix, feature = "cli"))]
 pub(crate) use dir::in_use;
 #[cfg(unix)]

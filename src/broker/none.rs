@@ -49,4 +49,8 @@ impl Lease {
     pub fn drop_now(self) -> Result<(), BrokerError> {
         match self.stream {}
     }
+
+    pub fn unreachable(self, _reason: String) -> Option<String> {
+        match self.stream {}
+    }
 }

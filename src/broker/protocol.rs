@@ -31,6 +31,13 @@ pub(crate) enum Request {
     Keep { run: String, suite: String },
     /// Drop the granted database now, and say when it is done.
     Drop,
+    /// The granted database could not be reached (the reason): check the server, then drop
+    /// the database, or say the server is gone.
+    Unreachable { reason: String },
+    /// End now (`pgfresh gc`, about to remove the servers): hand nothing more out, and leave
+    /// without waiting for the databases held (they go with their servers). The first and only
+    /// message of its connection.
+    Leave,
 }
 
 /// What the broker answers.
@@ -49,6 +56,8 @@ pub(crate) enum Reply {
     Done,
     /// The keep or drop asked for failed, for `reason`.
     Failed { reason: String },
+    /// The broker's server is gone, for `reason`: the broker hands nothing more out.
+    ServerGone { reason: String },
 }
 
 /// A database the broker hands out.
@@ -108,6 +117,10 @@ mod tests {
             suite: "cd34".into(),
         });
         round_trips(Request::Drop);
+        round_trips(Request::Unreachable {
+            reason: "Connection refused".into(),
+        });
+        round_trips(Request::Leave);
     }
 
     #[test]
@@ -127,6 +140,9 @@ mod tests {
         round_trips(Reply::Done);
         round_trips(Reply::Failed {
             reason: "cannot drop".into(),
+        });
+        round_trips(Reply::ServerGone {
+            reason: "at 127.0.0.1:5432/postgres stopped answering".into(),
         });
     }
 

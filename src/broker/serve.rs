@@ -13,7 +13,9 @@
 //! or `drop`, or the connection closes and the database is dropped. While a claim's template is
 //! not built, one claim at a time is answered `build` (the process builds it and closes the
 //! connection), and the others wait for it. The broker leaves once nobody has been connected
-//! for [`IDLE`]; a later process starts another.
+//! for [`IDLE`]; a later process starts another. It leaves at once, without waiting for the
+//! databases it handed out, when its server is gone ([`super::watch`]) or `pgfresh gc` asks it
+//! to ([`Request::Leave`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ use super::ahead::MadeAhead;
 use super::dir::{ALIVE_LOCK, READY_LINE, SOCKET, private_file, remove_dir};
 use super::error::BrokerError;
 use super::protocol::{self, Grant, Reply, Request, STILL_WAITING};
+use super::watch::Watch;
 use crate::admin;
 use crate::config::{Config, SERVE_VAR};
 use crate::dispense::Dispenser;
@@ -81,15 +84,18 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
 
     let activity = Arc::new(Activity::default());
     let turns = Arc::new(Turns::default());
+    let watch = Watch::new(dispenser.clone(), path.clone());
+    let watching = watch.clone().run();
+    tokio::pin!(watching);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (dispenser, turns) = (dispenser.clone(), turns.clone());
+                let (dispenser, turns, watch) = (dispenser.clone(), turns.clone(), watch.clone());
                 let visit = Visit::start(&activity);
                 tokio::spawn(async move {
-                    client(&dispenser, &turns, stream).await;
+                    client(&dispenser, &turns, &watch, stream).await;
                     drop(visit);
                 });
             }
@@ -98,16 +104,21 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
                     break;
                 }
             }
+            // The server is gone (or gc asked): the socket is gone already; the databases
+            // held are on that server, and go with it or with its owner lock.
+            _ = &mut watching => return Ok(()),
         }
     }
     // Nobody finds this broker any more; the databases still being dropped finish first.
     let _ = std::fs::remove_file(&path);
     drop(listener);
-    while activity.connected() > 0 {
+    while activity.connected() > 0 && watch.verdict().is_none() {
         tick.tick().await;
     }
-    let ready = Config::global().map_or(0, |c| c.ready);
-    ahead.give_back(&dispenser, ready).await;
+    if watch.verdict().is_none() {
+        let ready = Config::global().map_or(0, |c| c.ready);
+        ahead.give_back(&dispenser, ready).await;
+    }
     Ok(())
 }
 
@@ -166,6 +177,8 @@ enum Answer {
     Build(OwnedMutexGuard<()>),
     /// Nothing, for this reason: the process does the work itself.
     Declined(String),
+    /// Nothing: the server is gone, for this reason (see [`Watch`]).
+    ServerGone(String),
 }
 
 /// Per template hash, the turn to build it: one process builds at a time, the others' claims
@@ -188,6 +201,7 @@ impl Turns {
 async fn answer_claim(
     dispenser: &Arc<Dispenser>,
     turns: &Turns,
+    watch: &Watch,
     hash: &str,
     suite: &str,
     run: &str,
@@ -200,7 +214,16 @@ async fn answer_claim(
             // behind this one need no turn, and get their clones side by side.
             turn = None;
         }
-        match dispenser.claim_built(hash, suite, run).await {
+        let claimed = dispenser.claim_built(hash, suite, run).await;
+        // Made ahead, a database is handed out without a word to the server: never one on a
+        // server that is gone.
+        if let Some(reason) = watch.verdict() {
+            if let Ok(Some(built)) = claimed {
+                dispenser.drop_in_background(&built.name).await;
+            }
+            return Answer::ServerGone(reason);
+        }
+        match claimed {
             Ok(Some(Built {
                 server,
                 name,
@@ -216,7 +239,13 @@ async fn answer_claim(
                 });
             }
             Ok(None) => {}
-            Err(e) => return Answer::Declined(e.to_string()),
+            // Failed on the server: is it gone?
+            Err(e) => {
+                return match watch.check().await {
+                    Some(reason) => Answer::ServerGone(reason),
+                    None => Answer::Declined(e.to_string()),
+                };
+            }
         }
         if let Some(turn) = turn {
             return Answer::Build(turn);
@@ -239,8 +268,9 @@ async fn answer_claim(
     }
 }
 
-/// Serves one connection: a claim, then `keep` or `drop`, or the end of the connection.
-async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, stream: UnixStream) {
+/// Serves one connection: a claim, then `keep`, `drop` or `unreachable`, or the end of the
+/// connection; or gc's `leave`.
+async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, watch: &Watch, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let Ok(Some(line)) = lines.next_line().await else {
@@ -248,6 +278,13 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, stream: UnixStream) {
     };
     let (hash, suite, run) = match protocol::parse(&line) {
         Ok(Request::Claim { hash, suite, run }) => (hash, suite, run),
+        Ok(Request::Leave) => {
+            watch.end("the broker was asked to leave by `pgfresh gc`");
+            let _ = write
+                .write_all(protocol::line(&Reply::Done).as_bytes())
+                .await;
+            return;
+        }
         Ok(_) | Err(_) => {
             let reason = "the first message of a connection must be a claim".to_owned();
             let _ = write
@@ -256,8 +293,15 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, stream: UnixStream) {
             return;
         }
     };
-    let grant = match answer_claim(dispenser, turns, &hash, &suite, &run, &mut write).await {
+    let answer = answer_claim(dispenser, turns, watch, &hash, &suite, &run, &mut write).await;
+    let grant = match answer {
         Answer::Granted(grant) => grant,
+        Answer::ServerGone(reason) => {
+            let _ = write
+                .write_all(protocol::line(&Reply::ServerGone { reason }).as_bytes())
+                .await;
+            return;
+        }
         Answer::Declined(reason) => {
             let _ = write
                 .write_all(protocol::line(&Reply::Declined { reason }).as_bytes())
@@ -287,8 +331,19 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, stream: UnixStream) {
         // The test said what becomes of its database: that is done, and nothing else.
         let done = match protocol::parse(&line) {
             Ok(Request::Keep { run, suite }) => keep_for_run(dispenser, &name, &suite, &run).await,
+            Ok(Request::Unreachable { reason }) => {
+                tracing::info!("a test could not reach {name}: {reason}");
+                if let Some(reason) = watch.check().await {
+                    let gone = protocol::line(&Reply::ServerGone { reason });
+                    let _ = write.write_all(gone.as_bytes()).await;
+                    return;
+                }
+                dispenser.drop_now(&name).await
+            }
             // A drop, or a message that makes no sense here: the database goes.
-            Ok(Request::Drop | Request::Claim { .. }) | Err(_) => dispenser.drop_now(&name).await,
+            Ok(Request::Drop | Request::Claim { .. } | Request::Leave) | Err(_) => {
+                dispenser.drop_now(&name).await
+            }
         };
         let reply = match done {
             Ok(()) => Reply::Done,

@@ -460,6 +460,23 @@ impl Holder {
         worker::call(async move { dispenser().drop_now(&name).await }).await
     }
 
+    /// Gives back `name`, which the caller could not connect to (`why`). The broker checks its
+    /// server first: when it is gone, the answer is what happened (the broker hands out
+    /// nothing more, and the next claim goes to a fresh one; the database goes with its
+    /// server, or with the broker's owner lock). Else the database is dropped as by
+    /// [`Self::drop_now`].
+    pub async fn unreachable(self, name: String, why: String) -> Option<String> {
+        if let Self::Broker(lease) = self {
+            return tokio::task::spawn_blocking(move || lease.unreachable(why))
+                .await
+                .unwrap_or_else(|e| Some(format!("the broker was not asked: {e}")));
+        }
+        if let Err(e) = self.drop_now(name.clone()).await {
+            tracing::debug!("dropping {name}, which could not be reached, failed: {e}");
+        }
+        None
+    }
+
     /// Marks `name` kept by this run of `suite` (see [`crate::sweep`]), waiting at most
     /// `limit` (it runs from `Drop`); `None` when that was not enough.
     pub fn keep(self, name: &str, suite: &str, limit: std::time::Duration) -> Option<Result<()>> {

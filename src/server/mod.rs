@@ -10,6 +10,7 @@ mod admin_pool;
 mod docker;
 #[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod guardian;
+mod health;
 #[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod launch;
 #[cfg(all(unix, feature = "local"))]
@@ -77,6 +78,8 @@ pub(crate) struct Server {
     admin: AdminPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
+    /// `pg_postmaster_start_time()` when pgfresh connected: another one later is a restart.
+    started_at: String,
     /// The key of this process's owner lock (see [`crate::sweep`]), held by the first
     /// connection of the administrative pool.
     pub owner: i32,
@@ -342,9 +345,10 @@ async fn connect(started: Started) -> Result<Server> {
         Some(conn) => conn,
         None => connect_direct(&options, &started.hint).await?,
     };
-    let (version, may_create): (i32, bool) = sqlx::query_as(
+    let (version, may_create, started_at): (i32, bool, String) = sqlx::query_as(
         "SELECT current_setting('server_version_num')::int, \
-                (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user)",
+                (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user), \
+                pg_postmaster_start_time()::text",
     )
     .fetch_one(&mut first)
     .await
@@ -372,6 +376,7 @@ async fn connect(started: Started) -> Result<Server> {
         data_dir: started.data_dir,
         admin,
         version,
+        started_at,
         owner,
         _keepalive: started.keepalive,
     })
