@@ -4,8 +4,10 @@
 //!   kept ones, ready clones, templates), and only those;
 //! - on this machine: the local clusters and containers pgfresh started with the run
 //!   directory `PGFRESH_RUN_DIR` (default `/dev/shm`), found by their run directories and by
-//!   the containers' label `dev.pgfresh.rundir`; and the directories of brokers that were killed
-//!   (a broker that leaves removes its own).
+//!   the containers' label `dev.pgfresh.rundir`; the brokers still running, which are asked to
+//!   leave before anything else goes (so that none hands out a database on a server removed
+//!   under it); and the directories of brokers that were killed (a broker that leaves removes
+//!   its own).
 //!
 //! Tests running at the same time lose their databases: run it between runs.
 
@@ -44,7 +46,12 @@ pub(super) enum Leftover {
         /// The container id.
         id: String,
     },
-    /// The directory of a broker that is gone (see [`crate::broker`]).
+    /// A broker that runs (see [`crate::broker`]), by its directory: asked to leave first.
+    Broker {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory of a broker that is gone.
     BrokerDir {
         /// The directory.
         dir: PathBuf,
@@ -57,6 +64,11 @@ impl fmt::Display for Leftover {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
             Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
             Self::Container { id } => write!(f, "container {id}"),
+            Self::Broker { dir } => write!(
+                f,
+                "running broker of {} (asked to leave before the servers go)",
+                dir.display()
+            ),
             Self::BrokerDir { dir } => write!(f, "broker directory {}", dir.display()),
         }
     }
@@ -83,6 +95,8 @@ pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
             .flatten()
     })?;
     found.extend(on_this_machine(&config));
+    // The running brokers first: none may hand out a database on a server removed under it.
+    found.sort_by_key(|l| !matches!(l, Leftover::Broker { .. }));
     Ok(found)
 }
 
@@ -98,7 +112,8 @@ fn on_this_machine(config: &Config) -> Vec<Leftover> {
                 .map(|id| Leftover::Container { id })
                 .into_iter()
                 .collect(),
-            RunKind::Broker => vec![Leftover::BrokerDir { dir }],
+            RunKind::Broker { running: true } => vec![Leftover::Broker { dir }],
+            RunKind::Broker { running: false } => vec![Leftover::BrokerDir { dir }],
         })
         .collect();
     for base in crate::server::run_base_dirs(config) {
@@ -145,6 +160,8 @@ pub(super) async fn remove(
             #[cfg(unix)]
             (Leftover::Cluster { dir }, _) => stop_cluster(dir),
             #[cfg(unix)]
+            (Leftover::Broker { dir }, _) => crate::broker::end(dir).map_err(|e| e.to_string()),
+            #[cfg(unix)]
             (Leftover::BrokerDir { dir }, _) => {
                 if crate::broker::remove_dir(dir) {
                     Ok(())
@@ -154,9 +171,10 @@ pub(super) async fn remove(
             }
             // Found only in run directories, which pgfresh makes only on Unix.
             #[cfg(not(unix))]
-            (Leftover::Cluster { .. } | Leftover::BrokerDir { .. }, _) => {
-                Err("run directories exist only on Linux and macOS".to_owned())
-            }
+            (
+                Leftover::Cluster { .. } | Leftover::Broker { .. } | Leftover::BrokerDir { .. },
+                _,
+            ) => Err("run directories exist only on Linux and macOS".to_owned()),
         };
         if let Err(why) = outcome {
             failed.push((leftover.clone(), why));
@@ -222,8 +240,10 @@ enum RunKind {
     Local,
     /// The container id, when a server is recorded.
     Docker(Option<String>),
-    /// A broker's directory that no broker serves.
-    Broker,
+    /// A broker's directory, and whether a broker serves it (or is starting there).
+    Broker {
+        running: bool,
+    },
 }
 
 /// The run directories of running (or dead but not cleaned) servers, and the directories of
@@ -249,8 +269,9 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             } else if name.contains("-docker-") && dir.join("state").exists() {
                 let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
-            } else if name.contains("-broker-") && !broker::in_use(&dir) {
-                found.push((dir, RunKind::Broker));
+            } else if name.contains("-broker-") {
+                let running = broker::in_use(&dir);
+                found.push((dir, RunKind::Broker { running }));
             }
         }
     }
