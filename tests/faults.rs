@@ -8,19 +8,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{OwnServer, PROBE, Running, field, output, probe_field};
+use common::{OwnServer, PROBE, Running, env_with, field, output, probe_field};
 use pgfresh::sqlx::{self, PgPool};
-
-/// `server.env()` plus `extra`, as the `&str` pairs [`Running::spawn`] takes.
-fn env_with<'a>(
-    base: &'a [(&'static str, String)],
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    base.iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .chain(extra.iter().copied())
-        .collect()
-}
 
 async fn exists(admin: &PgPool, name: &str) -> bool {
     common::database_exists(admin, name).await
@@ -304,17 +293,12 @@ async fn sweep_never_drops_a_live_processs_database() {
     assert!(server.wait_gone(port, Duration::from_secs(15)).is_some());
 }
 
-/// The postmaster `PID` of the local cluster in `server`.
-fn postmaster_pid(server: &OwnServer) -> String {
-    let pidfile = server.run_dir().unwrap().join("data/postmaster.pid");
-    let text = std::fs::read_to_string(&pidfile).unwrap();
-    text.lines().next().unwrap().trim().to_owned()
-}
-
-/// The server killed (`kill -9` of the postmaster) while a test holds its database: the test's
-/// next request for a database fails within a bounded time with a message that names the server
-/// and says what to check, instead of hanging; and the dead cluster's directory is still
-/// removed once the process is gone.
+/// The server killed (`kill -9` of the postmaster) while a test holds its database, in a process
+/// without a broker (`PGFRESH_BROKER=off`: it holds the server itself): the test's next request
+/// for a database fails within a bounded time with a message that names the server and says
+/// what to check, instead of hanging; and the dead cluster's directory is still removed once
+/// the process is gone. (With a broker, the next request gets a database from a fresh one:
+/// tests/recovery.rs.)
 #[test]
 fn killed_server_fails_the_next_request_fast_and_clearly() {
     if !local() {
@@ -326,16 +310,15 @@ fn killed_server_fails_the_next_request_fast_and_clearly() {
         PROBE,
         &env_with(
             &base,
-            &[("PGFRESH_TEST_SLEEP", "2000"), ("PGFRESH_TEST_AGAIN", "1")],
+            &[
+                ("PGFRESH_TEST_SLEEP", "2000"),
+                ("PGFRESH_TEST_AGAIN", "1"),
+                ("PGFRESH_BROKER", "off"),
+            ],
         ),
     );
     let port: u16 = field(&child.probe_line(), "port").parse().unwrap();
-    let pid = postmaster_pid(&server);
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::kill(server.postmaster_pid());
     let start = Instant::now();
 
     let (status, text) = child.finish(Duration::from_secs(120));

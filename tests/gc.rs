@@ -91,7 +91,7 @@ fn dry_run_lists_and_gc_removes_everything() {
 }
 
 #[tokio::test]
-async fn gc_removes_the_directory_a_killed_broker_left_but_not_a_live_brokers() {
+async fn gc_lists_a_live_broker_as_running_and_removes_a_killed_brokers_directory() {
     let db = pgfresh::test_db().await;
     let admin = common::admin(&db).await;
     let url = common::server_url(&db);
@@ -116,11 +116,19 @@ async fn gc_removes_the_directory_a_killed_broker_left_but_not_a_live_brokers() 
         .find(|p| p.to_string_lossy().contains("-broker-"))
         .expect("the broker's directory");
 
+    // A live broker is listed as one, to be asked to leave first.
     let (ok, text) = gc(&["--dry-run"], &run_dir);
     assert!(ok, "{text}");
     assert!(
         !text.contains("broker directory"),
         "a live broker's: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "would remove running broker of {}",
+            broker_dir.display()
+        )),
+        "{text}"
     );
 
     // Killed, the broker leaves its directory (its socket and lock files) behind.

@@ -275,3 +275,15 @@ pub fn broker_pid(tag: &str) -> Option<u32> {
             (serving && vars.contains(&wanted.as_bytes())).then_some(pid)
         })
 }
+
+/// `base` (an [`OwnServer`](super::OwnServer)'s `env()`) plus `extra`, as the `&str` pairs
+/// [`Running::spawn`] takes.
+pub fn env_with<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(extra.iter().copied())
+        .collect()
+}

@@ -85,6 +85,13 @@ impl OwnServer {
         Some((get("port")?.parse().ok()?, get("password")?))
     }
 
+    /// The postmaster's pid (local kind), from the data directory's `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> u32 {
+        let pidfile = self.run_dir().unwrap().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pidfile).unwrap();
+        text.lines().next().unwrap().trim().parse().unwrap()
+    }
+
     /// A URL to the running server's `postgres` database.
     pub fn admin_url(&self) -> String {
         let (port, password) = self.state().expect("the server is running");

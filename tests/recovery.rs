@@ -1,0 +1,178 @@
+//! The next process gets a database whatever happened to the last run's server or broker:
+//! `pgfresh gc`, the postmaster killed, the run directory deleted by hand, a `DB_URL` server
+//! restarted, the broker killed. Each case has a server of its own (a fresh run directory) and a
+//! broker of its own (a tag in the environment), with a child holding a database so that the
+//! broker is alive when the fault strikes; then a new process asks for a database.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{OwnServer, PROBE, Running, broker_pid, env_with, field, output};
+
+fn local() -> bool {
+    common::available(common::local_binaries(), "PostgreSQL binaries")
+}
+
+/// A child of `env` that reports its database and holds it for a minute; and the pid of the
+/// broker that handed it out.
+fn holding(env: &[(&str, &str)], tag: &str) -> (Running, String, u32) {
+    let mut child = Running::spawn(PROBE, &[env, &[("PGFRESH_TEST_SLEEP", "60000")]].concat());
+    let name = field(&child.probe_line(), "name");
+    let broker = broker_pid(tag).expect("a broker serves the child");
+    (child, name, broker)
+}
+
+/// Whether `pid` ends within 10 s.
+fn ends(pid: u32) -> bool {
+    common::eventually(Duration::from_secs(10), || common::ended(pid))
+}
+
+/// A new process of `env` gets a database (and a different one than `before`).
+fn next_process_gets_a_database(env: &[(&str, &str)], before: &str) {
+    let out = common::rerun(PROBE, env);
+    assert!(out.status.success(), "{}", output(&out));
+    assert_ne!(common::probe_field(&out, "name"), before);
+}
+
+#[test]
+fn gc_ends_the_broker_before_it_removes_the_cluster_and_the_next_process_gets_one() {
+    if !local() {
+        return;
+    }
+    let server = OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let (mut child, name, broker) = holding(&env, &tag);
+    let cluster = server.run_dir().expect("the cluster's run directory");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pgfresh"))
+        .arg("gc")
+        .env_remove("DB_URL")
+        .env("PGFRESH_RUN_DIR", server.base())
+        .output()
+        .unwrap();
+    let text = output(&out);
+    assert!(out.status.success(), "{text}");
+    let ending = text.find("removing running broker of").expect(&text);
+    let removing = text.find("removing local cluster").expect(&text);
+    assert!(ending < removing, "the broker is not ended first:\n{text}");
+    assert!(ends(broker), "the broker outlived gc");
+    assert!(!cluster.join("data").exists(), "{text}");
+
+    child.kill();
+    next_process_gets_a_database(&env, &name);
+}
+
+#[test]
+fn a_broker_whose_postmaster_was_killed_ends_and_the_next_process_gets_one() {
+    if !local() {
+        return;
+    }
+    let server = OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let (mut child, name, broker) = holding(&env, &tag);
+
+    common::kill(server.postmaster_pid());
+    assert!(ends(broker), "the broker outlived its server");
+    child.kill();
+    next_process_gets_a_database(&env, &name);
+}
+
+#[test]
+fn a_broker_whose_run_directory_was_deleted_ends_and_the_next_process_gets_one() {
+    if !local() {
+        return;
+    }
+    let server = OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let (mut child, name, broker) = holding(&env, &tag);
+    let postmaster = server.postmaster_pid();
+
+    std::fs::remove_dir_all(server.run_dir().unwrap()).unwrap();
+    assert!(ends(broker), "the broker outlived its run directory");
+    child.kill();
+    next_process_gets_a_database(&env, &name);
+    // The orphaned postmaster, whose files are gone, is not left running for long by its
+    // own check of its lock file (a minute); not pgfresh's to wait for here.
+    common::kill(postmaster);
+}
+
+#[tokio::test]
+async fn a_restarted_url_server_ends_the_broker_and_the_next_process_gets_one() {
+    if !local() {
+        return;
+    }
+    // The url source's server: a local cluster of this test's own, held up by this test.
+    let mut server = OwnServer::new("local", 2);
+    let started = common::rerun(PROBE, &env_with(&server.env(), &[]));
+    assert!(started.status.success(), "{}", output(&started));
+    server.hold(Duration::from_secs(10));
+    let url = server.admin_url();
+    let runs = tempfile::tempdir().unwrap();
+    let tag = uuid::Uuid::new_v4().to_string();
+    let run_dir = runs.path().display().to_string();
+    let env = [
+        ("PGFRESH_SERVER", "url"),
+        ("DB_URL", url.as_str()),
+        ("PGFRESH_RUN_DIR", run_dir.as_str()),
+        ("PGFRESH_TEST_TAG", tag.as_str()),
+    ];
+    let (mut child, name, broker) = holding(&env, &tag);
+
+    server.restart_with(&[]);
+    assert!(ends(broker), "the broker outlived its server's restart");
+    child.kill();
+    next_process_gets_a_database(&env, &name);
+
+    // Nothing leaks: once the killed child's database is swept (by the next process's sweep,
+    // its owner being dead), only templates and ready clones are left.
+    let admin = pgfresh::sqlx::PgPool::connect(&url).await.unwrap();
+    assert!(
+        common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        "{name} outlived its killed process"
+    );
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_killed_brokers_test_ends_normally_and_the_next_process_gets_one_from_a_fresh_broker() {
+    if !local() {
+        return;
+    }
+    let mut server = OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let mut child = Running::spawn(
+        PROBE,
+        &[&env[..], &[("PGFRESH_TEST_SLEEP", "3000")]].concat(),
+    );
+    let name = field(&child.probe_line(), "name");
+    let broker = broker_pid(&tag).expect("a broker serves the child");
+    server.hold(Duration::from_secs(10));
+
+    common::kill(broker);
+    assert!(ends(broker));
+    next_process_gets_a_database(&env, &name);
+    let fresh = broker_pid(&tag).expect("a fresh broker serves the next process");
+    assert_ne!(fresh, broker);
+    // The test in flight ends as usual: its database, whose broker is gone, is dropped by the
+    // test process itself.
+    let (status, text) = child.finish(Duration::from_secs(30));
+    assert!(status.success(), "{text}");
+    let admin = pgfresh::sqlx::PgPool::connect(&server.admin_url())
+        .await
+        .unwrap();
+    assert!(
+        common::dropped_within(&admin, &name, Duration::from_secs(10)).await,
+        "{name} outlived its test"
+    );
+    admin.close().await;
+}
