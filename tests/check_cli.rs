@@ -203,8 +203,10 @@ async fn database_url_catches_a_migration_edited_after_it_was_applied() {
     assert!(!run.stdout.contains(&url) && !run.stderr.contains(&url));
 }
 
+/// What a CI job has: a fresh server, `DB_URL` naming a database nobody migrated. The set's own
+/// history is checked and passes; the comparison is reported as not done, and why, as a note.
 #[tokio::test]
-async fn a_database_without_a_migration_record_is_not_called_clean() {
+async fn a_database_without_a_migration_record_is_noted_not_compared_and_not_failed() {
     let dir = project(PAIR);
     // A database nobody migrated: no _sqlx_migrations at all.
     let db = Harness::from_dir(dir.path().join("migrations"))
@@ -216,14 +218,15 @@ async fn a_database_without_a_migration_record_is_not_called_clean() {
         .await
         .unwrap();
     let run = check(dir.path(), &["--update", "--database-url", &db.url()]);
-    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.code, Some(0), "{run:?}");
     assert!(
         run.stdout.contains(
-            "history   FAILED  the migration history of migrations/ has 1 problem:\n  - the \
-             database has no migration record (_sqlx_migrations does not exist there)"
+            "note: not compared with the database: it has no migration record \
+             (_sqlx_migrations does not exist there"
         ),
         "{run:?}"
     );
+    assert!(!run.stdout.contains("FAILED"), "{run:?}");
     assert!(!run.stdout.contains("applied them unedited"), "{run:?}");
 }
 

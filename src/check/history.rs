@@ -101,17 +101,26 @@ pub(crate) fn ignored_files(dir: &Path) -> Result<Vec<Problem>, Error> {
         .collect())
 }
 
+/// What comparing a database's record with the set found.
+pub(crate) enum Compared {
+    /// The problems (none when it applied the set's migrations unedited, in order).
+    Problems(Vec<Problem>),
+    /// The database has no migrations table (`table`): it was never migrated by sqlx or
+    /// pgfresh (a fresh server's `postgres` database, say), so there is nothing to compare.
+    NoRecord { table: String },
+}
+
 /// The rules that need a database: what it applied is still in the set, unchanged, complete,
 /// and nothing older than its newest migration is left unapplied.
 pub(crate) async fn against(
     set: &MigrationSet,
     conn: &mut PgConnection,
-) -> Result<Vec<Problem>, Error> {
+) -> Result<Compared, Error> {
     let table = &set.migrator.table_name;
     let Some(applied) = read_applied(conn, table).await? else {
-        return Ok(vec![Problem::NoRecord {
+        return Ok(Compared::NoRecord {
             table: table.to_string(),
-        }]);
+        });
     };
     let mut problems = Vec::new();
     for a in &applied {
@@ -144,7 +153,7 @@ pub(crate) async fn against(
                 }),
         );
     }
-    Ok(problems)
+    Ok(Compared::Problems(problems))
 }
 
 #[cfg(test)]

@@ -105,7 +105,9 @@ pub async fn history(migrations: impl Into<Migrations>) -> Result<Passed, Failur
 /// [`history`], and the database's record of applied migrations against the set: each applied
 /// migration still in the set and not edited since (checksums match), none left half-applied,
 /// and none of the set's migrations older than the newest applied one left unapplied.
-/// The database is only read.
+/// The database is only read. A database with no record at all (never migrated: a fresh
+/// server's, say) is not compared: the check passes on the set's own history, with a note
+/// that says so.
 ///
 /// # Errors
 ///
@@ -345,9 +347,21 @@ impl Subject {
         if let Some(dir) = &self.dir {
             problems.extend(history::ignored_files(dir)?);
         }
-        let compared = database.is_some();
+        // Whether the database's record was compared; else why not (a note, not a failure).
+        let mut compared = false;
+        let mut notes = Vec::new();
         if let Some(conn) = database {
-            problems.extend(history::against(set, conn).await?);
+            match history::against(set, conn).await? {
+                history::Compared::Problems(found) => {
+                    compared = true;
+                    problems.extend(found);
+                }
+                history::Compared::NoRecord { table } => notes.push(format!(
+                    "not compared with the database: it has no migration record ({table} does \
+                     not exist there; a fresh server's database has none). To compare, point \
+                     --database-url (or DB_URL) at the database the migrations were applied to"
+                )),
+            }
         }
         problems.sort_by_key(problem::sort_key);
         if !problems.is_empty() {
@@ -367,6 +381,7 @@ impl Subject {
             "{n} migrations, {} of them reversible: versions unique and ordered, every pair \
              complete{database}",
             pairs.count()
-        )))
+        ))
+        .with_notes(notes))
     }
 }

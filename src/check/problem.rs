@@ -75,12 +75,6 @@ pub enum Problem {
         /// Its description, as the database recorded it.
         description: String,
     },
-    /// The database has no migrations table at all: it was never migrated by sqlx or pgfresh
-    /// (or by another tool), so nothing can be said of what it applied.
-    NoRecord {
-        /// The table looked for.
-        table: String,
-    },
     /// A migration older than the newest applied one that the database never applied: sqlx
     /// would apply it out of order.
     Skipped {
@@ -177,13 +171,6 @@ impl fmt::Display for Problem {
                  database; repair the database by hand, then delete its row from the migrations \
                  table"
             ),
-            Self::NoRecord { table } => write!(
-                f,
-                "the database has no migration record ({table} does not exist there), so it \
-                 cannot be compared with the set; point --database-url (or DB_URL) at the \
-                 database the migrations were applied to, or apply them first (`pgfresh upgrade \
-                 head`)"
-            ),
             Self::Skipped {
                 version,
                 description,
@@ -206,7 +193,7 @@ fn file_name(version: i64, description: &str, suffix: &str) -> String {
 /// The version a problem is about, for listing them in order (files first).
 pub(crate) fn sort_key(p: &Problem) -> i64 {
     match p {
-        Problem::Ignored { .. } | Problem::NoRecord { .. } => i64::MIN,
+        Problem::Ignored { .. } => i64::MIN,
         Problem::Unordered { version, .. }
         | Problem::DuplicateVersion { version, .. }
         | Problem::NonPositiveVersion { version, .. }
