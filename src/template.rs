@@ -90,13 +90,10 @@ async fn build_locked(
         },
     )
     .await?;
-    if let Err(e) = build(server, recipe, name).await {
+    if let Err(e) = build(server, conn, recipe, name).await {
         let _ = admin::drop_database(server.version, conn, name).await;
         return Err(e);
     }
-    // Sessions a migration tool left open would keep every clone from being made; those of
-    // the connections closed a moment ago go on their own.
-    admin::see_off(conn, name, None).await?;
     // Mark complete only now: a build that dies before this line leaves a database marked
     // `building`, which the next build (or a sweep, once its owner is gone) drops.
     execute(
@@ -137,10 +134,24 @@ async fn record_use(conn: &mut PgConnection, name: &str, suite: &str) -> Result<
     set_mark(conn, name, &used).await
 }
 
-/// Runs the recipe into the new template `name`, then gives it its relation cache file.
-async fn build(server: &Server, recipe: &Recipe, name: &str) -> Result<()> {
+/// Runs the recipe into the new template `name`, then gives it its relation cache file, and
+/// leaves it with no session on it (`conn` is an administrative connection).
+///
+/// Sessions a migration tool left open would keep every clone from being made, and an
+/// autovacuum worker (the `url` source's server runs autovacuum) vacuuming the catalogs would
+/// remove the cache file written after them: both are seen off first. The connection that
+/// writes the file then leaves on its own (within [`admin::see_off`]'s wait), and once the
+/// template is sealed (`ALLOW_CONNECTIONS false`) autovacuum passes it by.
+async fn build(
+    server: &Server,
+    conn: &mut PgConnection,
+    recipe: &Recipe,
+    name: &str,
+) -> Result<()> {
     recipe.build(server, name).await?;
-    write_relcache_init_file(server, name).await
+    admin::see_off(conn, name, None).await?;
+    write_relcache_init_file(server, conn, name).await?;
+    admin::see_off(conn, name, None).await
 }
 
 /// Connects to the finished template once more, so that it carries a relation cache init file
@@ -149,15 +160,46 @@ async fn build(server: &Server, recipe: &Recipe, name: &str) -> Result<()> {
 /// A backend's first connection to a database without that file reads the system catalogs to
 /// build its relation cache and writes the file for the next one; an `ANALYZE` or `VACUUM`
 /// of the catalogs removes it (a migration's, or autovacuum's while the template is built:
-/// the benchmark's 50-migration templates had none). `CREATE DATABASE … STRATEGY FILE_COPY`
-/// copies the template's directory, file included, so with it every clone's first connection
-/// (a test's first query) starts from the cache instead: ~2 ms less server CPU per test
-/// (7.9 → 5.9 ms per first connection, PostgreSQL 15, 80 clones).
-async fn write_relcache_init_file(server: &Server, name: &str) -> Result<()> {
-    let conn = PgConnection::connect_with(&server.options.clone().database(name))
-        .await
-        .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-    conn.close()
-        .await
-        .map_err(|e| Error::database(format!("disconnecting from template {name}"), e))
+/// the benchmark's 50-migration templates had none; hence its place in [`build`]). `CREATE
+/// DATABASE … STRATEGY FILE_COPY` copies the template's directory, file included, so with it
+/// every clone's first connection (a test's first query) starts from the cache instead: ~2 ms
+/// less server CPU per test (7.9 → 5.9 ms per first connection, PostgreSQL 15, 80 clones).
+///
+/// A backend that receives a cache invalidation while it starts does not write the file, and
+/// on a busy server every `CREATE` or `DROP DATABASE` elsewhere (and autovacuum's update of
+/// `pg_database`) sends one: where pgfresh may read the data directory (a superuser's
+/// `pg_stat_file`), it looks, and connects again, up to [`INIT_FILE_ATTEMPTS`] times in all.
+async fn write_relcache_init_file(
+    server: &Server,
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<()> {
+    for _ in 0..INIT_FILE_ATTEMPTS {
+        let template = PgConnection::connect_with(&server.options.clone().database(name))
+            .await
+            .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
+        template
+            .close()
+            .await
+            .map_err(|e| Error::database(format!("disconnecting from template {name}"), e))?;
+        let size: std::result::Result<Option<i64>, _> = sqlx::query_scalar(
+            "SELECT (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size \
+             FROM pg_database WHERE datname = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await;
+        // Written, or not pgfresh's to look at (no right to read the data directory).
+        if !matches!(size, Ok(None)) {
+            break;
+        }
+        tracing::debug!(
+            template = name,
+            "no relation cache file yet: connecting again"
+        );
+    }
+    Ok(())
 }
+
+/// How many times [`write_relcache_init_file`] connects at most.
+const INIT_FILE_ATTEMPTS: usize = 5;
