@@ -83,6 +83,27 @@ fn a_broker_whose_postmaster_was_killed_ends_and_the_next_process_gets_one() {
     next_process_gets_a_database(&env, &name);
 }
 
+/// The postmaster killed a moment before the next process asks: the broker has not seen it yet
+/// (it looks every second) and hands out a database it made ahead, which cannot be reached. The
+/// process tells it, the broker finds its server gone and ends, and the process asks again
+/// through a fresh broker, which starts a new cluster.
+#[test]
+fn a_database_handed_out_on_a_server_just_killed_is_asked_for_again_from_a_fresh_broker() {
+    if !local() {
+        return;
+    }
+    let server = OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let base = server.env();
+    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let (mut child, name, broker) = holding(&env, &tag);
+
+    common::kill(server.postmaster_pid());
+    next_process_gets_a_database(&env, &name);
+    assert!(ends(broker), "the broker outlived its server");
+    child.kill();
+}
+
 #[test]
 fn a_broker_whose_run_directory_was_deleted_ends_and_the_next_process_gets_one() {
     if !local() {
