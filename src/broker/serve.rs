@@ -216,11 +216,9 @@ async fn answer_claim(
         }
         let claimed = dispenser.claim_built(hash, suite, run).await;
         // Made ahead, a database is handed out without a word to the server: never one on a
-        // server that is gone.
+        // server that is gone (it goes with its server, or, marked as this broker's, with the
+        // owner lock a restart ended: the next sweep drops it).
         if let Some(reason) = watch.verdict() {
-            if let Ok(Some(built)) = claimed {
-                dispenser.drop_in_background(&built.name).await;
-            }
             return Answer::ServerGone(reason);
         }
         match claimed {
