@@ -29,6 +29,40 @@ fn ends(pid: u32) -> bool {
     common::eventually(Duration::from_secs(10), || common::ended(pid))
 }
 
+/// A local cluster and a broker of the test's own (a tag in the environment), and a child
+/// holding a database from that broker.
+struct Case {
+    server: OwnServer,
+    env: Vec<(&'static str, String)>,
+    child: Running,
+    /// The child's database.
+    name: String,
+    /// The broker's pid.
+    broker: u32,
+}
+
+impl Case {
+    fn start() -> Self {
+        let server = OwnServer::new("local", 2);
+        let tag = uuid::Uuid::new_v4().to_string();
+        let mut env = server.env();
+        env.push(("PGFRESH_TEST_TAG", tag.clone()));
+        let (child, name, broker) = holding(&env_with(&env, &[]), &tag);
+        Self {
+            server,
+            env,
+            child,
+            name,
+            broker,
+        }
+    }
+
+    /// A new process of the case's environment gets a database.
+    fn next_process_gets_a_database(&self) {
+        next_process_gets_a_database(&env_with(&self.env, &[]), &self.name);
+    }
+}
+
 /// A new process of `env` gets a database (and a different one than `before`).
 fn next_process_gets_a_database(env: &[(&str, &str)], before: &str) {
     let out = common::rerun(PROBE, env);
@@ -41,17 +75,13 @@ fn gc_ends_the_broker_before_it_removes_the_cluster_and_the_next_process_gets_on
     if !local() {
         return;
     }
-    let server = OwnServer::new("local", 2);
-    let tag = uuid::Uuid::new_v4().to_string();
-    let base = server.env();
-    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
-    let (mut child, name, broker) = holding(&env, &tag);
-    let cluster = server.run_dir().expect("the cluster's run directory");
+    let mut case = Case::start();
+    let cluster = case.server.run_dir().expect("the cluster's run directory");
 
     let out = Command::new(env!("CARGO_BIN_EXE_pgfresh"))
         .arg("gc")
         .env_remove("DB_URL")
-        .env("PGFRESH_RUN_DIR", server.base())
+        .env("PGFRESH_RUN_DIR", case.server.base())
         .output()
         .unwrap();
     let text = output(&out);
@@ -59,11 +89,11 @@ fn gc_ends_the_broker_before_it_removes_the_cluster_and_the_next_process_gets_on
     let ending = text.find("removing running broker of").expect(&text);
     let removing = text.find("removing local cluster").expect(&text);
     assert!(ending < removing, "the broker is not ended first:\n{text}");
-    assert!(ends(broker), "the broker outlived gc");
+    assert!(ends(case.broker), "the broker outlived gc");
     assert!(!cluster.join("data").exists(), "{text}");
 
-    child.kill();
-    next_process_gets_a_database(&env, &name);
+    case.child.kill();
+    case.next_process_gets_a_database();
 }
 
 #[test]
@@ -71,16 +101,12 @@ fn a_broker_whose_postmaster_was_killed_ends_and_the_next_process_gets_one() {
     if !local() {
         return;
     }
-    let server = OwnServer::new("local", 2);
-    let tag = uuid::Uuid::new_v4().to_string();
-    let base = server.env();
-    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
-    let (mut child, name, broker) = holding(&env, &tag);
+    let mut case = Case::start();
 
-    common::kill(server.postmaster_pid());
-    assert!(ends(broker), "the broker outlived its server");
-    child.kill();
-    next_process_gets_a_database(&env, &name);
+    common::kill(case.server.postmaster_pid());
+    assert!(ends(case.broker), "the broker outlived its server");
+    case.child.kill();
+    case.next_process_gets_a_database();
 }
 
 /// The postmaster killed a moment before the next process asks: the broker has not seen it yet
@@ -92,16 +118,12 @@ fn a_database_handed_out_on_a_server_just_killed_is_asked_for_again_from_a_fresh
     if !local() {
         return;
     }
-    let server = OwnServer::new("local", 2);
-    let tag = uuid::Uuid::new_v4().to_string();
-    let base = server.env();
-    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
-    let (mut child, name, broker) = holding(&env, &tag);
+    let mut case = Case::start();
 
-    common::kill(server.postmaster_pid());
-    next_process_gets_a_database(&env, &name);
-    assert!(ends(broker), "the broker outlived its server");
-    child.kill();
+    common::kill(case.server.postmaster_pid());
+    case.next_process_gets_a_database();
+    assert!(ends(case.broker), "the broker outlived its server");
+    case.child.kill();
 }
 
 #[test]
@@ -109,24 +131,20 @@ fn a_broker_whose_run_directory_was_deleted_ends_and_the_next_process_gets_one()
     if !local() {
         return;
     }
-    let server = OwnServer::new("local", 2);
-    let tag = uuid::Uuid::new_v4().to_string();
-    let base = server.env();
-    let env = env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
-    let (mut child, name, broker) = holding(&env, &tag);
-    let postmaster = server.postmaster_pid();
+    let mut case = Case::start();
+    let postmaster = case.server.postmaster_pid();
 
     // The running server may make a file while the tree is walked: as a user would, try again.
-    let doomed = server.run_dir().unwrap();
+    let doomed = case.server.run_dir().unwrap();
     assert!(
         common::eventually(Duration::from_secs(5), || std::fs::remove_dir_all(&doomed)
             .is_ok()),
         "could not delete {}",
         doomed.display()
     );
-    assert!(ends(broker), "the broker outlived its run directory");
-    child.kill();
-    next_process_gets_a_database(&env, &name);
+    assert!(ends(case.broker), "the broker outlived its run directory");
+    case.child.kill();
+    case.next_process_gets_a_database();
     // The orphaned postmaster, whose files are gone, is not left running for long by its
     // own check of its lock file (a minute); not pgfresh's to wait for here.
     common::kill(postmaster);
