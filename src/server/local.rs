@@ -34,6 +34,12 @@ pub(super) struct Binaries {
 }
 
 impl Binaries {
+    /// The directory `dir`, which holds `initdb` and `pg_ctl`.
+    #[cfg(feature = "embedded")]
+    pub(super) fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
     fn tool(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -112,9 +118,20 @@ fn install_locations() -> Vec<PathBuf> {
 }
 
 pub(super) async fn start(config: &Config) -> Result<Started> {
+    start_with(config, find_binaries(config)?, ServerSource::Local).await
+}
+
+/// A cluster from `bins`, reported to tests as `source` (the embedded source's binaries are
+/// run the same way).
+pub(super) async fn start_with(
+    config: &Config,
+    bins: Binaries,
+    source: ServerSource,
+) -> Result<Started> {
     let local = Local {
-        bins: find_binaries(config)?,
+        bins,
         owner: server_user()?,
+        source,
     };
     launch::find_or_start(config, &local).await
 }
@@ -123,10 +140,15 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 struct Local {
     bins: Binaries,
     owner: Option<(u32, u32)>,
+    source: ServerSource,
 }
 
 impl Launch for Local {
-    const SOURCE: ServerSource = ServerSource::Local;
+    const KIND: ServerSource = ServerSource::Local;
+
+    fn source(&self) -> ServerSource {
+        self.source
+    }
 
     fn owner(&self) -> Option<(u32, u32)> {
         self.owner
@@ -157,7 +179,7 @@ impl Launch for Local {
         })
         .await
         .map_err(|e| match e.is_disk_full(true) {
-            true => super::disk_full(ServerSource::Local, Some(&data), "", &e),
+            true => super::disk_full(self.source, Some(&data), "", &e),
             false => e,
         })?;
         Ok((record, keepalive))
@@ -295,7 +317,7 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
 }
 
 /// The uid and gid to run the server as: `None` (this process's) unless this process is root.
-fn server_user() -> Result<Option<(u32, u32)>> {
+pub(super) fn server_user() -> Result<Option<(u32, u32)>> {
     if crate::os::euid() != 0 {
         return Ok(None);
     }

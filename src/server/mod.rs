@@ -8,6 +8,8 @@
 mod admin_pool;
 #[cfg(all(unix, feature = "docker"))]
 mod docker;
+#[cfg(all(unix, feature = "embedded"))]
+mod embedded;
 #[cfg(all(unix, any(feature = "docker", feature = "local")))]
 mod guardian;
 mod health;
@@ -170,7 +172,15 @@ async fn start_auto(config: &Config) -> Result<Started> {
         Ok(()) => return start_source(ServerSource::Local, config).await,
         Err(why) => why,
     };
-    Err(Error::NoServer { docker, local })
+    let embedded = match start_source(ServerSource::Embedded, config).await {
+        Ok(started) => return Ok(started),
+        Err(e) => e.to_string(),
+    };
+    Err(Error::NoServer {
+        docker,
+        local,
+        embedded,
+    })
 }
 
 async fn start_source(source: ServerSource, config: &Config) -> Result<Started> {
@@ -185,12 +195,16 @@ async fn start_source(source: ServerSource, config: &Config) -> Result<Started> 
         ServerSource::Docker => Err(unavailable("docker", cfg!(feature = "docker"))),
         #[cfg(not(all(unix, feature = "local")))]
         ServerSource::Local => Err(unavailable("local", cfg!(feature = "local"))),
+        #[cfg(all(unix, feature = "embedded"))]
+        ServerSource::Embedded => embedded::start(config).await,
+        #[cfg(not(all(unix, feature = "embedded")))]
+        ServerSource::Embedded => Err(unavailable("embedded", cfg!(feature = "embedded"))),
     }
 }
 
 /// Why the source `name` is not in this build: its feature is off (`enabled` false), or
 /// (Windows) pgfresh does not run servers of its own on this platform yet.
-#[cfg(not(all(unix, feature = "docker", feature = "local")))]
+#[cfg(not(all(unix, feature = "docker", feature = "local", feature = "embedded")))]
 fn unavailable(name: &'static str, enabled: bool) -> Error {
     if enabled {
         Error::SourceUnsupported { source_name: name }

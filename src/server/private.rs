@@ -107,8 +107,32 @@ pub(super) fn base(path: &Path) -> Result<()> {
 /// that, a private `PGFRESH_RUN_DIR` of root's fails later in `initdb`, as "Permission denied"
 /// on a file pgfresh has just written.
 pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
-    if owner.uid == euid() {
+    let Some(blocked) = blocker(path, owner)? else {
         return Ok(());
+    };
+    Err(Error::RunDir {
+        path: path.display().to_string(),
+        reason: blocked.reason,
+        remedy: format!(
+            "Let it in (`chmod o+x {}`), or set PGFRESH_RUN_DIR to a directory it can enter",
+            blocked.dir.display()
+        ),
+        source: None,
+    })
+}
+
+/// A directory that the server's user cannot search, on the way to a path it needs.
+pub(super) struct Blocked {
+    pub dir: std::path::PathBuf,
+    /// Who cannot enter what, with its owner and mode.
+    pub reason: String,
+}
+
+/// The first directory from `/` down to `path` that `owner` may not search, when `owner` is
+/// not this process's user.
+pub(super) fn blocker(path: &Path, owner: Owner) -> Result<Option<Blocked>> {
+    if owner.uid == euid() {
+        return Ok(None);
     }
     let full = std::fs::canonicalize(path).map_err(|e| failed(path, "cannot read it", e))?;
     for dir in full.ancestors() {
@@ -122,8 +146,8 @@ pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
             0o001
         };
         if mode & search == 0 {
-            return Err(Error::RunDir {
-                path: path.display().to_string(),
+            return Ok(Some(Blocked {
+                dir: dir.to_owned(),
                 reason: format!(
                     "the server runs as {}, which cannot enter {} (owner {}, mode {:04o})",
                     user_name(owner.uid),
@@ -131,16 +155,10 @@ pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
                     user_name(meta.uid()),
                     mode & 0o7777
                 ),
-                remedy: format!(
-                    "Let it in (`chmod o+x {}`), or set PGFRESH_RUN_DIR to a directory it can \
-                     enter",
-                    dir.display()
-                ),
-                source: None,
-            });
+            }));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The owner of the existing directory `path` when pgfresh could have made it for this
