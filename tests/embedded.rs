@@ -255,6 +255,34 @@ fn a_repository_that_does_not_answer_is_an_error_naming_it() {
 }
 
 #[test]
+fn a_password_in_the_repository_url_is_sent_and_never_shown() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::Private);
+    let host = repo.url.trim_start_matches("http://");
+    let dirs = Dirs::new();
+    let out = dirs.probe(&format!("http://u:wrong@{host}"), &[]);
+    failed_with(
+        &out,
+        &[&format!(
+            "embedded source: cannot download http://u:***@{host}/io/zonky/test/postgres/{ARTIFACT}/maven-metadata.xml: the server answered 401"
+        )],
+    );
+    assert!(!output(&out).contains("wrong"), "{}", output(&out));
+    let out = dirs.probe(&format!("http://u:p@{host}"), &[]);
+    served(&out);
+    assert!(
+        output(&out).contains(&format!("from http://u:***@{host}/")),
+        "{}",
+        output(&out)
+    );
+    assert!(
+        repo.requests().iter().all(|p| !p.contains('@')),
+        "{:?}",
+        repo.requests()
+    );
+}
+
+#[test]
 fn download_0_forbids_downloading_and_names_the_variable() {
     let Some(mirror) = mirror() else { return };
     let repo = Repository::serve(mirror, Fault::None);

@@ -48,6 +48,8 @@ pub enum Fault {
     CutOff,
     /// It reads each request and never answers.
     Silent,
+    /// Not a fault: it answers 401 to a request without the user `u` and password `p`.
+    Private,
 }
 
 /// A running repository; stopped (its port closed) when dropped or [`stop`](Self::stop)ped.
@@ -126,12 +128,18 @@ fn answer(stream: TcpStream, root: &Path, fault: Fault, log: &Mutex<Vec<String>>
     if reader.read_line(&mut request).is_err() {
         return;
     }
+    let mut authorized = false;
     loop {
         let mut header = String::new();
         match reader.read_line(&mut header) {
             Ok(0) | Err(_) => return,
             Ok(_) if header.trim().is_empty() => break,
-            Ok(_) => {}
+            // base64 of `u:p`
+            Ok(_) => {
+                authorized |= header
+                    .trim()
+                    .eq_ignore_ascii_case("authorization: Basic dTpw")
+            }
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
@@ -139,6 +147,12 @@ fn answer(stream: TcpStream, root: &Path, fault: Fault, log: &Mutex<Vec<String>>
     let mut stream = stream;
     if fault == Fault::Silent {
         std::thread::sleep(Duration::from_secs(120));
+        return;
+    }
+    if fault == Fault::Private && !authorized {
+        let _ = stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return;
     }
     let file = root.join(path.trim_start_matches('/'));

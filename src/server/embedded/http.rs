@@ -3,6 +3,9 @@
 //!
 //! Every request has a time limit: 10 s to connect, 30 s for the response to begin, and 30 s
 //! for each read of the body, so a repository that stops answering is an error, never a hang.
+//! A user and password in the URL (a private Artifactory or Nexus) go in an `Authorization:
+//! Basic` header, never on the request line, and every URL in an error has its password
+//! replaced by `***`. ureq honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -24,7 +27,7 @@ pub(super) struct Failed {
 impl Failed {
     fn new(url: &str, why: String) -> Self {
         Self {
-            url: url.to_owned(),
+            url: crate::config::redact_url(url),
             why,
             not_found: false,
         }
@@ -43,8 +46,30 @@ fn agent() -> ureq::Agent {
 }
 
 fn get(url: &str) -> Result<ureq::http::Response<ureq::Body>, Failed> {
-    let response = agent()
-        .get(url)
+    let mut target = ::url::Url::parse(url).map_err(|e| Failed::new(url, e.to_string()))?;
+    let credentials = (!target.username().is_empty()).then(|| {
+        use base64::Engine;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let pair = format!(
+            "{}:{}",
+            decode(target.username()),
+            decode(target.password().unwrap_or(""))
+        );
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    });
+    let _ = (target.set_username(""), target.set_password(None));
+    let mut request = agent().get(target.as_str());
+    if let Some(credentials) = credentials {
+        request = request.header("Authorization", credentials);
+    }
+    let response = request
         .call()
         .map_err(|e| Failed::new(url, e.to_string()))?;
     let status = response.status();

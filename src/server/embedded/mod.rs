@@ -82,7 +82,10 @@ fn binaries(config: &Config, owner: Option<(u32, u32)>) -> Result<PathBuf> {
     if let Some(bin) = cached(&cache) {
         return Ok(bin);
     }
-    let base = config.binaries_url.as_deref().unwrap_or(maven::CENTRAL);
+    let base = config
+        .binaries_url
+        .as_ref()
+        .map_or(maven::CENTRAL, |u| u.url.as_str());
     let repo = Repository::new(base, artifact);
     let (version, why) = match &config.pg_version {
         PgVersion::Exact(version) => (version.clone(), "as PGFRESH_PG_VERSION asks".to_owned()),
@@ -90,7 +93,10 @@ fn binaries(config: &Config, owner: Option<(u32, u32)>) -> Result<PathBuf> {
             let versions = repo.versions().map_err(failed)?;
             let newest = maven::newest_of(*major, &versions).ok_or_else(|| {
                 Error::embedded(
-                    format!("{} lists {wanted}", repo.metadata_url()),
+                    format!(
+                        "{} lists {wanted}",
+                        crate::config::redact_url(&repo.metadata_url())
+                    ),
                     format!(
                         "Set PGFRESH_PG_VERSION to one it lists: {}",
                         versions.join(", ")
@@ -124,8 +130,9 @@ fn fetch(cache: &Cache, repo: &Repository, version: &str, why: &str) -> Result<P
     };
     let mut out = BufWriter::new(File::create(&jar).map_err(|e| io("cannot create", e))?);
     let mut hasher = checksum.hasher();
+    let shown = crate::config::redact_url(&url);
     let mut line = Line::start(&format!(
-        "pgfresh: fetching PostgreSQL {version} ({why}) from {url}"
+        "pgfresh: fetching PostgreSQL {version} ({why}) from {shown}"
     ));
     let received = http::download(&url, &mut out, |chunk, received, size| {
         hasher.update(chunk);
@@ -145,7 +152,7 @@ fn fetch(cache: &Cache, repo: &Repository, version: &str, why: &str) -> Result<P
         line.end("refused: the checksum does not match");
         return Err(Error::embedded(
             format!(
-                "the jar from {url} does not match its published {}: expected {}, got {digest} \
+                "the jar from {shown} does not match its published {}: expected {}, got {digest} \
                  for the {received} bytes received; nothing was cached",
                 checksum.algorithm.name(),
                 checksum.hex
@@ -162,7 +169,7 @@ fn fetch(cache: &Cache, repo: &Repository, version: &str, why: &str) -> Result<P
     if let Err(e) = unpack::jar(&jar, &tree) {
         line.end("cannot unpack it");
         return Err(Error::embedded(
-            format!("cannot unpack the jar from {url}: {e}"),
+            format!("cannot unpack the jar from {shown}: {e}"),
             REMEDIES,
             Some(e),
         ));
