@@ -9,13 +9,16 @@
 # Homebrew's) under empty tmpfs mounts, and Docker's sockets under /dev/null; DB_URL,
 # DATABASE_URL, DOCKER_HOST and PGFRESH_SERVER/PGFRESH_PG_BIN are unset. The script checks what
 # it promises (no initdb or pg_ctl on PATH or in those places, no answering Docker) before running
-# the command. Needs root (or a user namespace) and util-linux's unshare.
+# the command. Needs util-linux's unshare, and root or unprivileged user namespaces (a user other
+# than root gets one, mapped to root inside, to mount in).
 set -euo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: $0 COMMAND [ARG...]" >&2; exit 2; }
+as_root=()
+[[ $(id -u) == 0 ]] || as_root=(--map-root-user)
 
 # shellcheck disable=SC2016 # the script below expands in the namespace's shell
-exec unshare --mount --propagation private bash -c '
+exec unshare "${as_root[@]}" --mount --propagation private bash -c '
   set -euo pipefail
   fail() { echo "bare: $*" >&2; exit 1; }
   shopt -s nullglob

@@ -2,9 +2,13 @@
 //! ([`common::Repository`], over the mirror `scripts/maven-mirror.sh` makes from zonky's builds):
 //! the first download, the cache with the repository stopped, 8 processes at once, a tampered
 //! jar, a body cut off, a repository that does not answer, `PGFRESH_DOWNLOAD=0`, the version
-//! choice, and root. Each test has a cache and a run directory of its own; every child asks for
-//! `PGFRESH_SERVER=embedded`. CI also runs this file in a mount namespace where the machine's
-//! PostgreSQL and Docker are hidden (scripts/bare.sh).
+//! choice, a password, the cache's modes, and root. Each test has a cache and a run directory of
+//! its own; every child but those run through scripts/bare.sh (the automatic choice where the
+//! machine's PostgreSQL and Docker are hidden) asks for `PGFRESH_SERVER=embedded`. CI also runs
+//! the whole file through scripts/bare.sh.
+
+// The mirror is made from the npm-packed Linux x86-64 builds.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 mod common;
 
@@ -334,25 +338,41 @@ fn a_major_gets_its_newest_version_and_a_missing_version_is_named() {
 }
 
 #[test]
-fn as_root_the_server_user_runs_the_cached_binaries() {
+fn the_cache_is_private_and_as_root_the_server_user_runs_the_binaries_in_it() {
+    use std::os::unix::fs::PermissionsExt;
     let Some(mirror) = mirror() else { return };
     let root = pgfresh_is_root();
-    if !common::available(root, "root (this test is about a run as root)") {
-        return;
-    }
     let repo = Repository::serve(mirror, Fault::None);
     let dirs = Dirs::new();
-    // PostgreSQL refuses to run as root: a database proves the server user ran the binaries.
+    // As root, PostgreSQL refuses to run as root: a database proves `postgres` ran them.
     served(&dirs.probe(&repo.url, &[]));
-    use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&dirs.cache()), 0o755);
-    assert_eq!(
-        mode(&dirs.cache().join(format!("{ARTIFACT}-18.4.0/bin/postgres"))),
-        0o755
-    );
+    assert_eq!(mode(&dirs.cache()), if root { 0o755 } else { 0o700 });
+    let postgres = dirs.cache().join(format!("{ARTIFACT}-18.4.0/bin/postgres"));
+    assert_eq!(mode(&postgres), 0o755);
 
-    // A cache the server user cannot enter is refused before anything is fetched.
+    // A cache others may write to is refused before anything is fetched.
+    let open = tempfile::tempdir_in("/tmp").unwrap();
+    let cache = open.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dirs.probe(&repo.url, &[("PGFRESH_CACHE_DIR", cache.to_str().unwrap())]);
+    failed_with(
+        &out,
+        &[
+            &format!(
+                "embedded source: the cache directory {} may be written by others (mode 0777)",
+                cache.display()
+            ),
+            "Set PGFRESH_CACHE_DIR to a directory of your own",
+        ],
+    );
+    assert_eq!(repo.jar_downloads(), 1, "{:?}", repo.requests());
+    if !root {
+        return;
+    }
+
+    // As root, a cache the server user cannot enter is refused too.
     let private = tempfile::tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let cache = private.path().join("cache");
@@ -402,10 +422,6 @@ fn bare_probe(env: &[(String, String)]) -> Output {
 #[test]
 fn with_nothing_installed_the_automatic_choice_fetches_and_names_every_remedy_when_it_cannot() {
     let Some(mirror) = mirror() else { return };
-    let unshare = pgfresh_is_root();
-    if !common::available(unshare, "root, for scripts/bare.sh's mount namespace") {
-        return;
-    }
     let repo = Repository::serve(mirror, Fault::None);
     let dirs = Dirs::new();
     let out = bare_probe(&dirs.env(&repo.url, &[]));

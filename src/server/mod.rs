@@ -154,17 +154,19 @@ async fn start_auto(config: &Config) -> Result<Started> {
     if config.url.is_some() {
         return start_source(ServerSource::Url, config).await;
     }
+    // A daemon that cannot run the image (no registry, say) should not stop a machine that
+    // can run PostgreSQL otherwise; when nothing else works either, the docker error is the
+    // one worth reading.
+    let mut docker_failed = None;
     let docker = match docker_available() {
         Ok(()) => match start_source(ServerSource::Docker, config).await {
             Ok(started) => return Ok(started),
-            // A daemon that cannot run the image (no registry, say) should not stop a machine
-            // that also has PostgreSQL installed; without local binaries the docker error is
-            // the one worth reading.
-            Err(e) if local_available(config).is_ok() => {
-                tracing::warn!("docker source failed, falling back to local binaries: {e}");
-                e.to_string()
+            Err(e) => {
+                tracing::warn!("docker source failed, trying the local and embedded sources: {e}");
+                let why = e.to_string();
+                docker_failed = Some(e);
+                why
             }
-            Err(e) => return Err(e),
         },
         Err(why) => why,
     };
@@ -176,6 +178,9 @@ async fn start_auto(config: &Config) -> Result<Started> {
         Ok(started) => return Ok(started),
         Err(e) => e.to_string(),
     };
+    if let Some(e) = docker_failed {
+        return Err(e);
+    }
     Err(Error::NoServer {
         docker,
         local,
