@@ -89,6 +89,19 @@ fn mirror() -> Option<&'static Path> {
     common::mirror()
 }
 
+/// The URL of `rest` (a version's directory, the metadata) in the artifact's folder of `repo`.
+fn in_repo(repo: &str, rest: &str) -> String {
+    format!("{repo}/io/zonky/test/postgres/{ARTIFACT}/{rest}")
+}
+
+/// The first use of a new cache, from a repository with `fault`.
+fn first_use(mirror: &Path, fault: Fault) -> (Repository, Dirs, Output) {
+    let repo = Repository::serve(mirror, fault);
+    let dirs = Dirs::new();
+    let out = dirs.probe(&repo.url, &[]);
+    (repo, dirs, out)
+}
+
 fn served(out: &Output) {
     assert!(out.status.success(), "{}", output(out));
     assert_eq!(probe_field(out, "source"), "embedded", "{}", output(out));
@@ -105,16 +118,14 @@ fn failed_with(out: &Output, needles: &[&str]) {
 #[test]
 fn the_first_use_downloads_once_and_the_cache_serves_with_the_repository_stopped() {
     let Some(mirror) = mirror() else { return };
-    let repo = Repository::serve(mirror, Fault::None);
-    let dirs = Dirs::new();
-    let out = dirs.probe(&repo.url, &[]);
+    let (repo, dirs, out) = first_use(mirror, Fault::None);
     served(&out);
     let text = output(&out);
     for needle in [
         "pgfresh: fetching PostgreSQL 18.4.0 (the newest 18.x there; 18 is the newest major",
         &format!(
-            "from {}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar: ",
-            repo.url
+            "from {}: ",
+            in_repo(&repo.url, &format!("18.4.0/{ARTIFACT}-18.4.0.jar"))
         ),
         " MB 10% 20%",
         " 100%, SHA-512 checked, unpacked into ",
@@ -171,13 +182,8 @@ fn eight_processes_starting_at_once_download_once() {
 #[test]
 fn a_tampered_jar_is_refused_and_nothing_is_cached() {
     let Some(mirror) = mirror() else { return };
-    let repo = Repository::serve(mirror, Fault::Tampered);
-    let dirs = Dirs::new();
-    let out = dirs.probe(&repo.url, &[]);
-    let jar = format!(
-        "{}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar",
-        repo.url
-    );
+    let (repo, dirs, out) = first_use(mirror, Fault::Tampered);
+    let jar = in_repo(&repo.url, &format!("18.4.0/{ARTIFACT}-18.4.0.jar"));
     failed_with(
         &out,
         &[
@@ -195,13 +201,8 @@ fn a_tampered_jar_is_refused_and_nothing_is_cached() {
 #[test]
 fn a_body_cut_off_halfway_is_refused_and_nothing_is_cached() {
     let Some(mirror) = mirror() else { return };
-    let repo = Repository::serve(mirror, Fault::CutOff);
-    let dirs = Dirs::new();
-    let out = dirs.probe(&repo.url, &[]);
-    let jar = format!(
-        "{}/io/zonky/test/postgres/{ARTIFACT}/18.4.0/{ARTIFACT}-18.4.0.jar",
-        repo.url
-    );
+    let (repo, dirs, out) = first_use(mirror, Fault::CutOff);
+    let jar = in_repo(&repo.url, &format!("18.4.0/{ARTIFACT}-18.4.0.jar"));
     failed_with(
         &out,
         &[
@@ -222,14 +223,9 @@ fn a_body_cut_off_halfway_is_refused_and_nothing_is_cached() {
 #[test]
 fn a_repository_that_does_not_answer_is_an_error_naming_it() {
     let Some(mirror) = mirror() else { return };
-    let dirs = Dirs::new();
-    let repo = Repository::serve(mirror, Fault::Silent);
     let started = std::time::Instant::now();
-    let out = dirs.probe(&repo.url, &[]);
-    let metadata = format!(
-        "{}/io/zonky/test/postgres/{ARTIFACT}/maven-metadata.xml",
-        repo.url
-    );
+    let (repo, dirs, out) = first_use(mirror, Fault::Silent);
+    let metadata = in_repo(&repo.url, "maven-metadata.xml");
     failed_with(
         &out,
         &[
@@ -268,7 +264,8 @@ fn a_password_in_the_repository_url_is_sent_and_never_shown() {
     failed_with(
         &out,
         &[&format!(
-            "embedded source: cannot download http://u:***@{host}/io/zonky/test/postgres/{ARTIFACT}/maven-metadata.xml: the server answered 401"
+            "embedded source: cannot download {}: the server answered 401",
+            in_repo(&format!("http://u:***@{host}"), "maven-metadata.xml")
         )],
     );
     assert!(!output(&out).contains("wrong"), "{}", output(&out));
