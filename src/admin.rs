@@ -37,6 +37,9 @@ pub(crate) async fn set_mark(conn: &mut PgConnection, name: &str, mark: &Mark) -
 pub(crate) struct Marked {
     /// It is a template (`datistemplate`).
     pub is_template: bool,
+    /// The role it belongs to, when that is a role pgfresh made for tests (see
+    /// [`crate::role`]).
+    pub role: Option<String>,
     /// Its marker: `None` when it has none yet, or one of another pgfresh version.
     pub mark: Option<Mark>,
 }
@@ -55,21 +58,25 @@ impl Marked {
 /// `name`'s state, `None` when there is no such database. A database pgfresh did not create
 /// is an error.
 pub(crate) async fn mark_of(conn: &mut PgConnection, name: &str) -> Result<Option<Marked>> {
-    let row: Option<(bool, Option<String>, i32)> = sqlx::query_as(
-        "SELECT datistemplate, shobj_description(oid, 'pg_database'), datconnlimit \
+    let row: Option<(bool, Option<String>, i32, Option<String>)> = sqlx::query_as(
+        "SELECT datistemplate, shobj_description(oid, 'pg_database'), datconnlimit, \
+         CASE WHEN shobj_description(datdba, 'pg_authid') = $2 \
+         THEN pg_get_userbyid(datdba)::text END \
          FROM pg_database WHERE datname = $1",
     )
     .bind(name)
+    .bind(crate::role::COMMENT)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| Error::database(format!("reading the marker of {name}"), e))?;
     match row {
         None => Ok(None),
-        Some((is_template, comment, limit))
+        Some((is_template, comment, limit, role))
             if Mark::created_by_pgfresh(name, comment.as_deref(), limit) =>
         {
             Ok(Some(Marked {
                 is_template,
+                role,
                 mark: comment.as_deref().and_then(Mark::parse),
             }))
         }
@@ -221,23 +228,44 @@ const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
 /// still there after this wait belong to code that held on to them: those are ended.
 const LEAVE_WAIT: Duration = Duration::from_millis(500);
 
+/// A complete template: its name, and the role it belongs to when that is a role pgfresh made
+/// for tests (see [`crate::role`]), which its clones then belong to as well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateDb {
+    pub name: String,
+    pub role: Option<String>,
+}
+
 /// `CREATE DATABASE`, with the connection limit that marks it as pgfresh's from the start
 /// (see [`crate::marker`]), cloning `template` when there is one.
 ///
 /// `FILE_COPY` (PostgreSQL 15+) copies the template's files instead of WAL-logging every block:
 /// measured ~17 ms against ~47 ms for the default `WAL_LOG` on a tuned server.
-pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> String {
+///
+/// `owner` is the role the database belongs to when it is not pgfresh's own (see
+/// [`crate::role`]) for a template; a clone belongs to its template's (`template.role`).
+pub(crate) fn create_sql(
+    version: u32,
+    name: &str,
+    template: Option<&TemplateDb>,
+    owner: Option<&str>,
+) -> String {
     let limit = CREATED_CONNECTION_LIMIT;
+    let owner = match template.and_then(|t| t.role.as_deref()).or(owner) {
+        Some(owner) => format!(r#" OWNER "{owner}""#),
+        None => String::new(),
+    };
     match template {
-        None => format!(r#"CREATE DATABASE "{name}" CONNECTION LIMIT {limit}"#),
+        None => format!(r#"CREATE DATABASE "{name}"{owner} CONNECTION LIMIT {limit}"#),
         Some(template) => {
             let strategy = if version >= 150_000 {
                 " STRATEGY FILE_COPY"
             } else {
                 ""
             };
+            let template = &template.name;
             format!(
-                r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy} CONNECTION LIMIT {limit}"#
+                r#"CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}{owner} CONNECTION LIMIT {limit}"#
             )
         }
     }
@@ -248,7 +276,11 @@ pub(crate) fn create_sql(version: u32, name: &str, template: Option<&str>) -> St
 /// Either way one statement makes it this process's: its name carries the owner (see
 /// [`names::test_db_name`]), and with the connection limit it was created with, that is its
 /// whole marker (see [`crate::marker`]): no comment to write.
-pub(crate) async fn claim_or_clone(server: &Server, template: &str, hash: &str) -> Result<String> {
+pub(crate) async fn claim_or_clone(
+    server: &Server,
+    template: &TemplateDb,
+    hash: &str,
+) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::Now, "create a test database")
         .await?;
@@ -256,7 +288,7 @@ pub(crate) async fn claim_or_clone(server: &Server, template: &str, hash: &str) 
     if !claim_ready(&mut conn, hash, &name).await? {
         execute(
             &mut conn,
-            &create_sql(server.version, &name, Some(template)),
+            &create_sql(server.version, &name, Some(template), None),
         )
         .await?;
     }
@@ -306,7 +338,7 @@ async fn claim_ready(conn: &mut PgConnection, hash: &str, name: &str) -> Result<
 /// that does not have to be a new one.
 pub(crate) async fn refill_ready(
     server: &Server,
-    template: &str,
+    template: &TemplateDb,
     hash: &str,
     target: usize,
 ) -> Result<()> {
@@ -319,7 +351,7 @@ pub(crate) async fn refill_ready(
         let name = names::ready_db_name(hash, server.owner);
         execute(
             &mut conn,
-            &create_sql(server.version, &name, Some(template)),
+            &create_sql(server.version, &name, Some(template), None),
         )
         .await?;
     }
@@ -329,14 +361,18 @@ pub(crate) async fn refill_ready(
 /// A test database cloned ahead of its claim (by the broker, see [`crate::worker`]): one
 /// statement, named and limited like any test database, so that it is this process's from the
 /// start and a claim takes it without a statement.
-pub(crate) async fn clone_ahead(server: &Server, template: &str, hash: &str) -> Result<String> {
+pub(crate) async fn clone_ahead(
+    server: &Server,
+    template: &TemplateDb,
+    hash: &str,
+) -> Result<String> {
     let mut conn = server
         .admin_conn(Urgency::CanWait, "prepare ready databases")
         .await?;
     let name = names::test_db_name(hash, server.owner);
     execute(
         &mut conn,
-        &create_sql(server.version, &name, Some(template)),
+        &create_sql(server.version, &name, Some(template), None),
     )
     .await?;
     Ok(name)

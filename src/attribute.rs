@@ -30,6 +30,8 @@ pub struct TestArgs {
     pub multi_thread: bool,
     /// `worker_threads = N` (multi-thread runtime only).
     pub worker_threads: Option<usize>,
+    /// `role = "name"`: tests connect as this role (see [`Harness::with_role`]).
+    pub role: Option<&'static str>,
 }
 
 /// Whether a test's result is a success: `()`, or `Ok` of a `Result`.
@@ -184,6 +186,10 @@ where
             None => Harness::empty(),
         }
         .with_embedded_fixtures(args.fixtures);
+        let harness = match args.role {
+            Some(role) => harness.with_role(role),
+            None => harness,
+        };
         let db = harness.test_db().await.unwrap_or_else(|e| {
             panic!(
                 "pgfresh could not provide a test database for {}: {e}",

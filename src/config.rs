@@ -131,6 +131,8 @@ pub(crate) struct Config {
     /// Whether the embedded source may download (`PGFRESH_DOWNLOAD`).
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub download: bool,
+    /// The role tests connect as, when it is not the server's (`PGFRESH_ROLE`).
+    pub role: Option<String>,
 }
 
 /// The variable that makes a test binary the broker of the directory it names (see
@@ -321,6 +323,17 @@ impl Config {
             }
         };
 
+        let role = match get("PGFRESH_ROLE") {
+            None => None,
+            Some(v) => Some(
+                check_role_name(v.trim()).map_err(|reason| Error::InvalidConfig {
+                    var: "PGFRESH_ROLE",
+                    value: v.clone(),
+                    reason,
+                })?,
+            ),
+        };
+
         Ok(Self {
             choice,
             url,
@@ -336,7 +349,29 @@ impl Config {
             pg_version,
             cache_dir: get("PGFRESH_CACHE_DIR").map(PathBuf::from),
             download,
+            role,
         })
+    }
+}
+
+/// A role name pgfresh may create and quote safely: lower-case letters, digits and `_`, not
+/// starting with a digit or `pg_` (reserved), at most 63 bytes. `Err` says what is expected.
+pub(crate) fn check_role_name(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with("pg_")
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(
+            "expected a role name of lower-case letters, digits and _ (not starting with a \
+             digit or pg_), at most 63 characters, e.g. app_test"
+                .into(),
+        )
     }
 }
 
@@ -494,6 +529,27 @@ mod tests {
             let e = config(&[(var, value)]).unwrap_err().to_string();
             assert!(
                 e.contains(&format!("{var}={value}")) && e.contains(says),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn role_names() {
+        assert_eq!(config(&[]).unwrap().role, None);
+        let c = config(&[("PGFRESH_ROLE", "app_test")]).unwrap();
+        assert_eq!(c.role.as_deref(), Some("app_test"));
+        for bad in [
+            "App",
+            "pg_app",
+            "1app",
+            "app-test",
+            "app\"x",
+            &"a".repeat(64),
+        ] {
+            let e = config(&[("PGFRESH_ROLE", bad)]).unwrap_err().to_string();
+            assert!(
+                e.contains("PGFRESH_ROLE=") && e.contains("lower-case"),
                 "{e}"
             );
         }

@@ -82,6 +82,18 @@ pub enum Error {
         source: Option<Arc<std::io::Error>>,
     },
 
+    /// The role tests connect as (`PGFRESH_ROLE`, `Harness::with_role`, `role = "…"`) cannot
+    /// be made or used.
+    #[error("role {role}: {reason}. {remedy}")]
+    Role {
+        /// The role's name.
+        role: String,
+        /// What is wrong.
+        reason: String,
+        /// What to do about it.
+        remedy: String,
+    },
+
     /// The run directory where the processes sharing a local cluster or container meet cannot
     /// be used.
     #[error("run directory {path}: {reason}. {remedy}")]

@@ -14,6 +14,7 @@ use crate::dispense::{Holder, dispenser};
 use crate::error::{Error, Result};
 use crate::migrations::Origin;
 use crate::recipe::{EmbeddedSeedFile, Given, Recipe, SeedFile, Steps, Tool};
+use crate::role::Role;
 use crate::server::address;
 use crate::testdb::TestDb;
 use crate::tool::{self, BoxError, BuildFn};
@@ -48,6 +49,8 @@ pub struct Harness {
     /// A builder method used where it means nothing, reported by the first `test_db`.
     misuse: Option<&'static str>,
     pool_size: u32,
+    /// `with_role`: the role tests connect as, over `PGFRESH_ROLE`.
+    role: Option<&'static str>,
     prepared: OnceCell<Result<Recipe>>,
 }
 
@@ -165,6 +168,7 @@ impl Harness {
             fixtures: Vec::new(),
             misuse: None,
             pool_size: DEFAULT_POOL_SIZE,
+            role: None,
             prepared: OnceCell::const_new(),
         }
     }
@@ -265,6 +269,21 @@ impl Harness {
         self
     }
 
+    /// Tests connect as the role `name`, which is not a superuser: pgfresh makes it when it is
+    /// missing (`LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`, with a password derived from the
+    /// server's), the migrations run as it, and it owns the template and every clone, so that
+    /// a statement or a query that needs more than the application's role has fails in the
+    /// tests as it would in production. The same as `PGFRESH_ROLE`, which this overrides; a
+    /// template built as another role is another template.
+    ///
+    /// The server's role (or `DB_URL`'s) needs `CREATEROLE` to make the role, unless a
+    /// superuser made it once (the error says how).
+    #[must_use]
+    pub const fn with_role(mut self, name: &'static str) -> Self {
+        self.role = Some(name);
+        self
+    }
+
     /// A new database migrated to head, with a pool whose first connection is open (see
     /// [`TestDb::pool`]).
     ///
@@ -300,7 +319,14 @@ impl Harness {
                 });
             }
             let steps = self.steps.read().await?;
-            Ok(Recipe::new(steps, self.read_fixtures()?))
+            let role = match self.role {
+                Some(name) => Some(Role::parse("Harness::with_role", name)?),
+                None => match &Config::global()?.role {
+                    Some(name) => Some(Role::parse("PGFRESH_ROLE", name)?),
+                    None => None,
+                },
+            };
+            Ok(Recipe::new(steps, self.read_fixtures()?).with_role(role))
         });
         prepared.await.as_ref().map_err(Clone::clone)
     }
@@ -343,7 +369,7 @@ impl Harness {
                     set: set.clone(),
                     upto: Some(version),
                 };
-                Recipe::new(steps, head.fixtures.clone())
+                Recipe::new(steps, head.fixtures.clone()).with_role(head.role().cloned())
             }
             (Some(_), _) => {
                 return Err(Error::Misuse {

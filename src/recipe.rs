@@ -11,6 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::error::{Error, Result};
 use crate::migrations::{MigrationSet, Origin, crate_name, hex};
+use crate::role::Role;
 use crate::server::Server;
 use crate::{seed, sqlerror, tool};
 
@@ -99,6 +100,8 @@ impl<T: Clone> Tool<T, Vec<PathBuf>> {
 pub(crate) struct Recipe {
     pub steps: Steps,
     pub fixtures: Arc<[SeedFile]>,
+    /// The role the template is built as and belongs to, when it is not pgfresh's own.
+    role: Option<Role>,
     hash: String,
     suite: String,
 }
@@ -147,9 +150,25 @@ impl Recipe {
         Self {
             steps,
             fixtures,
+            role: None,
             hash,
             suite,
         }
+    }
+
+    /// The same recipe built as `role` (see [`crate::role`]): another template, whose hash
+    /// says so.
+    pub fn with_role(mut self, role: Option<Role>) -> Self {
+        if let Some(role) = &role {
+            self.hash = digest(&[self.hash.as_bytes(), b"role", role.name().as_bytes()]);
+        }
+        self.role = role;
+        self
+    }
+
+    /// The role the template is built as, when it is not pgfresh's own.
+    pub fn role(&self) -> Option<&Role> {
+        self.role.as_ref()
     }
 
     /// The hash the template's name carries: everything that changes what the build produces.
@@ -182,15 +201,26 @@ impl Recipe {
 
     /// Builds the template `name`, which exists and is empty: the steps, then the fixtures.
     pub async fn build(&self, server: &Server, name: &str) -> Result<()> {
-        let options = server.options.clone().database(name);
+        let (options, mut url, password) = match &self.role {
+            Some(role) => role.login(
+                server.options.clone(),
+                &server.url,
+                server.password.as_deref(),
+            ),
+            None => (
+                server.options.clone(),
+                server.url.clone(),
+                server.password.clone(),
+            ),
+        };
+        let options = options.database(name);
         match &self.steps {
             Steps::Command(t) => {
-                let mut url = server.url.clone();
                 url.set_path(name);
                 let target = tool::Target {
                     url: &url,
                     options: &options,
-                    password: server.password.as_deref(),
+                    password: password.as_deref(),
                     template: name,
                 };
                 t.tool.run(&target, t.timeout).await?;
@@ -209,9 +239,63 @@ impl Recipe {
                 .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
             let applied = self.apply(&db, name).await;
             db.close().await;
-            applied?;
+            applied.map_err(|e| self.as_role(e))?;
         }
         Ok(())
+    }
+
+    /// `e`, which a migration or fixture run as the recipe's role met, saying so when it was
+    /// refused a privilege.
+    fn as_role(&self, e: Error) -> Error {
+        let Some(role) = &self.role else {
+            return e;
+        };
+        let note = |message: String| {
+            let refused = [
+                "permission denied",
+                "must be superuser",
+                "Must be superuser",
+            ]
+            .iter()
+            .any(|m| message.contains(m));
+            if !refused {
+                return message;
+            }
+            format!(
+                "{message} (it ran as role {}, which is not a superuser, as the application's \
+                 role in production is not: a statement that needs more cannot run there either)",
+                role.name()
+            )
+        };
+        match e {
+            Error::Migration {
+                version,
+                description,
+                file,
+                template,
+                message,
+            } => Error::Migration {
+                version,
+                description,
+                file,
+                template,
+                message: note(message),
+            },
+            Error::Fixture {
+                file,
+                line,
+                column,
+                message,
+                template,
+            } => Error::Fixture {
+                file,
+                line,
+                column,
+                message: note(message),
+                template,
+            },
+            other => other,
+        }
     }
 
     /// The sqlx migrations, then the fixtures.

@@ -8,7 +8,7 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::admin::{self, execute, set_mark};
+use crate::admin::{self, TemplateDb, execute, set_mark};
 use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
 use crate::recipe::Recipe;
@@ -22,9 +22,13 @@ const USE_RECORDED_EVERY: i64 = 300;
 
 /// Makes sure the template of `recipe` exists, building it under an advisory lock if no
 /// process has yet. Returns the template's name.
-pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
+pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<TemplateDb> {
     let hash = recipe.hash();
     let name = names::template_name(hash);
+    let template = TemplateDb {
+        name: name.clone(),
+        role: recipe.role().map(|r| r.name().to_owned()),
+    };
     let mut conn = server.admin_conn(Urgency::Now, "build a template").await?;
     // The common case, a template built by an earlier run and recently used, needs no lock.
     if let Some(used) = admin::mark_of(&mut conn, &name)
@@ -32,7 +36,10 @@ pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
         .and_then(|m| m.complete_template())
         && now() - used < USE_RECORDED_EVERY
     {
-        return Ok(name);
+        return Ok(template);
+    }
+    if let Some(role) = recipe.role() {
+        role.ensure(server).await?;
     }
     locks::lock_build(&mut conn, hash, &name).await?;
     let built = build_locked(server, &mut conn, recipe, &name).await;
@@ -40,26 +47,29 @@ pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<String> {
         // The session lock dies with the connection; make sure the pool does not reuse it.
         conn.discard();
     }
-    built.map(|()| name)
+    built.map(|()| template)
 }
 
 /// The template of `hash` when it is built and complete (its use by `suite` recorded as
 /// [`ensure`] records it); `None` when it is not, or is being built.
-pub(crate) async fn built(server: &Server, hash: &str, suite: &str) -> Result<Option<String>> {
+pub(crate) async fn built(server: &Server, hash: &str, suite: &str) -> Result<Option<TemplateDb>> {
     let name = names::template_name(hash);
     let mut conn = server
         .admin_conn(Urgency::Now, "look for a template")
         .await?;
-    let Some(used) = admin::mark_of(&mut conn, &name)
-        .await?
-        .and_then(|m| m.complete_template())
-    else {
+    let Some(marked) = admin::mark_of(&mut conn, &name).await? else {
+        return Ok(None);
+    };
+    let Some(used) = marked.complete_template() else {
         return Ok(None);
     };
     if now() - used >= USE_RECORDED_EVERY {
         record_use(&mut conn, &name, suite).await?;
     }
-    Ok(Some(name))
+    Ok(Some(TemplateDb {
+        name,
+        role: marked.role,
+    }))
 }
 
 async fn build_locked(
@@ -81,7 +91,8 @@ async fn build_locked(
     }
 
     tracing::info!(template = name, origin = %recipe.origin(), "building template");
-    execute(conn, &admin::create_sql(server.version, name, None)).await?;
+    let role = recipe.role().map(|r| r.name());
+    execute(conn, &admin::create_sql(server.version, name, None, role)).await?;
     set_mark(
         conn,
         name,

@@ -15,4 +15,5 @@ fn ui() {
     cases.compile_fail("tests/ui/mixed_fixtures.rs");
     cases.compile_fail("tests/ui/worker_threads.rs");
     cases.compile_fail("tests/ui/fixtures_without_database.rs");
+    cases.compile_fail("tests/ui/role.rs");
 }

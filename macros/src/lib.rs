@@ -104,6 +104,7 @@ pub fn migrate(input: TokenStream) -> TokenStream {
 /// | `fixtures(path = "dir", scripts("users", "posts"))` | `dir/users.sql`, `dir/posts.sql`, `dir` relative to the test file's folder |
 /// | `flavor = "multi_thread"` | a multi-thread tokio runtime (default `"current_thread"`) |
 /// | `worker_threads = N` | its number of worker threads (N >= 1, multi-thread only) |
+/// | `role = "name"` | the test connects as this role, not a superuser, which owns its database (pgfresh's `Harness::with_role`) |
 ///
 /// Several `fixtures(…)` apply in the order written; one of them takes either bare names or
 /// paths, not both. The fixture files are found when the test is compiled (a missing one is

@@ -18,7 +18,8 @@ use crate::{migrate, paths};
 const ARGUMENTS: &str = "`migrations = \"dir\"`, `migrations = false`, \
     `migrator = \"path::TO::MIGRATOR\"`, `fixtures(\"name\", …)`, \
     `fixtures(path = \"dir\", scripts(\"name\", …))`, \
-    `flavor = \"multi_thread\"` or `flavor = \"current_thread\"`, `worker_threads = N`";
+    `flavor = \"multi_thread\"` or `flavor = \"current_thread\"`, `worker_threads = N`, \
+    `role = \"name\"`";
 
 /// The argument forms the runner takes, for messages.
 const FORMS: &str = "`pool: PgPool`, `conn: PoolConnection<Postgres>`, `db: TestDb`, \
@@ -89,6 +90,8 @@ struct Args {
     flavor: Option<(TokenStream, bool)>,
     /// `worker_threads = N`.
     worker_threads: Option<(TokenStream, usize)>,
+    /// `role = "name"`.
+    role: Option<String>,
 }
 
 impl Args {
@@ -158,7 +161,19 @@ impl Args {
                     }
                     args.worker_threads = Some((quote!(#meta), n));
                 }
-                ("migrations" | "migrator" | "fixtures" | "flavor" | "worker_threads", _) => {
+                ("role", Meta::NameValue(nv)) => {
+                    let Some(Lit::Str(role)) = literal(&nv.value) else {
+                        return Err(expected(&meta, "role"));
+                    };
+                    if args.role.is_some() {
+                        return Err(twice(&meta, "role"));
+                    }
+                    args.role = Some(role_name(role)?);
+                }
+                (
+                    "migrations" | "migrator" | "fixtures" | "flavor" | "worker_threads" | "role",
+                    _,
+                ) => {
                     return Err(expected(&meta, &name));
                 }
                 _ => {
@@ -390,6 +405,30 @@ fn worker_threads(n: &LitInt) -> syn::Result<usize> {
     }
 }
 
+/// The name of `role = "name"`, checked as pgfresh checks `PGFRESH_ROLE`.
+fn role_name(role: &LitStr) -> syn::Result<String> {
+    let name = role.value();
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with("pg_")
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(syn::Error::new(
+            role.span(),
+            format!(
+                "`role = {name:?}`: expected a role name of lower-case letters, digits and _ \
+                 (not starting with a digit or pg_), at most 63 characters, e.g. \
+                 `role = \"app_test\"`"
+            ),
+        ))
+    }
+}
+
 /// The error for a known argument written in the wrong form.
 fn expected(meta: &Meta, name: &str) -> syn::Error {
     let form = match name {
@@ -403,6 +442,7 @@ fn expected(meta: &Meta, name: &str) -> syn::Error {
             "`fixtures(\"users\", \"posts\")` or `fixtures(path = \"dir\", scripts(\"users\", \"posts\"))`"
         }
         "flavor" => "`flavor = \"multi_thread\"` or `flavor = \"current_thread\"`",
+        "role" => "`role = \"name\"` (a role that is not a superuser, e.g. `role = \"app_test\"`)",
         _ => "`worker_threads = N` with N >= 1 (and `flavor = \"multi_thread\"`)",
     };
     syn::Error::new_spanned(meta, format!("expected {form}"))
@@ -420,6 +460,7 @@ fn did_you_mean(written: &str) -> Option<&'static str> {
         "fixtures",
         "flavor",
         "worker_threads",
+        "role",
     ]
     .into_iter()
     .map(|known| (edit_distance(written, known), known))
@@ -483,6 +524,10 @@ fn generate(item: &ItemFn, args: &Args, mark: Mark) -> syn::Result<TokenStream> 
         Some((_, n)) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
+    let role = match &args.role {
+        Some(role) => quote!(::core::option::Option::Some(#role)),
+        None => quote!(::core::option::Option::None),
+    };
     let placeholders = sig.inputs.iter().map(|_| quote!(_));
     let mark = match mark {
         Mark::Test => quote!(#[::core::prelude::v1::test]),
@@ -513,6 +558,7 @@ fn generate(item: &ItemFn, args: &Args, mark: Mark) -> syn::Result<TokenStream> 
                 fixtures: &[#(#fixtures),*],
                 multi_thread: #multi_thread,
                 worker_threads: #worker_threads,
+                role: #role,
             };
             let f: fn(#(#placeholders),*) -> _ = #name;
             #run

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::admin;
+use crate::admin::{self, TemplateDb};
 use crate::dispense::{Dispenser, Restock, Work};
 use crate::server::Server;
 
@@ -73,7 +73,13 @@ impl MadeAhead {
 
     /// Makes one more of `template` (of `hash`) unless there are `target` or it is closed;
     /// `false` when it made none.
-    async fn one_more(&self, server: &Server, template: &str, hash: &str, target: usize) -> bool {
+    async fn one_more(
+        &self,
+        server: &Server,
+        template: &TemplateDb,
+        hash: &str,
+        target: usize,
+    ) -> bool {
         {
             let mut state = self.state();
             let ahead = state.entry(hash.to_owned()).or_default();
@@ -108,7 +114,7 @@ impl Restock for MadeAhead {
     fn top_up(
         self: Arc<Self>,
         server: Arc<Server>,
-        template: String,
+        template: TemplateDb,
         hash: String,
         target: usize,
     ) -> Work {

@@ -28,9 +28,9 @@ impl Dispenser {
         let template = match entry.name.get() {
             Some(known) => known.clone()?,
             None => match template::built(&server, hash, suite).await? {
-                Some(name) => entry
+                Some(found) => entry
                     .name
-                    .get_or_init(|| async { Ok(name) })
+                    .get_or_init(|| async { Ok(found) })
                     .await
                     .clone()?,
                 None => return Ok(None),
@@ -38,7 +38,7 @@ impl Dispenser {
         };
         // A run's first claim waits for the sweep, so that what it tells the user reaches the
         // test process (the broker's own stderr goes nowhere).
-        let notices = match Self::first_sweep(&server, &entry, suite, &template, run) {
+        let notices = match Self::first_sweep(&server, &entry, suite, &template.name, run) {
             Some(sweep) => sweep.await,
             None => Vec::new(),
         };

@@ -24,6 +24,7 @@ use tokio::sync::OnceCell;
 pub(crate) use restock::{ReadyClones, Restock, Work};
 
 use crate::address::Address;
+use crate::admin::{self, TemplateDb};
 use crate::broker::{Broker, Claim, Granted, Lease, Turn};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -31,7 +32,7 @@ use crate::prefetch::{Key, Prefetch};
 use crate::recipe::Recipe;
 use crate::server::{self, Server, Urgency};
 use crate::worker::{self, Unfinished};
-use crate::{admin, names, pool, sweep, template};
+use crate::{names, pool, sweep, template};
 
 /// This process's dispenser, on the worker (made on first use).
 pub(crate) fn dispenser() -> &'static Arc<Dispenser> {
@@ -67,7 +68,7 @@ pub(crate) struct Dispenser {
 /// One template's state in this process.
 #[derive(Default)]
 struct Template {
-    name: OnceCell<Result<String>>,
+    name: OnceCell<Result<TemplateDb>>,
     /// A restock is under way.
     restocking: AtomicBool,
     /// Forgotten (the disk filled up): no more restocks.
@@ -188,14 +189,18 @@ impl Dispenser {
     /// A database from the broker; without it (or with this process's turn to build the
     /// template, given back once the process has built it and claimed a clone), claimed here.
     async fn claim_any(&self, recipe: &Recipe) -> Result<Handout> {
-        Ok(match self.claim_from_broker(recipe).await {
+        let mut handout = match self.claim_from_broker(recipe).await {
             Brokered::Granted(granted) => Handout::granted(*granted),
             Brokered::Alone(turn) => {
                 let (server, name) = self.claim(recipe).await?;
                 drop(turn);
                 Handout::claimed(&server, name)
             }
-        })
+        };
+        if let Some(role) = recipe.role() {
+            handout.address = role.address(handout.address);
+        }
+        Ok(handout)
     }
 
     /// A database from the broker, started if need be, unless there is none or it cannot help.
@@ -337,7 +342,8 @@ impl Dispenser {
         let name = self.clone_template(server, &entry, &template, hash).await?;
         // Only now, so that the sweep's connection does not delay the first hand-out.
         let run = crate::marker::run_id(server.owner);
-        if let Some(sweep) = Self::first_sweep(server, &entry, recipe.suite(), &template, &run) {
+        if let Some(sweep) = Self::first_sweep(server, &entry, recipe.suite(), &template.name, &run)
+        {
             let unfinished = Unfinished::start();
             tokio::spawn(async move {
                 sweep.await.iter().for_each(|n| eprintln!("{n}"));
@@ -359,7 +365,7 @@ impl Dispenser {
         &self,
         server: &Arc<Server>,
         entry: &Arc<Template>,
-        template: &str,
+        template: &TemplateDb,
         hash: &str,
     ) -> Result<String> {
         let name = match self.restock.take(hash) {
@@ -373,7 +379,7 @@ impl Dispenser {
         {
             let work = self.restock.clone().top_up(
                 server.clone(),
-                template.to_owned(),
+                template.clone(),
                 hash.to_owned(),
                 target,
             );

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::admin;
+use crate::admin::{self, TemplateDb};
 use crate::error::Result;
 use crate::server::Server;
 
@@ -24,7 +24,7 @@ pub(crate) trait Restock: Send + Sync + 'static {
     fn top_up(
         self: Arc<Self>,
         server: Arc<Server>,
-        template: String,
+        template: TemplateDb,
         hash: String,
         target: usize,
     ) -> Work;
@@ -47,7 +47,7 @@ impl Restock for ReadyClones {
     fn top_up(
         self: Arc<Self>,
         server: Arc<Server>,
-        template: String,
+        template: TemplateDb,
         hash: String,
         target: usize,
     ) -> Work {
