@@ -284,6 +284,62 @@ fn a_password_in_the_repository_url_is_sent_and_never_shown() {
 }
 
 #[test]
+fn a_jar_that_holds_no_postgresql_is_refused_and_nothing_is_cached() {
+    use sha2::Digest;
+    // A repository of one version whose jar matches its checksum but is no zip at all.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root
+        .path()
+        .join(format!("io/zonky/test/postgres/{ARTIFACT}"));
+    std::fs::create_dir_all(dir.join("18.9.0")).unwrap();
+    std::fs::write(
+        dir.join("maven-metadata.xml"),
+        "<metadata><versioning><versions><version>18.9.0</version></versions></versioning></metadata>",
+    )
+    .unwrap();
+    let jar = b"not a zip".to_vec();
+    let digest: String = sha2::Sha512::digest(&jar)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = dir.join(format!("18.9.0/{ARTIFACT}-18.9.0.jar"));
+    std::fs::write(&name, &jar).unwrap();
+    std::fs::write(name.with_extension("jar.sha512"), digest).unwrap();
+    let (repo, dirs, out) = first_use(root.path(), Fault::None);
+    failed_with(
+        &out,
+        &[
+            &format!(
+                "embedded source: cannot unpack the jar from {}: not a jar",
+                in_repo(&repo.url, &format!("18.9.0/{ARTIFACT}-18.9.0.jar"))
+            ),
+            "SHA-512 checked cannot unpack it",
+        ],
+    );
+    assert!(dirs.cached().is_empty(), "{:?}", dirs.cached());
+}
+
+#[test]
+fn a_cache_that_is_a_symbolic_link_is_refused() {
+    let Some(mirror) = mirror() else { return };
+    let repo = Repository::serve(mirror, Fault::None);
+    let dirs = Dirs::new();
+    let elsewhere = tempfile::tempdir_in("/tmp").unwrap();
+    let link = dirs.cache.path().join("link");
+    std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+    let out = dirs.probe(&repo.url, &[("PGFRESH_CACHE_DIR", link.to_str().unwrap())]);
+    failed_with(
+        &out,
+        &[&format!(
+            "embedded source: the cache directory {} is not a directory (a symbolic link is not \
+             followed)",
+            link.display()
+        )],
+    );
+    assert!(repo.requests().is_empty(), "{:?}", repo.requests());
+}
+
+#[test]
 fn download_0_forbids_downloading_and_names_the_variable() {
     let Some(mirror) = mirror() else { return };
     let repo = Repository::serve(mirror, Fault::None);
