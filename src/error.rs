@@ -115,18 +115,20 @@ pub enum Error {
          disabled in this build. Enable it in Cargo.toml or choose another PGFRESH_SERVER."
     )]
     SourceDisabled {
-        /// `docker` or `local`.
+        /// `docker`, `local` or `embedded`.
         source_name: &'static str,
     },
 
     /// A server source was asked for that pgfresh does not offer on this platform (Windows:
-    /// the docker and local sources need private run directories and a guardian process,
+    /// the docker, local and embedded sources need private run directories and a guardian process,
     /// which pgfresh has only on Linux and macOS so far).
     #[error(
-        "PGFRESH_SERVER={source_name} is not available on this platform yet: pgfresh starts          servers of its own only on Linux and macOS. Set DB_URL to a PostgreSQL server whose          role may CREATE DATABASE (the url source)."
+        "PGFRESH_SERVER={source_name} is not available on this platform yet: pgfresh starts \
+         servers of its own only on Linux and macOS. Set DB_URL to a PostgreSQL server whose \
+         role may CREATE DATABASE (the url source)."
     )]
     SourceUnsupported {
-        /// `docker` or `local`.
+        /// `docker`, `local` or `embedded`.
         source_name: &'static str,
     },
 
@@ -495,6 +497,21 @@ fn too_many_connections(e: &sqlx::Error) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Windows' message, checked here: one sentence per line of source, no runs of spaces.
+    #[test]
+    fn an_unsupported_source_says_what_to_use_instead() {
+        let e = Error::SourceUnsupported {
+            source_name: "embedded",
+        }
+        .to_string();
+        assert!(!e.contains("  "), "{e}");
+        assert!(
+            e.starts_with("PGFRESH_SERVER=embedded is not available on this platform yet")
+                && e.ends_with("whose role may CREATE DATABASE (the url source)."),
+            "{e}"
+        );
+    }
 
     /// A connection cut while the disk is nearly full is the server crashing for lack of room
     /// (the fill test meets it only when the WAL, not a table, is what no longer fits).
