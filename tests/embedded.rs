@@ -85,6 +85,37 @@ impl Dirs {
     }
 }
 
+impl Drop for Dirs {
+    /// Stops the clusters the children started before their binaries and data go: their
+    /// guardians would stop them only after the linger time, with the `pg_ctl` of a cache the
+    /// test has removed by then, and the servers would run on.
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir(self.run.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(text) = std::fs::read_to_string(entry.path().join("data/postmaster.pid")) else {
+                continue;
+            };
+            let Some(pid) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // Fast shutdown (SIGINT), as pgfresh's own stop asks for.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+            common::eventually(std::time::Duration::from_secs(10), || {
+                common::ended(pid as u32)
+            });
+        }
+    }
+}
+
 fn mirror() -> Option<&'static Path> {
     common::mirror()
 }
