@@ -246,11 +246,11 @@ impl Recipe {
 
     /// `e`, which a migration or fixture run as the recipe's role met, saying so when it was
     /// refused a privilege.
-    fn as_role(&self, e: Error) -> Error {
+    fn as_role(&self, mut e: Error) -> Error {
         let Some(role) = &self.role else {
             return e;
         };
-        let note = |message: String| {
+        if let Error::Migration { message, .. } | Error::Fixture { message, .. } = &mut e {
             let refused = [
                 "permission denied",
                 "must be superuser",
@@ -258,44 +258,15 @@ impl Recipe {
             ]
             .iter()
             .any(|m| message.contains(m));
-            if !refused {
-                return message;
+            if refused {
+                message.push_str(&format!(
+                    " (it ran as role {}, which is not a superuser, as the application's role \
+                     in production is not: a statement that needs more cannot run there either)",
+                    role.name()
+                ));
             }
-            format!(
-                "{message} (it ran as role {}, which is not a superuser, as the application's \
-                 role in production is not: a statement that needs more cannot run there either)",
-                role.name()
-            )
-        };
-        match e {
-            Error::Migration {
-                version,
-                description,
-                file,
-                template,
-                message,
-            } => Error::Migration {
-                version,
-                description,
-                file,
-                template,
-                message: note(message),
-            },
-            Error::Fixture {
-                file,
-                line,
-                column,
-                message,
-                template,
-            } => Error::Fixture {
-                file,
-                line,
-                column,
-                message: note(message),
-                template,
-            },
-            other => other,
         }
+        e
     }
 
     /// The sqlx migrations, then the fixtures.

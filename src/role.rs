@@ -102,12 +102,11 @@ impl Role {
             .admin_conn(Urgency::Now, "make the role tests connect as")
             .await?;
         let name = &self.0;
-        let password = match self.password(server.password.as_deref()) {
-            // Hex digits: nothing to escape.
-            Some(p) => format!("PASSWORD '{p}'"),
-            None => "PASSWORD NULL".to_owned(),
-        };
-        let attributes = format!("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {password}");
+        // Hex digits: nothing to escape.
+        let password = self
+            .password(server.password.as_deref())
+            .map_or_else(|| "NULL".to_owned(), |p| format!("'{p}'"));
+        let attributes = format!("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {password}");
         let (admin, admin_is_superuser): (String, bool) = sqlx::query_as(
             "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
         )
@@ -173,9 +172,6 @@ impl Role {
                     return Ok(());
                 }
                 Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
-                    let password = self
-                        .password(server.password.as_deref())
-                        .map_or_else(|| "NULL".to_owned(), |p| format!("'{p}'"));
                     return Err(self.refused(
                         &format!(
                             "pgfresh's role {admin} may not make or grant it ({})",

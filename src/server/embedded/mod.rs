@@ -51,14 +51,12 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 fn binaries(config: &Config, owner: Option<(u32, u32)>) -> Result<PathBuf> {
     let artifact = maven::artifact().map_err(|why| Error::embedded(why, REMEDIES, None))?;
     let cache = Cache::open(config, owner)?;
-    let cached =
-        |cache: &Cache| {
-            cache.find(&artifact, &config.pg_version).map(|(version, dir)| {
-            tracing::info!(%version, dir = %dir.display(), "embedded source: cached binaries");
-            dir.join("bin")
-        })
-        };
-    if let Some(bin) = cached(&cache) {
+    let cached = || {
+        let (version, dir) = cache.find(&artifact, &config.pg_version)?;
+        tracing::info!(%version, dir = %dir.display(), "embedded source: cached");
+        Some(dir.join("bin"))
+    };
+    if let Some(bin) = cached() {
         return Ok(bin);
     }
     let wanted = match &config.pg_version {
@@ -79,7 +77,7 @@ fn binaries(config: &Config, owner: Option<(u32, u32)>) -> Result<PathBuf> {
     }
     let _lock = cache.lock()?;
     // Another process may have fetched it while this one waited for the lock.
-    if let Some(bin) = cached(&cache) {
+    if let Some(bin) = cached() {
         return Ok(bin);
     }
     let base = config
