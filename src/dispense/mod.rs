@@ -372,6 +372,7 @@ impl Dispenser {
             Some(name) => name,
             None => admin::claim_or_clone(server, template, hash).await?,
         };
+        server.tell_copy_method();
         let target = Config::global()?.ready;
         if target > 0
             && !entry.closed.load(Ordering::Acquire)

@@ -18,7 +18,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 
-use super::{address, connect_direct};
+use super::{CopyMethod, address, connect_direct};
 use crate::config::SERVE_VAR;
 use crate::error::{Error, Result};
 
@@ -59,6 +59,8 @@ pub(crate) struct AdminPool {
     options: PgConnectOptions,
     /// The server's `server_version_num`.
     version: u32,
+    /// Set on every connection (see [`super::copy_method`]).
+    copy_method: CopyMethod,
     slots: Mutex<Slots>,
     released: Notify,
     /// [`ACQUIRE_TIMEOUT`], or in a broker [`BROKER_ACQUIRE_TIMEOUT`].
@@ -83,10 +85,16 @@ pub(crate) struct AdminConn<'a> {
 impl AdminPool {
     /// A pool that opens connections with `options` to a server of `version` and starts with
     /// `first` (the connection holding the owner lock, already [`prepare`]d).
-    pub(crate) fn new(options: PgConnectOptions, version: u32, first: PgConnection) -> Self {
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        version: u32,
+        copy_method: CopyMethod,
+        first: PgConnection,
+    ) -> Self {
         Self {
             options,
             version,
+            copy_method,
             slots: Mutex::new(Slots {
                 idle: vec![(first, Instant::now())],
                 open: 1,
@@ -136,7 +144,7 @@ impl AdminPool {
                 // Gives the slot back if connecting fails or the caller stops waiting.
                 let mut opening = Opening(Some(self));
                 let mut conn = connect_direct(&self.options, HINT).await?;
-                prepare(&mut conn, self.version).await?;
+                prepare(&mut conn, self.version, self.copy_method).await?;
                 opening.0 = None;
                 return Ok(self.guard(conn));
             }
@@ -180,17 +188,26 @@ impl AdminPool {
 ///
 /// On PostgreSQL 14+ a statement whose client is gone (the process exited or was killed in the
 /// middle of a `CREATE DATABASE`) is cancelled within 100 ms instead of running to its end for
-/// nobody, and the owner lock goes with its session: other processes see the death sooner. Set
-/// with `SET` rather than a startup option, which connection poolers refuse.
-pub(crate) async fn prepare(conn: &mut PgConnection, version: u32) -> Result<()> {
-    if version < 140_000 {
-        return Ok(());
+/// nobody, and the owner lock goes with its session: other processes see the death sooner. On
+/// 18+ over a file system with reflinks, clones share the template's blocks (`copy_method`,
+/// see [`super::copy_method`]). Set with `SET` rather than a startup option, which connection
+/// poolers refuse.
+pub(crate) async fn prepare(
+    conn: &mut PgConnection,
+    version: u32,
+    copy_method: CopyMethod,
+) -> Result<()> {
+    let settings = [
+        (version >= 140_000).then_some("SET client_connection_check_interval = 100"),
+        copy_method.statement(),
+    ];
+    for sql in settings.into_iter().flatten() {
+        sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::database(format!("setting up a connection ({sql})"), e))?;
     }
-    sqlx::raw_sql("SET client_connection_check_interval = 100")
-        .execute(conn)
-        .await
-        .map(drop)
-        .map_err(|e| Error::database("setting client_connection_check_interval", e))
+    Ok(())
 }
 
 /// A slot taken for a connection being opened.

@@ -6,6 +6,7 @@
 //! create databases.
 
 mod admin_pool;
+mod copy_method;
 #[cfg(all(unix, feature = "docker"))]
 mod docker;
 #[cfg(all(unix, feature = "embedded"))]
@@ -39,6 +40,7 @@ use crate::error::{Error, Result};
 
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
+pub(crate) use copy_method::CopyMethod;
 #[cfg(all(unix, any(feature = "docker", feature = "local")))]
 pub(crate) use guardian::{GUARD_VAR, guard_if_asked};
 pub(crate) use slot::waiting_for_a_slot;
@@ -80,6 +82,10 @@ pub(crate) struct Server {
     admin: AdminPool,
     /// `server_version_num`, e.g. 150004.
     pub version: u32,
+    /// How the server copies a template into a clone on pgfresh's connections.
+    pub copy_method: CopyMethod,
+    /// The first clone's hand-out said which copy method it used.
+    copy_method_told: std::sync::atomic::AtomicBool,
     /// `pg_postmaster_start_time()` when pgfresh connected: another one later is a restart.
     started_at: String,
     /// The key of this process's owner lock (see [`crate::sweep`]), held by the first
@@ -123,6 +129,16 @@ impl Server {
             .as_deref()
             .and_then(rundir_free_space)
             .is_some_and(|free| free < 64 << 20)
+    }
+
+    /// Says how clones are copied, once: at the first hand-out.
+    pub fn tell_copy_method(&self) {
+        if !self
+            .copy_method_told
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("clones are made with {}", self.copy_method);
+        }
     }
 
     /// The error for this server running out of disk space (`cause`).
@@ -330,6 +346,24 @@ pub(crate) fn address(o: &PgConnectOptions) -> String {
     )
 }
 
+/// The data directory of a server on this machine (a loopback or Unix-socket address) whose
+/// role may read it (a superuser, or a member of `pg_read_all_settings`), when this process
+/// sees it too: where a server elsewhere has the same path, it is not this one.
+async fn visible_data_dir(conn: &mut PgConnection, options: &PgConnectOptions) -> Option<PathBuf> {
+    let host = options.get_host();
+    let here = host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1");
+    if !here {
+        return None;
+    }
+    let dir: Option<String> =
+        sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+            .fetch_optional(conn)
+            .await
+            .ok()
+            .flatten();
+    dir.map(PathBuf::from).filter(|dir| dir.exists())
+}
+
 /// The options of pgfresh's own connections to a server.
 fn admin_options(options: &PgConnectOptions) -> PgConnectOptions {
     options
@@ -383,9 +417,16 @@ async fn connect(started: Started) -> Result<Server> {
     // other.
     let owner = crate::locks::take_owner_lock(&mut first).await?;
     let version = u32::try_from(version).unwrap_or_default();
-    admin_pool::prepare(&mut first, version).await?;
-    let admin = AdminPool::new(options.clone(), version, first);
-    tracing::info!(source = %started.source, address = %address(&options), version, owner, "server ready");
+    let data_dir = match (&started.data_dir, started.source) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, ServerSource::Url) => visible_data_dir(&mut first, &options).await,
+        // A container's data directory is not this machine's.
+        (None, _) => None,
+    };
+    let copy_method = CopyMethod::choose(version, data_dir.as_deref());
+    admin_pool::prepare(&mut first, version, copy_method).await?;
+    let admin = AdminPool::new(options.clone(), version, copy_method, first);
+    tracing::info!(source = %started.source, address = %address(&options), version, owner, %copy_method, "server ready");
     Ok(Server {
         source: started.source,
         options,
@@ -395,6 +436,8 @@ async fn connect(started: Started) -> Result<Server> {
         data_dir: started.data_dir,
         admin,
         version,
+        copy_method,
+        copy_method_told: std::sync::atomic::AtomicBool::new(false),
         started_at,
         owner,
         _keepalive: started.keepalive,
