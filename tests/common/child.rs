@@ -32,6 +32,7 @@ const VARS: &[&str] = &[
     "PGFRESH_TEST_SLEEP",
     "PGFRESH_TEST_AGAIN",
     "PGFRESH_TEST_BUSY",
+    "PGFRESH_TEST_ROWS",
     CHILD_VAR,
     // nextest's, which turns prefetching off: a child runs the same way under either runner.
     "NEXTEST_EXECUTION_MODE",
