@@ -272,6 +272,8 @@ pub(crate) fn create_sql(
 }
 
 /// A test database for this process: a ready clone when there is one, else a new clone.
+/// `urgency`: [`Urgency::Now`] for a test waiting for it, [`Urgency::CanWait`] for one made
+/// ahead (by the broker, which so adopts the ready clones an earlier run left).
 ///
 /// Either way one statement makes it this process's: its name carries the owner (see
 /// [`names::test_db_name`]), and with the connection limit it was created with, that is its
@@ -280,10 +282,9 @@ pub(crate) async fn claim_or_clone(
     server: &Server,
     template: &TemplateDb,
     hash: &str,
+    urgency: Urgency,
 ) -> Result<String> {
-    let mut conn = server
-        .admin_conn(Urgency::Now, "create a test database")
-        .await?;
+    let mut conn = server.admin_conn(urgency, "create a test database").await?;
     let name = names::test_db_name(hash, server.owner);
     if !claim_ready(&mut conn, hash, &name).await? {
         execute(
@@ -346,36 +347,55 @@ pub(crate) async fn refill_ready(
         .admin_conn(Urgency::CanWait, "prepare ready databases")
         .await?;
     for _ in count_ready(&mut conn, hash).await?..target {
-        // One statement: a ready clone's marker is its name and the connection limit the
-        // CREATE gives it, so there is no moment at which it exists unmarked.
-        let name = names::ready_db_name(hash, server.owner);
-        execute(
-            &mut conn,
-            &create_sql(server.version, &name, Some(template), None),
-        )
-        .await?;
+        make_ready(server, &mut conn, template, hash).await?;
     }
     Ok(())
 }
 
-/// A test database cloned ahead of its claim (by the broker, see [`crate::worker`]): one
-/// statement, named and limited like any test database, so that it is this process's from the
-/// start and a claim takes it without a statement.
-pub(crate) async fn clone_ahead(
+/// Makes one more ready clone of `template` (of `hash`) when there are fewer than `target`;
+/// `false` when there were enough.
+pub(crate) async fn one_more_ready(
     server: &Server,
     template: &TemplateDb,
     hash: &str,
-) -> Result<String> {
+    target: usize,
+) -> Result<bool> {
     let mut conn = server
         .admin_conn(Urgency::CanWait, "prepare ready databases")
         .await?;
-    let name = names::test_db_name(hash, server.owner);
+    if count_ready(&mut conn, hash).await? >= target {
+        return Ok(false);
+    }
+    make_ready(server, &mut conn, template, hash).await?;
+    Ok(true)
+}
+
+/// One ready clone. One statement: a ready clone's marker is its name and the connection limit
+/// the CREATE gives it, so there is no moment at which it exists unmarked.
+async fn make_ready(
+    server: &Server,
+    conn: &mut PgConnection,
+    template: &TemplateDb,
+    hash: &str,
+) -> Result<()> {
+    let name = names::ready_db_name(hash, server.owner);
     execute(
-        &mut conn,
+        conn,
         &create_sql(server.version, &name, Some(template), None),
     )
-    .await?;
-    Ok(name)
+    .await
+}
+
+/// The size of the database `name` in bytes (`None` when it is gone).
+pub(crate) async fn size_of(server: &Server, name: &str) -> Result<Option<u64>> {
+    let mut conn = server.admin_conn(Urgency::CanWait, "read a size").await?;
+    let size: Option<i64> =
+        sqlx::query_scalar("SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| Error::database(format!("reading the size of {name}"), e))?;
+    Ok(size.and_then(|s| u64::try_from(s).ok()))
 }
 
 /// Gives clones made ahead that no claim took to the ready clones of their template, for the

@@ -110,8 +110,12 @@ pub(crate) struct Config {
     /// How long a server pgfresh started outlives the last process using it; `None` is forever.
     #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub linger: Option<Duration>,
-    /// How many clones of each template to keep ready.
+    /// How many clones of each template to keep ready during a run.
     pub ready: usize,
+    /// The most ready clones of each template the broker makes between runs
+    /// (`PGFRESH_READY_MAX`); unset, as many as the last run used (see
+    /// [`crate::broker`]'s idle work, which also bounds them by free space).
+    pub ready_max: Option<usize>,
     /// How long to wait for a connection slot on a full server (`PGFRESH_SLOT_WAIT`).
     pub slot_wait: Duration,
     /// Where processes sharing a local cluster or container meet (`PGFRESH_RUN_DIR`).
@@ -158,6 +162,9 @@ const MAX_SLOT_WAIT: u64 = 600;
 
 /// The most `PGFRESH_READY` accepts.
 const MAX_READY: usize = 64;
+
+/// The most `PGFRESH_READY_MAX` accepts.
+const MAX_READY_MAX: usize = 10_000;
 
 impl Config {
     /// The process's configuration, read from the environment on first use.
@@ -254,6 +261,24 @@ impl Config {
                 })?,
         };
 
+        let ready_max = match get("PGFRESH_READY_MAX") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MAX_READY_MAX)
+                    .ok_or_else(|| Error::InvalidConfig {
+                        var: "PGFRESH_READY_MAX",
+                        value: v.clone(),
+                        reason: format!(
+                            "expected a number of databases from 0 (none between runs) to \
+                             {MAX_READY_MAX}"
+                        ),
+                    })?,
+            ),
+        };
+
         let slot_wait = match get("PGFRESH_SLOT_WAIT") {
             None => DEFAULT_SLOT_WAIT,
             Some(v) => v
@@ -342,6 +367,7 @@ impl Config {
             keep,
             linger,
             ready,
+            ready_max,
             slot_wait,
             run_dir: get("PGFRESH_RUN_DIR").map(PathBuf::from),
             broker,
@@ -486,6 +512,16 @@ mod tests {
             .to_string();
         assert!(
             e.contains("PGFRESH_BROKER=maybe") && e.contains("`on` or `off`"),
+            "{e}"
+        );
+        let c = config(&[("PGFRESH_READY_MAX", "250")]).unwrap();
+        assert_eq!(c.ready_max, Some(250));
+        assert_eq!(config(&[]).unwrap().ready_max, None);
+        let e = config(&[("PGFRESH_READY_MAX", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PGFRESH_READY_MAX=lots") && e.contains("0 (none between runs) to 10000"),
             "{e}"
         );
         let e = config(&[("PGFRESH_READY", "1000")])

@@ -211,3 +211,90 @@ async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
         ended.join("\n")
     );
 }
+
+/// Between runs the broker makes as many ready clones as the last run used (`PGFRESH_READY_MAX`
+/// at most: 0 turns it off), and drops what the run gave back; the next run's broker adopts the
+/// ready clones (the same databases, renamed: their oids), which no sweep took meanwhile.
+#[tokio::test]
+async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_adopts_them() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let tag = uuid::Uuid::new_v4().to_string();
+    // A template of this test's own, so that no other test's run counts.
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("1_idle.sql"),
+        format!("CREATE TABLE idle_{} (id int);", tag.replace('-', "")),
+    )
+    .unwrap();
+    let dir = migrations.path().display().to_string();
+    let ready = |prefix: String| {
+        let admin = admin.clone();
+        async move {
+            let oids: Vec<i64> = pgfresh::sqlx::query_scalar(
+                "SELECT oid::bigint FROM pg_database WHERE starts_with(datname::text, $1)",
+            )
+            .bind(prefix)
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+            oids
+        }
+    };
+    // A run: `n` test processes one after another; then its broker leaves.
+    let run = |n: usize, max: Option<&'static str>| {
+        let (url, tag, dir) = (url.clone(), tag.clone(), dir.clone());
+        async move {
+            let mut env = env(&url, &tag);
+            env.extend([
+                ("PGFRESH_TEST_MIGRATIONS", dir.as_str()),
+                ("PGFRESH_READY", "1"),
+            ]);
+            if let Some(max) = max {
+                env.push(("PGFRESH_READY_MAX", max));
+            }
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let out = rerun(PROBE, &env);
+                assert!(out.status.success(), "{}", output(&out));
+                seen.push((
+                    probe_field(&out, "name"),
+                    probe_field(&out, "oid").parse::<i64>().unwrap(),
+                ));
+            }
+            let broker = broker_pid(&tag).expect("a broker served the run");
+            assert!(
+                common::eventually(Duration::from_secs(30), || common::ended(broker)),
+                "the broker did not leave after its idle work"
+            );
+            seen
+        }
+    };
+
+    let first = run(6, None).await;
+    let hash8 = first[0].0.split('_').nth(1).unwrap().to_owned();
+    let prefix = format!("pgfresh_r_{hash8}");
+    let after_first = ready(prefix.clone()).await;
+    assert_eq!(after_first.len(), 6, "ready clones after a run of 6");
+    for (name, _) in &first {
+        assert!(
+            !common::database_exists(&admin, name).await,
+            "{name} was not dropped before the broker left"
+        );
+    }
+
+    let second = run(3, None).await;
+    for (name, oid) in &second {
+        assert!(
+            after_first.contains(oid),
+            "{name} (oid {oid}) is not one of the ready clones the first run left: {after_first:?}"
+        );
+    }
+    assert_eq!(ready(prefix.clone()).await.len(), 3, "after a run of 3");
+
+    run(3, Some("2")).await;
+    assert_eq!(ready(prefix.clone()).await.len(), 2, "PGFRESH_READY_MAX=2");
+    run(3, Some("0")).await;
+    assert_eq!(ready(prefix.clone()).await.len(), 0, "PGFRESH_READY_MAX=0");
+}

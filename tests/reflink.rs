@@ -7,6 +7,8 @@
 //! PostgreSQL 18's binaries: `PGFRESH_TEST_PG18_BIN`, else `/usr/lib/postgresql/18/bin`
 //! (`.ci/run` sets the variable from `scripts/pg-bin.sh 18`).
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -68,7 +70,7 @@ async fn clone_three() {
 
 fn free_mb(dir: &Path) -> i64 {
     let stat = rustix::fs::statvfs(dir).unwrap();
-    i64::try_from(stat.f_bavail * stat.f_frsize >> 20).unwrap()
+    i64::try_from((stat.f_bavail * stat.f_frsize) >> 20).unwrap()
 }
 
 /// PostgreSQL 18's binaries, as root with `unshare`, `mkfs.xfs` and loop devices.

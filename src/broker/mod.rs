@@ -35,6 +35,8 @@ mod client;
 #[cfg(unix)]
 mod dir;
 mod error;
+#[cfg(unix)]
+mod idle;
 #[cfg(not(unix))]
 mod none;
 #[cfg(unix)]

@@ -30,6 +30,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::ahead::MadeAhead;
 use super::dir::{ALIVE_LOCK, READY_LINE, SOCKET, private_file, remove_dir};
 use super::error::BrokerError;
+use super::idle::Idle;
 use super::protocol::{self, Grant, Reply, Request, STILL_WAITING};
 use super::watch::Watch;
 use crate::admin;
@@ -84,26 +85,35 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
 
     let activity = Arc::new(Activity::default());
     let turns = Arc::new(Turns::default());
+    let idle = Arc::new(Idle::new(ahead.clone()));
     let watch = Watch::new(dispenser.clone(), path.clone());
     let watching = watch.clone().run();
     tokio::pin!(watching);
+    let idling = idle.run(&dispenser);
+    tokio::pin!(idling);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (dispenser, turns, watch) = (dispenser.clone(), turns.clone(), watch.clone());
+                let broker = Shared {
+                    dispenser: dispenser.clone(),
+                    turns: turns.clone(),
+                    watch: watch.clone(),
+                    idle: idle.clone(),
+                };
                 let visit = Visit::start(&activity);
                 tokio::spawn(async move {
-                    client(&dispenser, &turns, &watch, stream).await;
+                    client(&broker, stream).await;
                     drop(visit);
                 });
             }
             _ = tick.tick() => {
-                if activity.idle_for() >= IDLE {
+                if activity.idle_for() >= IDLE && !idle.pending() {
                     break;
                 }
             }
+            () = &mut idling => {}
             // The server is gone (or gc asked): the socket is gone already; the databases
             // held are on that server, and go with it or with its owner lock.
             _ = &mut watching => return Ok(()),
@@ -116,10 +126,23 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
         tick.tick().await;
     }
     if watch.verdict().is_none() {
+        idle.finish_drops(&dispenser).await;
         let ready = Config::global().map_or(0, |c| c.ready);
-        ahead.give_back(&dispenser, ready).await;
+        ahead
+            .give_back(&dispenser, |hash| {
+                idle.wanted(hash).max(ready).min(Idle::limit())
+            })
+            .await;
     }
     Ok(())
+}
+
+/// What every connection's task shares.
+struct Shared {
+    dispenser: Arc<Dispenser>,
+    turns: Arc<Turns>,
+    watch: Arc<Watch>,
+    idle: Arc<Idle>,
 }
 
 /// Who is connected, and since when nobody is.
@@ -268,7 +291,13 @@ async fn answer_claim(
 
 /// Serves one connection: a claim, then `keep`, `drop` or `unreachable`, or the end of the
 /// connection; or gc's `leave`.
-async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, watch: &Watch, stream: UnixStream) {
+async fn client(broker: &Shared, stream: UnixStream) {
+    let Shared {
+        dispenser,
+        turns,
+        watch,
+        idle,
+    } = broker;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let Ok(Some(line)) = lines.next_line().await else {
@@ -291,9 +320,14 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, watch: &Watch, stream
             return;
         }
     };
+    let claiming = idle.claiming(&run);
     let answer = answer_claim(dispenser, turns, watch, &hash, &suite, &run, &mut write).await;
+    drop(claiming);
     let grant = match answer {
-        Answer::Granted(grant) => grant,
+        Answer::Granted(grant) => {
+            idle.granted(&hash);
+            grant
+        }
         Answer::ServerGone(reason) => {
             let _ = write
                 .write_all(protocol::line(&Reply::ServerGone { reason }).as_bytes())
@@ -307,6 +341,9 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, watch: &Watch, stream
             return;
         }
         Answer::Build(turn) => {
+            // It builds the template, then clones it itself: a database of the run all the
+            // same.
+            idle.granted(&hash);
             // Its turn to build: the next claim waits until the connection closes.
             if write
                 .write_all(protocol::line(&Reply::Build).as_bytes())
@@ -352,8 +389,9 @@ async fn client(dispenser: &Arc<Dispenser>, turns: &Turns, watch: &Watch, stream
         let _ = write.write_all(protocol::line(&reply).as_bytes()).await;
         return;
     }
-    // The test process closed the connection (its test ended, or it died).
-    dispenser.drop_in_background(&name).await;
+    // The test process closed the connection (its test ended, or it died): dropped once no
+    // claim waits (see `super::idle`).
+    idle.drop_later(dispenser, name).await;
 }
 
 /// Marks the test database `name` kept by the run `run` of `suite` (see [`crate::sweep`]).

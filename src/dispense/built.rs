@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Dispenser;
+use crate::admin::TemplateDb;
 use crate::error::Result;
 use crate::server::Server;
 use crate::template;
@@ -54,6 +55,11 @@ impl Dispenser {
 
     /// Whether this process found the template `hash` built.
     pub fn knows_template(&self, hash: &str) -> bool {
-        self.template(hash).name.get().is_some_and(Result::is_ok)
+        self.built_template(hash).is_some()
+    }
+
+    /// The template `hash`, when this dispenser found it built (for the broker's idle work).
+    pub fn built_template(&self, hash: &str) -> Option<TemplateDb> {
+        self.template(hash).name.get()?.as_ref().ok().cloned()
     }
 }

@@ -370,7 +370,7 @@ impl Dispenser {
     ) -> Result<String> {
         let name = match self.restock.take(hash) {
             Some(name) => name,
-            None => admin::claim_or_clone(server, template, hash).await?,
+            None => admin::claim_or_clone(server, template, hash, Urgency::Now).await?,
         };
         server.tell_copy_method();
         let target = Config::global()?.ready;

@@ -84,6 +84,9 @@ pub(crate) struct Server {
     pub version: u32,
     /// How the server copies a template into a clone on pgfresh's connections.
     pub copy_method: CopyMethod,
+    /// The data directory, where this process sees it: [`Self::data_dir`], or a `DB_URL`
+    /// server's on this machine (for its file system: copy method, room).
+    seen_data_dir: Option<PathBuf>,
     /// The first clone's hand-out said which copy method it used.
     copy_method_told: std::sync::atomic::AtomicBool,
     /// `pg_postmaster_start_time()` when pgfresh connected: another one later is a restart.
@@ -129,6 +132,14 @@ impl Server {
             .as_deref()
             .and_then(rundir_free_space)
             .is_some_and(|free| free < 64 << 20)
+    }
+
+    /// The bytes pgfresh's work that can wait may still fill on the server's file system: its
+    /// free space less a margin for the tests' own writes and the server's WAL (a tenth of the
+    /// file system, at least 512 MiB). `None` where pgfresh cannot see the data directory.
+    pub fn spare_space(&self) -> Option<u64> {
+        let (free, size) = file_system_room(self.seen_data_dir.as_deref()?)?;
+        Some(free.saturating_sub((size / 10).max(512 << 20)))
     }
 
     /// Says how clones are copied, once: at the first hand-out.
@@ -274,6 +285,23 @@ pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
     {
         let _ = path;
         Ok(())
+    }
+}
+
+/// The bytes free to an unprivileged user and the size of the file system holding `path`.
+fn file_system_room(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(path).ok()?;
+        Some((
+            stat.f_bavail.saturating_mul(stat.f_frsize),
+            stat.f_blocks.saturating_mul(stat.f_frsize),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -424,6 +452,7 @@ async fn connect(started: Started) -> Result<Server> {
         (None, _) => None,
     };
     let copy_method = CopyMethod::choose(version, data_dir.as_deref());
+    let seen_data_dir = data_dir;
     admin_pool::prepare(&mut first, version, copy_method).await?;
     let admin = AdminPool::new(options.clone(), version, copy_method, first);
     tracing::info!(source = %started.source, address = %address(&options), version, owner, %copy_method, "server ready");
@@ -437,6 +466,7 @@ async fn connect(started: Started) -> Result<Server> {
         admin,
         version,
         copy_method,
+        seen_data_dir,
         copy_method_told: std::sync::atomic::AtomicBool::new(false),
         started_at,
         owner,

@@ -31,8 +31,14 @@ async fn probe() {
         .unwrap();
     assert_eq!(one, 1);
     let url = url::Url::parse(&db.url()).unwrap();
+    let oid: i64 = sqlx::query_scalar(
+        "SELECT oid::bigint FROM pg_database WHERE datname = current_database()",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
     println!(
-        "PROBE name={} source={} port={} pid={}",
+        "PROBE name={} source={} port={} pid={} oid={oid}",
         db.name(),
         db.source(),
         url.port().unwrap_or(5432),
