@@ -56,48 +56,15 @@ fn open_dir() -> tempfile::TempDir {
 /// mounted on `target` first; `env` as for `common::rerun`. Returns the child's output, and the
 /// listing of `target` once the child exited (still inside the namespace).
 fn in_namespace(target: &Path, size: &str, name: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let exe = std::env::current_exe().unwrap();
     let script = r#"mount -t tmpfs -o "size=$1,mode=1777" tmpfs "$2" || exit 97
+        target=$2
         shift 2
         "$@"; rc=$?
-        echo "LISTING $(ls "$TARGET" | tr '\n' ' ')"
+        echo "LISTING $(ls "$target" | tr '\n' ' ')"
         exit $rc"#;
-    let mut cmd = common::child(name, env);
-    let args: Vec<String> = std::iter::once(exe.display().to_string())
-        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
-        .collect();
-    let out = cmd_in_namespace(&mut cmd, script, size, target, &args);
+    let child = common::child(name, env);
+    let out = common::in_mount_namespace(&child, script, &[size.as_ref(), target.as_os_str()]);
     (out.status.success(), output(&out))
-}
-
-fn cmd_in_namespace(
-    child: &mut Command,
-    script: &str,
-    size: &str,
-    target: &Path,
-    argv: &[String],
-) -> std::process::Output {
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        size,
-    ])
-    .arg(target)
-    .args(argv)
-    .env("TARGET", target);
-    for (key, value) in child.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    cmd.output().expect("unshare runs")
 }
 
 #[test]

@@ -106,30 +106,8 @@ fn clone_three_on(dir: &Path, mount: &str, bin: &str, rows: u64) -> (String, i64
         ("PGFRESH_TEST_ROWS", rows.as_str()),
     ];
     let child = common::child("clone_three", &env);
-    let script = format!(
-        "{mount} || exit 97\nchmod 755 \"$1\"\nshift\n\"$@\"; rc=$?\n\
-         sleep 2\nexit $rc"
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .arg(dir)
-    .arg(std::env::current_exe().unwrap())
-    .args(child.get_args());
-    for (key, value) in child.get_envs() {
-        match value {
-            Some(value) => cmd.env(key, value),
-            None => cmd.env_remove(key),
-        };
-    }
-    let out = cmd.output().expect("unshare runs");
+    let script = format!("{mount} || exit 97\nshift\n\"$@\"; rc=$?\nsleep 2\nexit $rc");
+    let out = common::in_mount_namespace(&child, &script, &[dir.as_os_str()]);
     let text = output(&out);
     assert!(out.status.success(), "{text}");
     let probe = text

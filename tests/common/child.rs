@@ -66,6 +66,33 @@ pub fn child(name: &str, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs `child` (a [`child`] command) in a private mount namespace (as root), through
+/// `sh -c script` whose positional parameters are `args` and then the child's command line: the
+/// script mounts what it needs, `shift`s its own parameters, and runs `"$@"`.
+#[cfg(target_os = "linux")]
+pub fn in_mount_namespace(child: &Command, script: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .args(args)
+    .arg(child.get_program())
+    .args(child.get_args());
+    for (key, value) in child.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.output().expect("unshare runs")
+}
+
 /// The first step of a child-process entry point: panics unless [`child`] started this process
 /// to run `name`, pointing at what does (`started_by`). An entry point is not a test; run on
 /// its own, it fails rather than passes.
