@@ -28,6 +28,12 @@ usage: cargo run --release --example bench -- [flags]
                      runner; 0 skips it                  [1000]
   --rows-per-insert N  rows per INSERT statement in those fixture files: 1 is what
                      pg_dump --inserts writes, larger batches are cheaper to apply [100]
+  --edit-loop N      the edit loop: pgfresh's main suite, then the floor (shared),
+                     N runs each under each runner with a fixed 8 s pause between
+                     runs and no settle between them (the broker's idle work is
+                     what is measured); the first pgfresh sequence starts cold
+                     (every pgfresh_* database dropped); 0 skips it, else at
+                     least 2                               [5; --quick: 3]
   --quick            small numbers for a smoke run; explicit flags still win
   --pgfresh DIR      the pgfresh checkout to measure     [this crate]
                      (copied to a snapshot first, so edits during the run do not leak in)
@@ -47,6 +53,7 @@ pub struct Args {
     attribute: Option<String>,
     fixture_rows: Option<usize>,
     rows_per_insert: Option<usize>,
+    edit_loop: Option<usize>,
     quick: bool,
     pgfresh: Option<PathBuf>,
 }
@@ -54,7 +61,7 @@ pub struct Args {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Help(&'static str),
 }
 
@@ -78,7 +85,7 @@ impl Args {
                 }
             }
         }
-        Ok(Parsed::Run(args))
+        Ok(Parsed::Run(Box::new(args)))
     }
 
     fn set(&mut self, flag: &str, value: String) -> Result<(), String> {
@@ -98,6 +105,7 @@ impl Args {
             "--attribute" => self.attribute = Some(value),
             "--fixture-rows" => self.fixture_rows = Some(number()?),
             "--rows-per-insert" => self.rows_per_insert = Some(number()?),
+            "--edit-loop" => self.edit_loop = Some(number()?),
             "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}; see --help")),
         }
@@ -141,6 +149,8 @@ pub struct Settings {
     pub fixture_rows: usize,
     /// Rows per `INSERT` statement in the fixture files.
     pub rows_per_insert: usize,
+    /// Runs per suite and runner in the edit loop; 0: no edit loop.
+    pub edit_loop: usize,
     pub pgfresh: PathBuf,
 }
 
@@ -177,6 +187,7 @@ impl Args {
             },
             fixture_rows: pick(self.fixture_rows, 1000, 1000),
             rows_per_insert: pick(self.rows_per_insert, 100, 100),
+            edit_loop: pick(self.edit_loop, 3, 5),
             pgfresh: self
                 .pgfresh
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
@@ -197,6 +208,13 @@ impl Settings {
             return Err(
                 "--tests, --migrations, --rounds, --scale-tests and --rows-per-insert \
                         must be at least 1"
+                    .into(),
+            );
+        }
+        if self.edit_loop == 1 {
+            return Err(
+                "--edit-loop 1: the edit loop's figures are the runs after a pause; \
+                 give 0 (skip it) or at least 2"
                     .into(),
             );
         }
@@ -224,14 +242,15 @@ impl Settings {
         let attribute = if self.attribute { "on" } else { "off" };
         format!(
             "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {} \
-             --attribute {attribute} --fixture-rows {} --rows-per-insert {}",
+             --attribute {attribute} --fixture-rows {} --rows-per-insert {} --edit-loop {}",
             self.tests,
             self.migrations,
             self.rounds,
             self.scale_tests,
             self.work,
             self.fixture_rows,
-            self.rows_per_insert
+            self.rows_per_insert,
+            self.edit_loop
         )
     }
 }

@@ -60,6 +60,15 @@ fn accounted(server: Option<u32>) -> Option<u64> {
     Some(own + server)
 }
 
+/// The machine's busy CPU time since boot, all cores (`/proc/stat`'s first line: user, nice,
+/// system, irq, softirq and steal): the difference of two readings is what the machine did
+/// in between, whoever did it.
+pub fn machine_busy() -> Option<Duration> {
+    Some(Duration::from_secs_f64(
+        system_busy()? as f64 / TICKS_PER_SECOND,
+    ))
+}
+
 /// Busy ticks of all cores: `user nice system idle iowait irq softirq steal` minus idle and iowait.
 fn system_busy() -> Option<u64> {
     let stat = fs::read_to_string("/proc/stat").ok()?;

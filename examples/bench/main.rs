@@ -78,10 +78,25 @@
 //!    test's CPU in a run) / cores if that is longer; the idle server's clone, drop and first
 //!    touch when there is no naive run), and the least per-test cost at the smallest migration
 //!    count for which the scaling target could hold.
+//! 6. The edit loop (`--edit-loop N`, 5 by default, 3 with `--quick`, 0 skips it): a developer's
+//!    edit, run, edit, run, in which pgfresh's broker uses the idle time between runs (it
+//!    refills the ready clones, sized by the last run, and does the run's deferred drops). Per
+//!    runner, pgfresh's main suite and then the floor run N times each with a fixed 8 s pause
+//!    between runs and no settle (settle only before a sequence's first run). Before the first
+//!    runner's pgfresh sequence pgfresh is made cold: the benchmark waits (up to 30 s) until no
+//!    session named `pgfresh` is connected, then drops every `pgfresh_*` database (templates,
+//!    ready clones, test databases) `WITH (FORCE)`, so that sequence's first run builds the
+//!    template. Printed: the median of the warm runs (every run after a pause), pgfresh/shared
+//!    per runner beside its target (≤ 1.2 under `cargo test`, ≤ 1.25 under nextest) and the
+//!    back-to-back ratio of the timed rounds (runs with no pause); the cold first run beside
+//!    the floor's first run; per pause, the machine's busy CPU (`/proc/stat`) and pgfresh's
+//!    databases at its end (ready clones `pgfresh_r_*`, and every `pgfresh_*` that is not a
+//!    template: count and MB), median and max.
 
 mod args;
 mod context;
 mod cpu;
+mod edit;
 mod generate;
 mod report;
 mod runner;
@@ -104,7 +119,7 @@ fn main() -> ExitCode {
             println!("{usage}");
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(args)) => args.resolve(),
+        Ok(Parsed::Run(args)) => (*args).resolve(),
         Err(e) => Err(e),
     };
     let settings = match resolved {
@@ -151,6 +166,7 @@ fn bench(s: &Settings) -> Result<(), String> {
     bench.warm_up()?;
     bench.timed_rounds()?;
     bench.scaling_rounds()?;
+    let edit = bench.edit_loop()?;
     for database in &made {
         bench.block_on(server::drop_database(&server.url, database))?;
     }
@@ -159,6 +175,7 @@ fn bench(s: &Settings) -> Result<(), String> {
     server.stop();
     context::print_header(s, &server_description, build);
     report::print_all(s, &bench.samples, &probes);
+    report::print_edit_loop(s, &bench.samples, &edit, &bench.env);
     context::print_reproduce(s, &bench.env);
     println!(
         "\nwhole benchmark: {:.0?} (build included)",

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use crate::args::{Runner, Settings};
 use crate::cpu::cores;
+use crate::edit::{EditLoop, Pause};
 use crate::generate::{Crate, Suite};
-use crate::runner::{Kind, Outcome, Timing};
-use crate::server::{Pair, Quiet};
+use crate::runner::{Env, Kind, Outcome, Timing};
+use crate::server::{self, Pair, Quiet, ReadySet};
 
 /// One run of one suite, as recorded.
 #[derive(Debug, Clone)]
@@ -758,4 +759,285 @@ fn print_first_handout(samples: &[Sample], pgfresh: &Crate) {
             .map_or("-", |s| s.runner.label()),
         opt(first, millis)
     );
+}
+
+/// The edit loop's targets: pgfresh/shared over the warm runs at most this, per runner.
+fn edit_target(runner: Runner) -> f64 {
+    match runner {
+        Runner::Test => 1.2,
+        Runner::Nextest => 1.25,
+    }
+}
+
+/// `met` or `missed` for `a / b` against at most `target`; `-` without both.
+fn verdict(a: Option<Duration>, b: Option<Duration>, target: f64) -> &'static str {
+    match a.zip(b) {
+        Some((a, b)) if !b.is_zero() => {
+            if a.as_secs_f64() / b.as_secs_f64() <= target {
+                "met"
+            } else {
+                "missed"
+            }
+        }
+        _ => "-",
+    }
+}
+
+/// Median of some counts (mean of the middle two for an even count).
+fn median_i64(values: &[i64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2] as f64),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0),
+    }
+}
+
+/// `median (max)` of some counts, each shown by `show`.
+fn median_max_i64(values: &[i64], show: fn(f64) -> String) -> String {
+    match (median_i64(values), values.iter().max()) {
+        (Some(m), Some(&x)) => format!("{} ({})", show(m), show(x as f64)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The hand-outs' p50 of one run (cold and warm).
+fn handout_p50(outcome: &Outcome) -> Option<Duration> {
+    let took: Vec<Duration> = outcome
+        .timings
+        .iter()
+        .filter(|t| matches!(t.kind, Kind::Cold | Kind::Warm))
+        .map(|t| t.took)
+        .collect();
+    percentile(&took, 50)
+}
+
+/// The edit loop: warm runs against the floor with the targets, the back-to-back rounds beside
+/// them, the cold first run, and what happened during the pauses.
+pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &Env) {
+    if s.edit_loop == 0 {
+        return;
+    }
+    let pgfresh = crate::main_crates(s)[0];
+    let shared = crate::floor_crate(s);
+    let pause = crate::edit::PAUSE;
+    println!(
+        "\nEdit loop: per runner, {} runs of pgfresh's main suite, then {} of the floor (shared), a fixed {} s\n  \
+         pause between runs and no settle between them (settle before each sequence's first run); warm runs:\n  \
+         every run after a pause. The idle work pgfresh's broker does during the pauses (refilling the\n  \
+         ready clones, the run's deferred drops) is what is measured.",
+        s.edit_loop,
+        s.edit_loop,
+        pause.as_secs()
+    );
+    println!(
+        "  commands, in {} with CARGO_TARGET_DIR={}\n  and DATABASE_URL=$URL DB_URL=$URL PGFRESH_SERVER=url (the server above):",
+        env.layout.workspace().display(),
+        env.layout.target().display()
+    );
+    for &runner in &s.runners {
+        for krate in [pgfresh, shared] {
+            let command = Env::command_line(&krate, runner);
+            println!(
+                "    {command}; sleep {}; {command}; … ({} runs)",
+                pause.as_secs(),
+                s.edit_loop
+            );
+        }
+    }
+    if let (Some(cold), Some(&runner)) = (&edit.cold, s.runners.first()) {
+        let templates = cold
+            .dropped
+            .iter()
+            .filter(|d| d.starts_with("pgfresh_t_"))
+            .count();
+        let ready = cold
+            .dropped
+            .iter()
+            .filter(|d| d.starts_with("pgfresh_r_"))
+            .count();
+        println!(
+            "  made cold before the {} pgfresh sequence: waited {:.1} s until no session named 'pgfresh' was\n  \
+             connected{}; dropped {} databases named pgfresh_* WITH (FORCE) (templates: {templates}, ready\n  \
+             clones: {ready}, others: {}){}",
+            runner.label(),
+            cold.waited.as_secs_f64(),
+            match cold.sessions_left {
+                0 => String::new(),
+                n => format!(
+                    " (gave up after {} s: {n} still connected)",
+                    server::COLD_WAIT.as_secs()
+                ),
+            },
+            cold.dropped.len(),
+            cold.dropped.len() - templates - ready,
+            match cold.failed.len() {
+                0 => String::new(),
+                _ => format!("; failed: {}", cold.failed.join("; ")),
+            }
+        );
+    }
+
+    let warm = |krate: &Crate, runner: Runner| -> Vec<Duration> {
+        edit.sequence(krate, runner)
+            .filter(|r| r.pause.is_some())
+            .map(|r| r.outcome.wall)
+            .collect()
+    };
+    let mut table = Table::new(&[
+        "runner",
+        "pgfresh warm",
+        "shared warm",
+        "pgfresh/shared",
+        "target",
+        "back-to-back (timed rounds): pgfresh",
+        "shared",
+        "pgfresh/shared",
+        "warm runs each",
+    ]);
+    for &runner in &s.runners {
+        let (p, f) = (warm(&pgfresh, runner), warm(&shared, runner));
+        let (pm, fm) = (median(&p), median(&f));
+        let target = edit_target(runner);
+        let b2b_p = median(&walls(samples, &pgfresh, runner));
+        let b2b_f = median(&walls(samples, &shared, runner));
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(pm, secs),
+            opt(fm, secs),
+            ratio(pm, fm),
+            format!("<= {target:.2}: {}", verdict(pm, fm, target)),
+            opt(b2b_p, secs),
+            opt(b2b_f, secs),
+            ratio(b2b_p, b2b_f),
+            format!("{}/{}", p.len(), f.len()),
+        ]);
+    }
+    println!(
+        "  median wall of the warm runs, against the timed rounds' medians (no pause between runs):"
+    );
+    table.print();
+
+    let mut table = Table::new(&[
+        "runner",
+        "pgfresh first run",
+        "its slowest hand-out",
+        "shared first run",
+        "pgfresh/shared",
+    ]);
+    for (r, &runner) in s.runners.iter().enumerate() {
+        let first = |krate: &Crate| {
+            (edit.runs.iter()).find(|x| x.krate == *krate && x.runner == runner && x.index == 1)
+        };
+        let (p, f) = (first(&pgfresh), first(&shared));
+        let slowest = p.and_then(|p| {
+            (p.outcome.timings.iter())
+                .filter(|t| matches!(t.kind, Kind::Cold | Kind::Warm))
+                .map(|t| t.took)
+                .max()
+        });
+        let what = if r == 0 && edit.cold.is_some() {
+            "cold: builds the template"
+        } else {
+            "after settle"
+        };
+        let (pw, fw) = (p.map(|x| x.outcome.wall), f.map(|x| x.outcome.wall));
+        table.row(vec![
+            runner.label().to_owned(),
+            format!("{} ({what})", opt(pw, secs)),
+            opt(slowest, millis),
+            opt(fw, secs),
+            ratio(pw, fw),
+        ]);
+    }
+    println!("  the first run of each sequence:");
+    table.print();
+
+    let mut table = Table::new(&[
+        "runner",
+        "suite",
+        "pauses",
+        "busy CPU per pause: median (max): of the cores' time",
+        "ready clones pgfresh_r_*: n",
+        "MB",
+        "pgfresh_* not templates: n",
+        "MB",
+    ]);
+    let all_cores = pause * cores();
+    for &runner in &s.runners {
+        for krate in [pgfresh, shared] {
+            let pauses: Vec<Pause> = edit
+                .sequence(&krate, runner)
+                .filter_map(|r| r.pause)
+                .collect();
+            let busy: Vec<Duration> = pauses.iter().filter_map(|p| p.busy).collect();
+            let ready: Vec<ReadySet> = pauses.iter().filter_map(|p| p.ready).collect();
+            let field = |f: fn(&ReadySet) -> i64| ready.iter().map(f).collect::<Vec<i64>>();
+            let count = |n: f64| format!("{n:.1}");
+            let megabytes = |bytes: f64| format!("{:.1}", bytes / 1e6);
+            table.row(vec![
+                runner.label().to_owned(),
+                krate.label(),
+                pauses.len().to_string(),
+                match (median(&busy), busy.iter().max()) {
+                    (Some(m), Some(&x)) => format!(
+                        "{} ({}): {:.1} % ({:.1} %)",
+                        secs(m),
+                        secs(x),
+                        100.0 * m.as_secs_f64() / all_cores.as_secs_f64(),
+                        100.0 * x.as_secs_f64() / all_cores.as_secs_f64()
+                    ),
+                    _ => "-".to_owned(),
+                },
+                median_max_i64(&field(|r| r.ready), count),
+                median_max_i64(&field(|r| r.ready_bytes), megabytes),
+                median_max_i64(&field(|r| r.all), count),
+                median_max_i64(&field(|r| r.all_bytes), megabytes),
+            ]);
+        }
+    }
+    println!(
+        "  between runs: the machine's busy CPU during each {} s pause (/proc/stat: user+nice+system+irq+\n  \
+         softirq+steal; % of {} cores x the pause; shared's is the idle noise), and pgfresh's databases\n  \
+         on the server at its end (median (max) over the pauses)",
+        pause.as_secs(),
+        cores()
+    );
+    table.print();
+
+    let mut table = Table::new(&[
+        "runner",
+        "suite",
+        "run",
+        "wall",
+        "passed",
+        "hand-out p50",
+        "other CPU",
+    ]);
+    for run in &edit.runs {
+        let wall = secs(run.outcome.wall)
+            + if run.outcome.compiled {
+                " (compiled!)"
+            } else {
+                ""
+            };
+        table.row(vec![
+            run.runner.label().to_owned(),
+            run.krate.label(),
+            match run.index {
+                1 => "1 (first)".to_owned(),
+                i => format!("{i} (after a pause)"),
+            },
+            wall,
+            run.outcome.passed.to_string(),
+            opt(handout_p50(&run.outcome), millis),
+            run.outcome
+                .other_cpu
+                .map_or_else(|| "-".to_owned(), |share| format!("{:.0} %", share * 100.0)),
+        ]);
+    }
+    println!("  every run of the loop:");
+    table.print();
 }

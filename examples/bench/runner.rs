@@ -135,6 +135,15 @@ impl Env {
         })
     }
 
+    /// The command a run is, as typed in the generated workspace (its environment aside).
+    pub fn command_line(krate: &Crate, runner: Runner) -> String {
+        let tool = match runner {
+            Runner::Test => "cargo test",
+            Runner::Nextest => "cargo nextest run",
+        };
+        format!("{tool} --release -p {}", krate.package())
+    }
+
     fn timings_file(&self, krate: &Crate, runner: Runner, tag: &str) -> PathBuf {
         let runner = match runner {
             Runner::Test => "test",

@@ -423,3 +423,123 @@ pub async fn touch(url: &str, names: &[String], insert: &str, select: &str) -> s
     }
     Ok(())
 }
+
+/// pgfresh's databases on the server at one moment (the edit loop reads it at the end of each
+/// pause): its ready clones (`pgfresh_r_…`) and every `pgfresh_…` database that is not a
+/// template (ready clones, test databases, prefetched ones), count and bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadySet {
+    pub ready: i64,
+    pub ready_bytes: i64,
+    pub all: i64,
+    pub all_bytes: i64,
+}
+
+/// Reads the [`ReadySet`]. A database dropped while it is measured makes `pg_database_size`
+/// fail; the query is then tried again, up to three times.
+pub async fn ready_set(url: &str) -> sqlx::Result<ReadySet> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let mut tries = 0;
+    let counts = loop {
+        tries += 1;
+        let read: sqlx::Result<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE datname LIKE 'pgfresh\\_r\\_%'), \
+             coalesce(sum(pg_database_size(oid)) FILTER (WHERE datname LIKE 'pgfresh\\_r\\_%'), 0)::int8, \
+             count(*) FILTER (WHERE NOT datistemplate), \
+             coalesce(sum(pg_database_size(oid)) FILTER (WHERE NOT datistemplate), 0)::int8 \
+             FROM pg_database WHERE datname LIKE 'pgfresh\\_%'",
+        )
+        .fetch_one(&mut conn)
+        .await;
+        match read {
+            Err(e) if tries < 3 && e.as_database_error().is_some() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other?,
+        }
+    };
+    conn.close().await?;
+    let (ready, ready_bytes, all, all_bytes) = counts;
+    Ok(ReadySet {
+        ready,
+        ready_bytes,
+        all,
+        all_bytes,
+    })
+}
+
+/// What making pgfresh cold took (see [`make_cold`]).
+#[derive(Debug, Default, Clone)]
+pub struct Cold {
+    /// How long until no session named `pgfresh` (the library's own connections: its broker's,
+    /// a process's administrative one) was connected, or the wait gave up.
+    pub waited: Duration,
+    /// Sessions named `pgfresh` still connected when the wait gave up (0: none).
+    pub sessions_left: i64,
+    /// The databases dropped.
+    pub dropped: Vec<String>,
+    /// Drops that failed, with why.
+    pub failed: Vec<String>,
+}
+
+/// How long [`make_cold`] waits for pgfresh's sessions to end.
+pub const COLD_WAIT: Duration = Duration::from_secs(30);
+
+/// Makes pgfresh start from nothing on this server, as on a developer's first run: waits (up
+/// to [`COLD_WAIT`]) until no session with `application_name` `pgfresh` is connected (no
+/// broker is left from the runs before), then drops every database whose name starts with
+/// `pgfresh_` (templates `pgfresh_t_…`, which are first made ordinary databases again, ready
+/// clones `pgfresh_r_…`, test databases) with `DROP DATABASE … WITH (FORCE)`.
+pub async fn make_cold(url: &str) -> sqlx::Result<Cold> {
+    let start = Instant::now();
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let sessions_left = loop {
+        let sessions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgfresh' \
+             AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if sessions == 0 || start.elapsed() >= COLD_WAIT {
+            break sessions;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let waited = start.elapsed();
+    let databases: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT datname::text, datistemplate FROM pg_database \
+         WHERE datname LIKE 'pgfresh\\_%' ORDER BY datname",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut cold = Cold {
+        waited,
+        sessions_left,
+        ..Cold::default()
+    };
+    for (name, template) in databases {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let mut statements = Vec::new();
+        if template {
+            statements.push(format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"));
+        }
+        statements.push(format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"));
+        let mut outcome = Ok(());
+        for sql in statements {
+            outcome = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map(drop);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        match outcome {
+            Ok(()) => cold.dropped.push(name),
+            Err(e) if e.as_database_error().is_some() => cold.failed.push(format!("{name}: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    conn.close().await?;
+    Ok(cold)
+}
