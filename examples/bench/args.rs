@@ -34,6 +34,13 @@ usage: cargo run --release --example bench -- [flags]
                      what is measured); the first pgfresh sequence starts cold
                      (every pgfresh_* database dropped); 0 skips it, else at
                      least 2                               [5; --quick: 3]
+  --clone-xfs        the clone comparison (off unless given; needs root): a
+                     PostgreSQL 18 cluster on a loop-mounted XFS image under
+                     target/pgfresh-bench/xfs/ (scripts/pg-bin.sh 18), CREATE
+                     DATABASE ... STRATEGY FILE_COPY from a 1 GB and a one-table
+                     template with file_copy_method copy and clone, and pgfresh's
+                     hand-out from each (url and local source, PGFRESH_READY=0,
+                     PGFRESH_BROKER=off)
   --quick            small numbers for a smoke run; explicit flags still win
   --pgfresh DIR      the pgfresh checkout to measure     [this crate]
                      (copied to a snapshot first, so edits during the run do not leak in)
@@ -54,6 +61,7 @@ pub struct Args {
     fixture_rows: Option<usize>,
     rows_per_insert: Option<usize>,
     edit_loop: Option<usize>,
+    clone_xfs: bool,
     quick: bool,
     pgfresh: Option<PathBuf>,
 }
@@ -77,6 +85,7 @@ impl Args {
             match flag.as_str() {
                 "-h" | "--help" => return Ok(Parsed::Help(USAGE)),
                 "--quick" => args.quick = true,
+                "--clone-xfs" => args.clone_xfs = true,
                 _ => {
                     let value = inline
                         .or_else(|| argv.next())
@@ -151,6 +160,8 @@ pub struct Settings {
     pub rows_per_insert: usize,
     /// Runs per suite and runner in the edit loop; 0: no edit loop.
     pub edit_loop: usize,
+    /// Whether the clone comparison on XFS runs.
+    pub clone_xfs: bool,
     pub pgfresh: PathBuf,
 }
 
@@ -188,6 +199,7 @@ impl Args {
             fixture_rows: pick(self.fixture_rows, 1000, 1000),
             rows_per_insert: pick(self.rows_per_insert, 100, 100),
             edit_loop: pick(self.edit_loop, 3, 5),
+            clone_xfs: self.clone_xfs,
             pgfresh: self
                 .pgfresh
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
@@ -218,6 +230,13 @@ impl Settings {
                     .into(),
             );
         }
+        if self.clone_xfs && !crate::server::is_root() {
+            return Err(
+                "--clone-xfs needs root: it mounts an XFS image (mount -o loop) and runs \
+                 PostgreSQL as the postgres user"
+                    .into(),
+            );
+        }
         if !self.pgfresh.join("Cargo.toml").is_file() {
             return Err(format!(
                 "--pgfresh {}: no Cargo.toml there; point it at a pgfresh checkout",
@@ -240,9 +259,10 @@ impl Settings {
             _ => "both",
         };
         let attribute = if self.attribute { "on" } else { "off" };
+        let clone_xfs = if self.clone_xfs { " --clone-xfs" } else { "" };
         format!(
             "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {} \
-             --attribute {attribute} --fixture-rows {} --rows-per-insert {} --edit-loop {}",
+             --attribute {attribute} --fixture-rows {} --rows-per-insert {} --edit-loop {}{clone_xfs}",
             self.tests,
             self.migrations,
             self.rounds,

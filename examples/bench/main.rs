@@ -32,7 +32,10 @@
 //!   name: `--fixture-rows` rows each, into `bench_0001`..`bench_0003`, `--rows-per-insert`
 //!   rows (100) per `INSERT`), under `#[pgfresh::test(migrations = "…", fixtures("a", "b", "c"))]` (applied
 //!   once, into the template) and `#[sqlx::test(migrations = "…", fixtures("a", "b", "c"))]`
-//!   (applied to every test's database).
+//!   (applied to every test's database);
+//! - `ws/crates/xfs_{big,small}_m0001_t0010` and `ws/migrations/xfs_{big,small}/`
+//!   (`--clone-xfs` only): the clone comparison's suites (7. below), pgfresh's timed fixture
+//!   over one migration that creates a table of about 1 GB, or one empty table.
 //!
 //! All crates share one `CARGO_TARGET_DIR` and are compiled once with `--release`, before
 //! anything is timed; a timed run that compiles anything is flagged `(compiled!)`.
@@ -92,6 +95,18 @@
 //!    the floor's first run; per pause, the machine's busy CPU (`/proc/stat`) and pgfresh's
 //!    databases at its end (ready clones `pgfresh_r_*`, and every `pgfresh_*` that is not a
 //!    template: count and MB), median and max.
+//! 7. The clone comparison (`--clone-xfs`, off unless given, root only; see `xfs.rs`): on a
+//!    6 GB sparse XFS image loop-mounted under `target/pgfresh-bench/xfs/`, a PostgreSQL 18
+//!    cluster (`scripts/pg-bin.sh 18`) started like the throwaway one above; `CREATE DATABASE
+//!    … STRATEGY FILE_COPY` from a 1 GB template and a one-table template with
+//!    `file_copy_method` `copy` and `clone` (5 each: the median, and the XFS space one clone
+//!    takes); then pgfresh's hand-out from the same two templates (suites `xfs_big_…` and
+//!    `xfs_small_…`: 10 tests each, `SELECT 1`), from the url source (that cluster) and the
+//!    local source (`PGFRESH_SERVER=local`, `PGFRESH_PG_BIN` the PostgreSQL 18 binaries,
+//!    `PGFRESH_RUN_DIR` on the mount), `PGFRESH_READY=0` and `PGFRESH_BROKER=off` so that every
+//!    hand-out is one clone made when the test asks: the hand-out p50 per template and source,
+//!    and big - small (target ≤ 100 ms). The clusters are stopped and the image unmounted and
+//!    deleted at the end, also after a failure.
 
 mod args;
 mod context;
@@ -101,6 +116,7 @@ mod generate;
 mod report;
 mod runner;
 mod server;
+mod xfs;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -173,15 +189,22 @@ fn bench(s: &Settings) -> Result<(), String> {
     let probes = bench.probes()?;
     let server_description = format!("{}; PostgreSQL {version}", server.description);
     server.stop();
+    let clone = s.clone_xfs.then(|| bench.clone_comparison());
     context::print_header(s, &server_description, build);
     report::print_all(s, &bench.samples, &probes);
     report::print_edit_loop(s, &bench.samples, &edit, &bench.env);
+    if let Some(clone) = &clone {
+        report::print_clone(clone);
+    }
     context::print_reproduce(s, &bench.env);
     println!(
         "\nwhole benchmark: {:.0?} (build included)",
         started.elapsed()
     );
-    Ok(())
+    match clone.and_then(|c| c.error) {
+        Some(e) => Err(format!("the clone comparison: {e}")),
+        None => Ok(()),
+    }
 }
 
 /// The two crates of the main comparison, pgfresh first.
@@ -270,6 +293,9 @@ fn all_crates(s: &Settings) -> Vec<Crate> {
     let mut all = round_crates(s);
     all.extend(work_crate(s));
     all.extend(scale_crates(s));
+    if s.clone_xfs {
+        all.extend(xfs::crates());
+    }
     all
 }
 

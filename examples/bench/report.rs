@@ -8,6 +8,7 @@ use crate::edit::{EditLoop, Pause};
 use crate::generate::{Crate, Suite};
 use crate::runner::{Env, Kind, Outcome, Timing};
 use crate::server::{self, Pair, Quiet, ReadySet};
+use crate::xfs::CloneReport;
 
 /// One run of one suite, as recorded.
 #[derive(Debug, Clone)]
@@ -1040,4 +1041,145 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
     }
     println!("  every run of the loop:");
     table.print();
+}
+
+/// The clone comparison: the raw clone of a 1 GB and a one-table template with each
+/// `file_copy_method`, then pgfresh's hand-out from each, per source.
+pub fn print_clone(report: &CloneReport) {
+    println!(
+        "\nClone comparison (--clone-xfs): PostgreSQL 18's file_copy_method on XFS with reflinks"
+    );
+    for line in &report.setup {
+        println!("  {line}");
+    }
+    if !report.raw.is_empty() {
+        println!(
+            "  raw: CREATE DATABASE … TEMPLATE big|small STRATEGY FILE_COPY on a connection that ran SET\n  \
+             file_copy_method = copy|clone, {} times each after one untimed, each then dropped; XFS used:\n  \
+             statvfs of the mount (after syncfs) after the CREATE less before it (once the last clone's\n  \
+             blocks were free again)",
+            crate::xfs::RAW_CREATES
+        );
+        let mut table = Table::new(&[
+            "template",
+            "size",
+            "method",
+            "CREATE p50",
+            "min",
+            "max",
+            "XFS used by one clone (median)",
+        ]);
+        for raw in &report.raw {
+            let size = report
+                .sizes
+                .iter()
+                .find(|(t, _)| *t == raw.template)
+                .map_or_else(|| "-".to_owned(), |(_, b)| crate::xfs::mb(*b));
+            table.row(vec![
+                raw.template.to_owned(),
+                size,
+                raw.method.to_owned(),
+                opt(median(&raw.creates), millis),
+                opt(minimum(&raw.creates), millis),
+                opt(raw.creates.iter().max().copied(), millis),
+                median_i64(&raw.used).map_or_else(|| "-".to_owned(), |b| crate::xfs::mb(b as i64)),
+            ]);
+        }
+        table.print();
+    }
+    if !report.handouts.is_empty() {
+        println!(
+            "  pgfresh's hand-out (around HARNESS.test_db().await) with PGFRESH_READY=0 and PGFRESH_BROKER=off:\n  \
+             every hand-out is one clone made when the test asks; {} tests x {} runs under cargo test per\n  \
+             template and source, after an untimed first run that builds the template; warm: every hand-out\n  \
+             but each test thread's first",
+            crate::xfs::HANDOUT_TESTS,
+            crate::xfs::HANDOUT_RUNS
+        );
+        let mut table = Table::new(&[
+            "source",
+            "template",
+            "warm n",
+            "warm p50",
+            "p99",
+            "max",
+            "cold p50",
+            "suite wall (median)",
+            "first run (builds the template)",
+        ]);
+        let kinds = |source: &str, krate: &Crate, kind: Kind| -> Vec<Duration> {
+            (report.handouts.iter())
+                .filter(|h| h.source == source && h.krate == *krate && h.round > 0)
+                .flat_map(|h| h.outcome.timings.iter())
+                .filter(|t| t.kind == kind)
+                .map(|t| t.took)
+                .collect()
+        };
+        let sources: Vec<&str> = {
+            let mut seen: Vec<&str> = Vec::new();
+            for h in &report.handouts {
+                if !seen.contains(&h.source) {
+                    seen.push(h.source);
+                }
+            }
+            seen
+        };
+        for &source in &sources {
+            for krate in crate::xfs::crates() {
+                let warm = kinds(source, &krate, Kind::Warm);
+                let cold = kinds(source, &krate, Kind::Cold);
+                let runs: Vec<Duration> = (report.handouts.iter())
+                    .filter(|h| h.source == source && h.krate == krate && h.round > 0)
+                    .map(|h| h.outcome.wall)
+                    .collect();
+                let first = (report.handouts.iter())
+                    .find(|h| h.source == source && h.krate == krate && h.round == 0)
+                    .map(|h| h.outcome.wall);
+                table.row(vec![
+                    source.to_owned(),
+                    krate.package(),
+                    warm.len().to_string(),
+                    opt(percentile(&warm, 50), millis),
+                    opt(percentile(&warm, 99), millis),
+                    opt(warm.iter().max().copied(), millis),
+                    opt(percentile(&cold, 50), millis),
+                    opt(median(&runs), secs),
+                    opt(first, secs),
+                ]);
+            }
+        }
+        table.print();
+        for &source in &sources {
+            let [big, small] = crate::xfs::crates();
+            let p50 = |krate: &Crate| percentile(&kinds(source, krate, Kind::Warm), 50);
+            let (b, sm) = (p50(&big), p50(&small));
+            let line = match b.zip(sm) {
+                Some((b, sm)) => {
+                    let diff = b.as_secs_f64() - sm.as_secs_f64();
+                    format!(
+                        "{:+.1} ms (target <= 100 ms: {})",
+                        diff * 1000.0,
+                        if diff <= 0.1 { "met" } else { "missed" }
+                    )
+                }
+                None => "-".to_owned(),
+            };
+            println!("  {source} source: warm hand-out p50, big - small: {line}");
+        }
+    }
+    if let Some(stop) = &report.local_stop {
+        println!("  {stop}");
+    }
+    if !report.commands.is_empty() {
+        println!("  commands:");
+        for command in &report.commands {
+            println!("    {command}");
+        }
+    }
+    if let Some(e) = &report.error {
+        println!("  FAILED: {e}");
+    }
+    for left in &report.cleanup {
+        println!("  cleanup: {left}");
+    }
 }

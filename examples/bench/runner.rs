@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Runner;
 use crate::cpu::Meter;
-use crate::generate::{Crate, Layout, Suite};
+use crate::generate::{Crate, Layout};
 
 /// How both suites reach the server, and where they build.
 #[derive(Debug, Clone)]
@@ -99,10 +99,28 @@ impl Env {
 
     /// Runs a suite once and times the whole `cargo` command.
     pub fn run(&self, krate: &Crate, runner: Runner, tag: &str) -> Result<Outcome, String> {
+        self.run_with(krate, runner, tag, &[])
+    }
+
+    /// [`Env::run`] with some variables of the run's environment changed: each set to its
+    /// value, or removed when it has none (the clone comparison's other servers and settings).
+    pub fn run_with(
+        &self,
+        krate: &Crate,
+        runner: Runner,
+        tag: &str,
+        vars: &[(&str, Option<String>)],
+    ) -> Result<Outcome, String> {
         let timings = self.timings_file(krate, runner, tag);
         let _ = fs::remove_file(&timings);
         let mut cmd = self.cargo(krate, runner, false);
-        if krate.suite == Suite::Pgfresh {
+        for (name, value) in vars {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        if krate.suite.records_timings() {
             cmd.env("PGFRESH_BENCH_TIMINGS", &timings);
         }
         let meter = Meter::start(self.server_pid);

@@ -45,9 +45,22 @@ impl Server {
             });
         }
         let bin = pg_bin()?;
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        Self::start_in(&bin, &base)
+    }
+
+    /// A throwaway cluster from the binaries in `bin`, its directory (data, socket, log) in
+    /// `parent`, set up as [`Server::start`]'s (three tries: a start can lose the race for
+    /// its port).
+    pub fn start_in(bin: &Path, parent: &Path) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..3 {
-            match start_local(&bin) {
+            match start_local(bin, parent) {
                 Ok(server) => return Ok(server),
                 Err(e) => last = e,
             }
@@ -113,13 +126,7 @@ fn pg_bin() -> Result<PathBuf, String> {
     Ok(PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin")))
 }
 
-fn start_local(bin: &Path) -> Result<Server, String> {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+fn start_local(bin: &Path, base: &Path) -> Result<Server, String> {
     let port = free_port()?;
     let dir = base.join(format!("pgfresh-bench-{}-{port}", std::process::id()));
     let owner = if is_root() {
@@ -170,11 +177,7 @@ fn start_local(bin: &Path) -> Result<Server, String> {
             "local cluster from {}, data in {} ({}), initdb + start {:.1?}; {}",
             local.bin.display(),
             local.dir.display(),
-            if local.dir.starts_with("/dev/shm") {
-                "tmpfs"
-            } else {
-                "disk"
-            },
+            file_system(&local.dir),
             started.elapsed(),
             TUNING.join(", ")
         ),
@@ -193,8 +196,24 @@ fn prepare_dir(local: &Local, password: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The type of the file system `path` is on, from `/proc/self/mounts` (the longest mount
+/// point that is a prefix of it), e.g. `tmpfs`, `xfs`; `disk` when unknown.
+fn file_system(path: &Path) -> String {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "disk".to_owned(), |(_, kind)| kind)
+}
+
 /// Runs a command, returning its stdout, or its stderr as the error.
-fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
+pub fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(out.stdout)
@@ -217,12 +236,12 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
 /// The `postgres` user's uid and gid: PostgreSQL refuses to run as root.
-fn postgres_user() -> Result<(u32, u32), String> {
+pub fn postgres_user() -> Result<(u32, u32), String> {
     let passwd = fs::read_to_string("/etc/passwd").map_err(|e| format!("/etc/passwd: {e}"))?;
     passwd
         .lines()
