@@ -54,8 +54,18 @@ fn dry_run_lists_and_gc_removes_everything() {
         .unwrap();
     let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
 
-    let (ok, text) = gc(&["--dry-run", "--database-url", &url], &run_dir);
-    assert!(ok, "{text}");
+    // The run leaves ready clones for the next (the process that built the template made
+    // some; the broker gives its own when it leaves): gc lists them too.
+    let mut text = String::new();
+    assert!(
+        common::eventually(std::time::Duration::from_secs(30), || {
+            let (ok, listed) = gc(&["--dry-run", "--database-url", &url], &run_dir);
+            assert!(ok, "{listed}");
+            text = listed;
+            text.contains("(ready)")
+        }),
+        "no ready clone listed:\n{text}"
+    );
     assert!(
         text.contains(&format!("would remove database {kept} (kept)")),
         "{text}"
@@ -77,6 +87,7 @@ fn dry_run_lists_and_gc_removes_everything() {
         text.contains(&format!("removing database {kept} (kept)")),
         "{text}"
     );
+    assert!(text.contains("(ready)"), "{text}");
     assert!(text.contains("removed"), "{text}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err());
     assert!(!cluster_dir.join("data").exists());
