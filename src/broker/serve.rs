@@ -12,8 +12,10 @@
 //! Per connection (see [`super::protocol`]): one claim, answered with a database; then `keep`
 //! or `drop`, or the connection closes and the database is dropped. While a claim's template is
 //! not built, one claim at a time is answered `build` (the process builds it and closes the
-//! connection), and the others wait for it. The broker leaves once nobody has been connected
-//! for [`IDLE`]; a later process starts another. It leaves at once, without waiting for the
+//! connection), and the others wait for it. A database given back is dropped once no claim
+//! comes, and after a run the broker makes the next run's ready clones ([`super::idle`]). The
+//! broker leaves once nobody has been connected for [`IDLE`] and that work is done; a later
+//! process starts another. It leaves at once, without waiting for the
 //! databases it handed out, when its server is gone ([`super::watch`]) or `pgfresh gc` asks it
 //! to ([`Request::Leave`]).
 
@@ -113,6 +115,7 @@ async fn serve(dir: &Path) -> Result<(), BrokerError> {
                     break;
                 }
             }
+            // Never ends: polled here, the idle work runs between the claims.
             () = &mut idling => {}
             // The server is gone (or gc asked): the socket is gone already; the databases
             // held are on that server, and go with it or with its owner lock.

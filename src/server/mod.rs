@@ -445,14 +445,13 @@ async fn connect(started: Started) -> Result<Server> {
     // other.
     let owner = crate::locks::take_owner_lock(&mut first).await?;
     let version = u32::try_from(version).unwrap_or_default();
-    let data_dir = match (&started.data_dir, started.source) {
+    let seen_data_dir = match (&started.data_dir, started.source) {
         (Some(dir), _) => Some(dir.clone()),
         (None, ServerSource::Url) => visible_data_dir(&mut first, &options).await,
         // A container's data directory is not this machine's.
         (None, _) => None,
     };
-    let copy_method = CopyMethod::choose(version, data_dir.as_deref());
-    let seen_data_dir = data_dir;
+    let copy_method = CopyMethod::choose(version, seen_data_dir.as_deref());
     admin_pool::prepare(&mut first, version, copy_method).await?;
     let admin = AdminPool::new(options.clone(), version, copy_method, first);
     tracing::info!(source = %started.source, address = %address(&options), version, owner, %copy_method, "server ready");
