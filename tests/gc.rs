@@ -36,6 +36,8 @@ fn dry_run_lists_and_gc_removes_everything() {
             ("PGFRESH_RUN_DIR", &run_dir),
             ("PGFRESH_LINGER", "forever"),
             ("PGFRESH_KEEP", "always"),
+            // No ready clones made by the process itself: the broker makes the run's.
+            ("PGFRESH_READY", "0"),
         ],
     );
     assert!(out.status.success(), "{}", output(&out));
@@ -54,8 +56,8 @@ fn dry_run_lists_and_gc_removes_everything() {
         .unwrap();
     let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
 
-    // The run leaves ready clones for the next (the process that built the template made
-    // some; the broker gives its own when it leaves): gc lists them too.
+    // Once the run is over, its broker makes as many ready clones as it used (one: the claim
+    // that built the template) for the next run: gc lists them too.
     let mut text = String::new();
     assert!(
         common::eventually(std::time::Duration::from_secs(30), || {

@@ -55,9 +55,9 @@ struct State {
     claiming: usize,
     /// When the last claim came or was answered.
     last_claim: Option<Instant>,
-    /// The latest run, and per template hash how many databases it claimed.
+    /// The latest run, and per template hash its suite and how many databases it claimed.
     run: String,
-    used: HashMap<String, usize>,
+    used: HashMap<String, (String, usize)>,
     /// Templates whose ready clones are made for the latest run (or cannot be).
     refilled: HashSet<String>,
     /// A step of idle work is under way.
@@ -115,14 +115,18 @@ impl Idle {
         self.state()
             .used
             .get(hash)
-            .map_or(0, |used| (*used).min(Self::limit()))
+            .map_or(0, |(_, used)| (*used).min(Self::limit()))
     }
 
     /// The claim got a clone of the template `hash` (or the turn to build it, and then a clone
     /// of its own).
-    pub fn granted(&self, hash: &str) {
+    pub fn granted(&self, hash: &str, suite: &str) {
         let mut state = self.state();
-        *state.used.entry(hash.to_owned()).or_default() += 1;
+        state
+            .used
+            .entry(hash.to_owned())
+            .or_insert_with(|| (suite.to_owned(), 0))
+            .1 += 1;
         state.refilled.remove(hash);
     }
 
@@ -183,10 +187,21 @@ impl Idle {
             dispenser.drop_in_background(&name).await;
             return true;
         }
-        let Some((hash, used)) = self.next_refill() else {
+        let Some((hash, suite, used)) = self.next_refill() else {
             return false;
         };
-        let made = match (dispenser.started_server(), dispenser.built_template(&hash)) {
+        let server = dispenser.started_server();
+        let template = match &server {
+            Some(server) => dispenser
+                .find_built(server, &hash, &suite)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!("looking for the template failed: {e}");
+                    None
+                }),
+            None => None,
+        };
+        let made = match (server, template) {
             (Some(server), Some(template)) => {
                 let target = used
                     .min(Self::limit())
@@ -214,15 +229,15 @@ impl Idle {
         true
     }
 
-    /// A template of the latest run whose ready clones are not all made, and how many
-    /// databases the run claimed of it.
-    fn next_refill(&self) -> Option<(String, usize)> {
+    /// A template of the latest run whose ready clones are not all made: its hash, its suite,
+    /// and how many databases the run claimed of it.
+    fn next_refill(&self) -> Option<(String, String, usize)> {
         let state = self.state();
         state
             .used
             .iter()
             .find(|(hash, _)| !state.refilled.contains(*hash))
-            .map(|(hash, used)| (hash.clone(), *used))
+            .map(|(hash, (suite, used))| (hash.clone(), suite.clone(), *used))
     }
 }
 

@@ -328,7 +328,7 @@ async fn client(broker: &Shared, stream: UnixStream) {
     drop(claiming);
     let grant = match answer {
         Answer::Granted(grant) => {
-            idle.granted(&hash);
+            idle.granted(&hash, &suite);
             grant
         }
         Answer::ServerGone(reason) => {
@@ -346,7 +346,7 @@ async fn client(broker: &Shared, stream: UnixStream) {
         Answer::Build(turn) => {
             // It builds the template, then clones it itself: a database of the run all the
             // same.
-            idle.granted(&hash);
+            idle.granted(&hash, &suite);
             // Its turn to build: the next claim waits until the connection closes.
             if write
                 .write_all(protocol::line(&Reply::Build).as_bytes())

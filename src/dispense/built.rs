@@ -25,18 +25,10 @@ impl Dispenser {
     /// never builds a template.
     pub async fn claim_built(&self, hash: &str, suite: &str, run: &str) -> Result<Option<Built>> {
         let server = self.server().await?;
-        let entry = self.template(hash);
-        let template = match entry.name.get() {
-            Some(known) => known.clone()?,
-            None => match template::built(&server, hash, suite).await? {
-                Some(found) => entry
-                    .name
-                    .get_or_init(|| async { Ok(found) })
-                    .await
-                    .clone()?,
-                None => return Ok(None),
-            },
+        let Some(template) = self.find_built(&server, hash, suite).await? else {
+            return Ok(None);
         };
+        let entry = self.template(hash);
         // A run's first claim waits for the sweep, so that what it tells the user reaches the
         // test process (the broker's own stderr goes nowhere).
         let notices = match Self::first_sweep(&server, &entry, suite, &template.name, run) {
@@ -58,8 +50,32 @@ impl Dispenser {
         self.built_template(hash).is_some()
     }
 
-    /// The template `hash`, when this dispenser found it built (for the broker's idle work).
-    pub fn built_template(&self, hash: &str) -> Option<TemplateDb> {
+    /// The template `hash`, when this dispenser found it built.
+    fn built_template(&self, hash: &str) -> Option<TemplateDb> {
         self.template(hash).name.get()?.as_ref().ok().cloned()
+    }
+
+    /// The template `hash` of `suite` when it is built and complete, looked up on `server` once
+    /// found (`None` while it is not). For a claim, and for the broker's idle work after a run
+    /// whose only claim built the template itself.
+    pub async fn find_built(
+        &self,
+        server: &Server,
+        hash: &str,
+        suite: &str,
+    ) -> Result<Option<TemplateDb>> {
+        let entry = self.template(hash);
+        if let Some(known) = entry.name.get() {
+            return known.clone().map(Some);
+        }
+        match template::built(server, hash, suite).await? {
+            Some(found) => entry
+                .name
+                .get_or_init(|| async { Ok(found) })
+                .await
+                .clone()
+                .map(Some),
+            None => Ok(None),
+        }
     }
 }
