@@ -260,6 +260,18 @@ fn a_base_directory_the_server_user_cannot_enter_is_refused_until_it_can() {
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let out = rerun(PROBE, &base_env(&shown));
     assert!(out.status.success(), "{}", output(&out));
+    // The cluster stops a second after its last user (`PGFRESH_LINGER=1`); removing `base`
+    // before that would take its guardian's lease and leave the server running.
+    let stopped = common::eventually(Duration::from_secs(20), || {
+        !std::fs::read_dir(base.path())
+            .unwrap()
+            .flatten()
+            .any(|run_dir| run_dir.path().join("data").join("postmaster.pid").exists())
+    });
+    assert!(
+        stopped,
+        "the cluster in {shown} did not stop after its linger"
+    );
 }
 
 /// The environment of a probe on the local source with `PGFRESH_RUN_DIR` = `base`.
