@@ -120,15 +120,16 @@ pub enum Error {
     },
 
     /// A server source was asked for that pgfresh does not offer on this platform (Windows:
-    /// the docker, local and embedded sources need private run directories and a guardian process,
-    /// which pgfresh has only on Linux and macOS so far).
+    /// the local and embedded sources run the cluster as another user when root, stop it
+    /// through a guardian process and share it through a broker, which pgfresh has only on
+    /// Linux and macOS so far).
     #[error(
-        "PGFRESH_SERVER={source_name} is not available on this platform yet: pgfresh starts \
-         servers of its own only on Linux and macOS. Set DB_URL to a PostgreSQL server whose \
-         role may CREATE DATABASE (the url source)."
+        "PGFRESH_SERVER={source_name} is not available on this platform yet: pgfresh runs \
+         PostgreSQL's binaries only on Linux and macOS. Use Docker (PGFRESH_SERVER=docker), or \
+         set DB_URL to a PostgreSQL server whose role may CREATE DATABASE (the url source)."
     )]
     SourceUnsupported {
-        /// `docker`, `local` or `embedded`.
+        /// `local` or `embedded`.
         source_name: &'static str,
     },
 
@@ -508,6 +509,7 @@ mod tests {
         assert!(!e.contains("  "), "{e}");
         assert!(
             e.starts_with("PGFRESH_SERVER=embedded is not available on this platform yet")
+                && e.contains("Use Docker (PGFRESH_SERVER=docker)")
                 && e.ends_with("whose role may CREATE DATABASE (the url source)."),
             "{e}"
         );
@@ -526,7 +528,8 @@ mod tests {
     }
 
     /// Where a source cannot be had, the message says which and what to use instead: the
-    /// feature to enable, or (Windows) the url source. Raised by `server::start_source`.
+    /// feature to enable, or (Windows) the docker or url source. Raised by
+    /// `server::start_source`.
     #[test]
     fn a_source_this_build_or_platform_lacks_names_the_way_out() {
         let disabled = Error::SourceDisabled {
@@ -540,7 +543,7 @@ mod tests {
         .to_string();
         assert!(
             unsupported.contains("PGFRESH_SERVER=local is not available on this platform")
-                && unsupported.contains("Set DB_URL"),
+                && unsupported.contains("Use Docker (PGFRESH_SERVER=docker), or set DB_URL"),
             "{unsupported}"
         );
     }

@@ -57,6 +57,24 @@ pub(crate) fn egid() -> u32 {
     rustix::process::getegid().as_raw()
 }
 
+/// The bytes an unprivileged user may still write on the file system holding `path`, and
+/// that file system's size (`statvfs`); `None` where pgfresh does not ask (Windows).
+pub(crate) fn file_system_room(path: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(path).ok()?;
+        Some((
+            stat.f_bavail.saturating_mul(stat.f_frsize),
+            stat.f_blocks.saturating_mul(stat.f_frsize),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// The process that started this one, named so that a later process with the same pid is not
 /// taken for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +161,36 @@ mod tests {
         let meta = std::fs::metadata(dir.path()).unwrap();
         assert_eq!(euid(), meta.uid());
         assert_eq!(egid(), meta.gid());
+    }
+
+    #[test]
+    fn file_system_room_is_what_df_reports() {
+        let out = Command::new("df")
+            .args(["-P", "-k", "/"])
+            .output()
+            .expect("df runs");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let fields: Vec<u64> = text
+            .lines()
+            .nth(1)
+            .expect("a line for /")
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let (free, size) = file_system_room(std::path::Path::new("/")).expect("statvfs of /");
+        // df -P -k: 1024-byte blocks, rounded.
+        assert!(
+            (size / 1024).abs_diff(fields[0]) <= 1,
+            "{size} vs df {}",
+            fields[0]
+        );
+        // Free space moves while the suite writes: df's "available" is within 1 GiB of it.
+        assert!(
+            (free / 1024).abs_diff(fields[2]) < 1 << 20,
+            "{free} vs df {}",
+            fields[2]
+        );
+        assert_eq!(file_system_room(std::path::Path::new("/no/such/dir")), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PROBE, eventually, output, probe_field, rerun};
+use common::{PROBE, Running, eventually, field, output, probe_field, rerun};
 
 /// The source the environment names is the one that serves: a CI job whose source is missing
 /// (no Docker daemon, no binaries, no `DB_URL`) fails here rather than testing another.
@@ -99,14 +99,66 @@ fn container_is_shared_then_removed_after_the_last_process() {
         first, second,
         "the second process started its own container"
     );
-    let containers_gone = || {
-        std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label=dev.pgfresh.rundir={}", dir.path().display()))
-            .output()
-            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
-    };
     let port_closed = || std::net::TcpStream::connect(("127.0.0.1", second)).is_err();
-    assert!(eventually(Duration::from_secs(20), || containers_gone()
+    assert!(eventually(Duration::from_secs(20), || containers(
+        dir.path()
+    )
+    .is_some_and(|ids| ids.is_empty())
         && port_closed()));
+}
+
+/// Without the docker CLI no guardian can remove a container, so each process starts one of
+/// its own, which stops itself: it stays while the process runs, idle or not, and goes
+/// seconds after the process (and its broker) exit.
+#[test]
+fn without_the_docker_cli_a_process_s_own_container_stays_while_it_runs_then_stops_itself() {
+    if !common::available(common::docker_answers(), "a Docker daemon") {
+        return;
+    }
+    let image = common::docker_image().unwrap_or_default();
+    let dir = run_dir();
+    let run_dir = dir.path().display().to_string();
+    let mut env = vec![
+        ("PGFRESH_SERVER", "docker"),
+        ("PGFRESH_RUN_DIR", run_dir.as_str()),
+        // No docker CLI on PATH.
+        ("PATH", "/nonexistent"),
+        ("PGFRESH_TEST_SLEEP", "9000"),
+    ];
+    if !image.is_empty() {
+        env.push(("PGFRESH_IMAGE", image.as_str()));
+    }
+    let mut child = Running::spawn(PROBE, &env);
+    let port: u16 = field(&child.probe_line(), "port").parse().unwrap();
+    let answers = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    // Idle past the container's 5 s without clients: it stays while the process holds its
+    // connections.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(containers(dir.path()).map(|ids| ids.len()), Some(1));
+    assert!(answers(), "the server went while its process ran");
+    let (status, text) = child.finish(Duration::from_secs(30));
+    assert!(status.success(), "{text}");
+    assert!(
+        eventually(Duration::from_secs(30), || containers(dir.path())
+            .is_some_and(|ids| ids.is_empty())
+            && !answers()),
+        "the container outlived its process by 30 s: {:?}",
+        containers(dir.path())
+    );
+}
+
+/// The ids of the containers (running or not) pgfresh started for run directories in `base`.
+fn containers(base: &std::path::Path) -> Option<Vec<String>> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=dev.pgfresh.rundir={}", base.display()))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
 }

@@ -7,10 +7,11 @@
 //! One container per image serves every process of the user (see [`super::rundir`]): the
 //! handle lives in a static that is never dropped, so its guardian removes it (`docker rm -f`)
 //! once no process has used it for the linger time. Without the docker CLI, or where there is
-//! no guardian (Windows), each process gets a container of its own.
+//! no guardian (Windows), each process gets a container of its own, which stops itself (see
+//! [`STOP_WHEN_UNUSED`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,19 +29,69 @@ use crate::error::{Error, Result};
 
 const PGDATA: &str = "/var/lib/postgresql/data";
 
-/// Whether a Docker daemon answers on `DOCKER_HOST` or the usual socket paths.
+/// How long a per-process container waits, once no client is connected, before it stops.
+const UNUSED_SECS: u32 = 5;
+
+/// How long a per-process container waits for its first client before it stops anyway.
+const UNCLAIMED_SECS: u32 = 600;
+
+/// A per-process container's command (`sh -c`): the image's entrypoint starts the server (`$@`:
+/// `postgres -c …`) in the background while this loop asks the server over its Unix socket, once
+/// a second, how many clients are connected (other than itself: `psql` connects as the
+/// superuser, which local connections trust in the official image and pgfresh's offline one).
+/// Once a client has come and none has been connected for `$1` seconds (or none came within
+/// `$2`), it stops the server (`SIGINT`, a fast shutdown), and the container ends and is
+/// removed. A process holds a connection while it runs (its owner lock), so its container
+/// outlives it by seconds however it ends, with nothing on the host to do it: no docker CLI,
+/// no guardian. `docker stop` reaches the server through the trap.
+const STOP_WHEN_UNUSED: &str = r#"
+unused=$1 unclaimed=$2
+shift 2
+docker-entrypoint.sh "$@" &
+server=$!
+trap 'kill -INT "$server" 2>/dev/null' INT TERM
+seen=false quiet=0
+while kill -0 "$server" 2>/dev/null; do
+  sleep 1
+  n=$(psql -XAtq -U postgres -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null) || n=0
+  if [ "${n:-0}" -gt 0 ]; then seen=true quiet=0; else quiet=$((quiet + 1)); fi
+  if { $seen && [ "$quiet" -ge "$unused" ]; } || { ! $seen && [ "$quiet" -ge "$unclaimed" ]; }; then
+    kill -INT "$server" 2>/dev/null
+  fi
+done
+wait "$server"
+"#;
+
+/// Whether a Docker daemon answers on `DOCKER_HOST` or the usual socket paths (the named pipe
+/// `\\.\pipe\docker_engine` on Windows).
 pub(super) fn available() -> Result<(), String> {
     if let Ok(host) = std::env::var("DOCKER_HOST") {
-        return match host.strip_prefix("unix://") {
-            Some(path) => probe_socket(&PathBuf::from(path)),
-            None => match host.strip_prefix("tcp://") {
-                Some(addr) => probe_tcp(addr),
-                None => Err(format!(
-                    "DOCKER_HOST={host} is not a unix:// or tcp:// address"
-                )),
-            },
-        };
+        if let Some(addr) = host.strip_prefix("tcp://") {
+            return probe_tcp(addr);
+        }
+        #[cfg(unix)]
+        if let Some(path) = host.strip_prefix("unix://") {
+            return probe_socket(Path::new(path));
+        }
+        #[cfg(windows)]
+        if let Some(pipe) = host.strip_prefix("npipe://") {
+            return probe_pipe(&pipe.replace('/', "\\"));
+        }
+        let local = if cfg!(windows) { "npipe://" } else { "unix://" };
+        return Err(format!(
+            "DOCKER_HOST={host} is not a {local} or tcp:// address"
+        ));
     }
+    #[cfg(windows)]
+    return probe_pipe(r"\\.\pipe\docker_engine");
+    #[cfg(unix)]
+    default_sockets()
+}
+
+/// The daemon's usual sockets: the system's, Docker Desktop's, a rootless daemon's.
+#[cfg(unix)]
+fn default_sockets() -> Result<(), String> {
+    use std::path::PathBuf;
     let mut candidates = vec![PathBuf::from("/var/run/docker.sock")];
     if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
         candidates.push(home.join(".docker/run/docker.sock"));
@@ -59,10 +110,26 @@ pub(super) fn available() -> Result<(), String> {
     Err(why.join("; "))
 }
 
-fn probe_socket(path: &PathBuf) -> Result<(), String> {
+#[cfg(unix)]
+fn probe_socket(path: &Path) -> Result<(), String> {
     std::os::unix::net::UnixStream::connect(path)
         .map(drop)
         .map_err(|e| format!("no daemon at {}: {e}", path.display()))
+}
+
+/// Opens the daemon's named pipe (one busy with other clients answers too).
+#[cfg(windows)]
+fn probe_pipe(pipe: &str) -> Result<(), String> {
+    const ERROR_PIPE_BUSY: i32 = 231;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(pipe)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => Ok(()),
+        Err(e) => Err(format!("no daemon at {pipe}: {e}")),
+    }
 }
 
 fn probe_tcp(addr: &str) -> Result<(), String> {
@@ -80,8 +147,8 @@ fn probe_tcp(addr: &str) -> Result<(), String> {
 pub(super) async fn start(config: &Config) -> Result<Started> {
     available().map_err(|why| Error::Docker {
         reason: format!("no Docker daemon answers ({why})"),
-        remedy: "Start Docker (for example `sudo systemctl start docker`), or use another \
-                 source: set DB_URL, or PGFRESH_SERVER=local"
+        remedy: "Start Docker (`sudo systemctl start docker`, or Docker Desktop), or use \
+                 another source: set DB_URL, or PGFRESH_SERVER=local"
             .into(),
         source: None,
     })?;
@@ -98,7 +165,8 @@ pub(super) async fn start(config: &Config) -> Result<Started> {
 struct Docker<'c> {
     name: &'c str,
     tag: &'c str,
-    /// The docker CLI, which removes containers; without it each process starts its own.
+    /// The docker CLI, with which a guardian removes a shared container; without it each
+    /// process starts its own, which stops itself.
     cli: Option<String>,
 }
 
@@ -137,6 +205,7 @@ impl Launch for Docker<'_> {
             &password,
             dir.path(),
             &base.display().to_string(),
+            !shared,
         )
         .start()
         .await
@@ -146,21 +215,13 @@ impl Launch for Docker<'_> {
             .await
             .map_err(|e| start_error(name, tag, &e))?;
         let record = Record::new(port, password, container.id().to_owned());
-        // In per-process mode, a guardian tied to this process by a pipe removes the
-        // container when the process exits.
-        let guardian = if shared {
-            None
-        } else if self.cli.is_some() {
-            guardian::tie(self.cleanup(dir, &record)).ok()
-        } else {
-            tracing::warn!(
+        if !shared {
+            tracing::debug!(
                 id = record.handle,
-                "no docker CLI on PATH: the container cannot be removed when this process exits; \
-                 remove it with `docker rm -f` (label dev.pgfresh=1)"
+                "a container of this process's own: it stops {UNUSED_SECS} s after its last client"
             );
-            None
-        };
-        Ok((record, Box::new((container, guardian))))
+        }
+        Ok((record, Box::new(container)))
     }
 
     fn cleanup(&self, _dir: &RunDir, record: &Record) -> guardian::Cleanup {
@@ -184,15 +245,24 @@ impl Launch for Docker<'_> {
 
 /// The container, with test-speed settings, data on tmpfs, its port on 127.0.0.1 only, md5
 /// host authentication (see `prefer_md5`), labels for `pgfresh gc`, removed by Docker once it
-/// stops.
+/// stops; with `stop_when_unused`, it stops itself once unused (see [`STOP_WHEN_UNUSED`]).
 fn request(
     name: &str,
     tag: &str,
     password: &str,
     dir: &Path,
     run_dir: &str,
+    stop_when_unused: bool,
 ) -> ContainerRequest<Postgres> {
-    let cmd = SPEED_SETTINGS.iter().flat_map(|s| ["-c", s]);
+    let settings = SPEED_SETTINGS.iter().flat_map(|s| ["-c", s]);
+    let mut cmd: Vec<String> = Vec::new();
+    if stop_when_unused {
+        // The image's entrypoint runs a command that is not `postgres` as it is.
+        cmd.extend(["sh", "-c", STOP_WHEN_UNUSED, "pgfresh-stop-when-unused"].map(str::to_owned));
+        cmd.extend([UNUSED_SECS, UNCLAIMED_SECS].map(|n| n.to_string()));
+        cmd.push("postgres".into());
+    }
+    cmd.extend(settings.map(str::to_owned));
     Postgres::default()
         .with_user("postgres")
         .with_password(password)
@@ -227,7 +297,7 @@ fn request(
 fn which_docker() -> Option<String> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join("docker"))
+        .map(|dir| dir.join(format!("docker{}", std::env::consts::EXE_SUFFIX)))
         .find(|p| p.is_file())
         .map(|p| p.display().to_string())
 }

@@ -7,7 +7,8 @@
 //! ([`crate::hook`]) sees the variable before `main` and guards instead of running the program.
 //! It waits for one of two things ([`When`]):
 //!
-//! - [`When::ParentExits`] (a server of this process's own): its standard input is a pipe from
+//! - [`When::ParentExits`] (a local cluster of this process's own; a container of its own stops
+//!   itself): its standard input is a pipe from
 //!   the process that started it; when that process exits for any reason the kernel closes the
 //!   pipe and the read returns.
 //! - [`When::Idle`] (a server shared by the processes of a run directory, see
@@ -21,12 +22,13 @@
 //! ones the test processes take), so no `flock(1)` or shell is needed. The guardian runs in a
 //! process group of its own, so that a Ctrl-C sent to the test run reaches the tests but not
 //! it, and ignores `SIGHUP` and `SIGINT`. Where no constructor runs (Windows), there is no
-//! guardian: see [`crate::os::RUNS_CONSTRUCTORS`].
+//! guardian (each process starts a container of its own): see
+//! [`crate::os::RUNS_CONSTRUCTORS`].
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -78,14 +80,16 @@ pub(crate) struct Cleanup {
 }
 
 /// A guardian of [`When::ParentExits`]: dropping it (or exiting) closes its pipe, and it
-/// cleans up.
+/// cleans up. (The local source's per-process clusters; a per-process container stops itself.)
+#[cfg(all(unix, feature = "local"))]
 #[derive(Debug)]
 pub(super) struct Guardian {
-    _pipe: ChildStdin,
+    _pipe: std::process::ChildStdin,
     _child: Child,
 }
 
 /// Starts a guardian that runs `cleanup` when this process exits, however it exits.
+#[cfg(all(unix, feature = "local"))]
 pub(super) fn tie(cleanup: Cleanup) -> io::Result<Guardian> {
     let orders = Orders {
         when: When::ParentExits,

@@ -5,22 +5,25 @@
 //! [`start`] picks the source (`PGFRESH_SERVER`), starts it, and checks that the role may
 //! create databases.
 
+// The docker source runs on every platform; the local and embedded sources (and so the broker's
+// directory) on Unix. Run directories, their guardian and the find-or-start skeleton serve both
+// kinds of source: `any(feature = "docker", all(unix, feature = "local"))` below.
 mod admin_pool;
 mod copy_method;
-#[cfg(all(unix, feature = "docker"))]
+#[cfg(feature = "docker")]
 mod docker;
 #[cfg(all(unix, feature = "embedded"))]
 mod embedded;
-#[cfg(all(unix, any(feature = "docker", feature = "local")))]
+#[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod guardian;
 mod health;
-#[cfg(all(unix, any(feature = "docker", feature = "local")))]
+#[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod launch;
 #[cfg(all(unix, feature = "local"))]
 mod local;
-#[cfg(all(unix, any(feature = "docker", feature = "local")))]
+#[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod private;
-#[cfg(all(unix, any(feature = "docker", feature = "local")))]
+#[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod rundir;
 mod slot;
 mod url;
@@ -41,7 +44,7 @@ use crate::error::{Error, Result};
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
 pub(crate) use copy_method::CopyMethod;
-#[cfg(all(unix, any(feature = "docker", feature = "local")))]
+#[cfg(any(feature = "docker", all(unix, feature = "local")))]
 pub(crate) use guardian::{GUARD_VAR, guard_if_asked};
 pub(crate) use slot::waiting_for_a_slot;
 
@@ -138,7 +141,7 @@ impl Server {
     /// free space less a margin for the tests' own writes and the server's WAL (a tenth of the
     /// file system, at least 512 MiB). `None` where pgfresh cannot see the data directory.
     pub fn spare_space(&self) -> Option<u64> {
-        let (free, size) = file_system_room(self.seen_data_dir.as_deref()?)?;
+        let (free, size) = crate::os::file_system_room(self.seen_data_dir.as_deref()?)?;
         Some(free.saturating_sub((size / 10).max(512 << 20)))
     }
 
@@ -219,12 +222,12 @@ async fn start_source(source: ServerSource, config: &Config) -> Result<Started> 
     tracing::debug!(%source, "starting server source");
     match source {
         ServerSource::Url => url::start(config),
-        #[cfg(all(unix, feature = "docker"))]
+        #[cfg(feature = "docker")]
         ServerSource::Docker => docker::start(config).await,
         #[cfg(all(unix, feature = "local"))]
         ServerSource::Local => local::start(config).await,
-        #[cfg(not(all(unix, feature = "docker")))]
-        ServerSource::Docker => Err(unavailable("docker", cfg!(feature = "docker"))),
+        #[cfg(not(feature = "docker"))]
+        ServerSource::Docker => Err(unavailable("docker", false)),
         #[cfg(not(all(unix, feature = "local")))]
         ServerSource::Local => Err(unavailable("local", cfg!(feature = "local"))),
         #[cfg(all(unix, feature = "embedded"))]
@@ -246,10 +249,10 @@ fn unavailable(name: &'static str, enabled: bool) -> Error {
 }
 
 fn docker_available() -> Result<(), String> {
-    #[cfg(all(unix, feature = "docker"))]
+    #[cfg(feature = "docker")]
     return docker::available();
-    #[cfg(not(all(unix, feature = "docker")))]
-    Err(unavailable("docker", cfg!(feature = "docker")).to_string())
+    #[cfg(not(feature = "docker"))]
+    Err(unavailable("docker", false).to_string())
 }
 
 fn local_available(config: &Config) -> Result<(), String> {
@@ -288,33 +291,12 @@ pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// The bytes free to an unprivileged user and the size of the file system holding `path`.
-fn file_system_room(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        let stat = rustix::fs::statvfs(path).ok()?;
-        Some((
-            stat.f_bavail.saturating_mul(stat.f_frsize),
-            stat.f_blocks.saturating_mul(stat.f_frsize),
-        ))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}
-
 /// The free space of the file system `path` is (or would be) on, where there is a way to
 /// tell: a data directory `initdb` removed after it failed is measured at its parent.
 fn rundir_free_space(path: &Path) -> Option<u64> {
-    #[cfg(all(unix, any(feature = "docker", feature = "local")))]
-    return path.ancestors().find_map(rundir::free_space);
-    #[cfg(not(all(unix, any(feature = "docker", feature = "local"))))]
-    {
-        let _ = path;
-        None
-    }
+    path.ancestors()
+        .find_map(crate::os::file_system_room)
+        .map(|(free, _)| free)
 }
 
 /// The error for a server of `source` (data in `data_dir`, when known; at `address`) that ran

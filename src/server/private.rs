@@ -9,26 +9,44 @@
 //! only when it is a real directory (not a symbolic link), owned by that user, with no group or
 //! other permission bits; files are opened without following symbolic links and checked the
 //! same way. Anything else is refused, never worked around.
+//!
+//! On Windows (the docker source only) the base is the user's own temporary directory, in
+//! their profile, whose access list lets in only them, the system and administrators; what
+//! pgfresh creates there inherits it. pgfresh reads no access lists: it refuses symbolic
+//! links (reparse points) where it expects a directory or a file, and nothing more.
 
-use std::fs::{DirBuilder, File, Metadata, OpenOptions};
+#[cfg(unix)]
+use std::fs::{DirBuilder, Metadata};
+use std::fs::{File, OpenOptions};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+#[cfg(unix)]
 use crate::os::euid;
 
 /// Who owns a server's files: this process's user, or (when this process is root) the user
 /// the server runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Owner {
+    #[cfg(unix)]
     pub uid: u32,
+    #[cfg(unix)]
     pub gid: u32,
 }
 
 impl Owner {
     /// `server_user` when there is one (the process is root), else this process's user.
+    #[cfg(not(unix))]
+    pub fn of(_server_user: Option<(u32, u32)>) -> Self {
+        Self {}
+    }
+
+    /// `server_user` when there is one (the process is root), else this process's user.
+    #[cfg(unix)]
     pub fn of(server_user: Option<(u32, u32)>) -> Self {
         match server_user {
             Some((uid, gid)) => Self { uid, gid },
@@ -40,6 +58,7 @@ impl Owner {
     }
 
     /// Gives `path` to this owner when it is not this process's user.
+    #[cfg(unix)]
     fn give(self, path: &Path) -> io::Result<()> {
         if self.uid == euid() {
             return Ok(());
@@ -50,6 +69,7 @@ impl Owner {
 
 /// Creates the directory `path` (mode `0700`, for `owner`) unless it exists, then checks that
 /// it can be trusted: see the module docs.
+#[cfg(unix)]
 pub(super) fn directory(path: &Path, owner: Owner) -> Result<()> {
     match DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => owner
@@ -81,6 +101,7 @@ pub(super) fn directory(path: &Path, owner: Owner) -> Result<()> {
 /// Checks the directory run directories are made in (`PGFRESH_RUN_DIR`, created when missing):
 /// one that others may write to must have the sticky bit (as `/dev/shm` and `/tmp` do), or
 /// another user could rename a run directory away and put one of theirs in its place.
+#[cfg(unix)]
 pub(super) fn base(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| failed(path, "cannot create it", e))?;
     let meta = std::fs::metadata(path).map_err(|e| failed(path, "cannot read it", e))?;
@@ -106,6 +127,7 @@ pub(super) fn base(path: &Path) -> Result<()> {
 /// `postgres`), may enter `path`: every directory from `/` down must let it search. Without
 /// that, a private `PGFRESH_RUN_DIR` of root's fails later in `initdb`, as "Permission denied"
 /// on a file pgfresh has just written.
+#[cfg(unix)]
 pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
     let Some(blocked) = blocker(path, owner)? else {
         return Ok(());
@@ -122,6 +144,7 @@ pub(super) fn reachable(path: &Path, owner: Owner) -> Result<()> {
 }
 
 /// A directory that the server's user cannot search, on the way to a path it needs.
+#[cfg(unix)]
 pub(super) struct Blocked {
     pub dir: std::path::PathBuf,
     /// Who cannot enter what, with its owner and mode.
@@ -130,6 +153,7 @@ pub(super) struct Blocked {
 
 /// The first directory from `/` down to `path` that `owner` may not search, when `owner` is
 /// not this process's user.
+#[cfg(unix)]
 pub(super) fn blocker(path: &Path, owner: Owner) -> Result<Option<Blocked>> {
     if owner.uid == euid() {
         return Ok(None);
@@ -164,7 +188,7 @@ pub(super) fn blocker(path: &Path, owner: Owner) -> Result<Option<Blocked>> {
 /// The owner of the existing directory `path` when pgfresh could have made it for this
 /// process (owned by this process's user, or, for root, by a user a local server runs as) and
 /// it can be trusted.
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 pub(super) fn existing(path: &Path) -> Option<Owner> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     let own = euid();
@@ -185,6 +209,7 @@ pub(super) fn existing(path: &Path) -> Option<Owner> {
 /// Opens the file `path` in a trusted directory for reading and appending, creating it (mode
 /// `0600`, for `owner`) when `create` says so; `Ok(None)` when it does not exist and is not to
 /// be created. A symbolic link, another owner or a wider mode is refused.
+#[cfg(unix)]
 pub(super) fn file(path: &Path, owner: Owner, create: bool) -> Result<Option<File>> {
     let opened = OpenOptions::new()
         .read(true)
@@ -220,6 +245,7 @@ pub(super) fn file(path: &Path, owner: Owner, create: bool) -> Result<Option<Fil
 
 /// Writes `text` to `path` through a new file (mode `0600`, for `owner`) renamed into place,
 /// so that a reader never sees half of it and nobody else ever could.
+#[cfg(unix)]
 pub(super) fn write(path: &Path, text: &str, owner: Owner) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
@@ -241,6 +267,7 @@ pub(super) fn write(path: &Path, text: &str, owner: Owner) -> Result<()> {
 
 /// Refuses what pgfresh did not make: not the expected kind of file (a symbolic link, say),
 /// another owner, or any group or other permission bit.
+#[cfg(unix)]
 fn trusted(path: &Path, meta: &Metadata, dir: bool, owner: Owner) -> Result<()> {
     let kind = meta.file_type();
     let what = if dir { "directory" } else { "file" };
@@ -290,6 +317,7 @@ pub(super) fn failed(path: &Path, what: &str, e: io::Error) -> Error {
 }
 
 /// `name (uid)` from `/etc/passwd`, or just the uid.
+#[cfg(unix)]
 fn user_name(uid: u32) -> String {
     passwd()
         .into_iter()
@@ -301,7 +329,7 @@ fn user_name(uid: u32) -> String {
 }
 
 /// The uid and gid of the user `name`, from `/etc/passwd`.
-#[cfg(feature = "local")]
+#[cfg(all(unix, feature = "local"))]
 pub(super) fn user(name: &str) -> Option<(u32, u32)> {
     passwd()
         .into_iter()
@@ -310,6 +338,7 @@ pub(super) fn user(name: &str) -> Option<(u32, u32)> {
 }
 
 /// `(name, uid, gid)` of every user in `/etc/passwd`.
+#[cfg(unix)]
 fn passwd() -> Vec<(String, u32, u32)> {
     let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     text.lines()
@@ -324,7 +353,88 @@ fn passwd() -> Vec<(String, u32, u32)> {
         .collect()
 }
 
-#[cfg(test)]
+/// Windows: creates the directory `path` unless it exists; refuses anything but a directory.
+#[cfg(not(unix))]
+pub(super) fn directory(path: &Path, _owner: Owner) -> Result<()> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => not_a_link(path, true),
+        Err(e) => Err(failed(path, "cannot create it", e)),
+    }
+}
+
+/// Windows: creates the base directory when missing (its access list is the profile's).
+#[cfg(not(unix))]
+pub(super) fn base(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| failed(path, "cannot create it", e))
+}
+
+/// Windows: the server's user is this process's (a container's, for the docker source).
+#[cfg(not(unix))]
+pub(super) fn reachable(_path: &Path, _owner: Owner) -> Result<()> {
+    Ok(())
+}
+
+/// Windows: opens the file `path` for reading and appending, creating it when `create` says
+/// so; `Ok(None)` when it does not exist and is not to be created; a link is refused.
+#[cfg(not(unix))]
+pub(super) fn file(path: &Path, _owner: Owner, create: bool) -> Result<Option<File>> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        not_a_link(path, false)?;
+    }
+    match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(create)
+        .open(path)
+    {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(None),
+        Err(e) => Err(failed(path, "cannot open it", e)),
+    }
+}
+
+/// Windows: writes `text` to `path` through a new file renamed into place.
+#[cfg(not(unix))]
+pub(super) fn write(path: &Path, text: &str, _owner: Owner) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| failed(&tmp, "cannot create it", e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| failed(&tmp, "cannot write it", e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, "cannot replace it", e))
+}
+
+/// Windows: refuses `path` unless it is a directory (`dir`) or a file, not a link to one.
+#[cfg(not(unix))]
+fn not_a_link(path: &Path, dir: bool) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| failed(path, "cannot read it", e))?;
+    let what = if dir { "directory" } else { "file" };
+    if (dir && meta.is_dir()) || (!dir && meta.is_file()) {
+        return Ok(());
+    }
+    Err(Error::RunDir {
+        path: path.display().to_string(),
+        reason: format!(
+            "pgfresh did not make it and will not use it: it is not a {what} (a link, or \
+             another kind of file)"
+        ),
+        remedy: format!(
+            "Remove it if it is a stale leftover of yours, or set PGFRESH_RUN_DIR to a \
+             directory only you can write to ({})",
+            path.display()
+        ),
+        source: None,
+    })
+}
+
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

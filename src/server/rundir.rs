@@ -24,7 +24,6 @@ use super::Started;
 use super::private::{self, Owner};
 use crate::config::{Config, ServerSource};
 use crate::error::Result;
-use crate::os::euid;
 
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
@@ -120,12 +119,24 @@ impl Record {
 /// (GitLab's docker executor, GitHub's container jobs, devcontainers) is far below it.
 pub(crate) const SHM_ROOM: u64 = 1 << 30;
 
-/// Where run directories go: `PGFRESH_RUN_DIR`, else `/dev/shm` and the temporary directory.
+/// Where run directories go: `PGFRESH_RUN_DIR`, else `/dev/shm` and the temporary directory;
+/// on Windows the user's own temporary directory (`%LOCALAPPDATA%\Temp`, in the profile).
 pub(crate) fn base_dirs(config: &Config) -> Vec<PathBuf> {
     match &config.run_dir {
         Some(dir) => vec![dir.clone()],
+        None if cfg!(windows) => vec![std::env::temp_dir()],
         None => vec![PathBuf::from("/dev/shm"), std::env::temp_dir()],
     }
+}
+
+/// A run directory's name, `pgfresh-<uid>-<what>` (`what`: the kind of server and its key):
+/// the user id keeps users apart in a shared `/tmp`. Windows' base is the user's own, so the
+/// name there is `pgfresh-<what>`.
+fn dir_name(what: &str) -> String {
+    #[cfg(unix)]
+    return format!("pgfresh-{}-{what}", crate::os::euid());
+    #[cfg(not(unix))]
+    format!("pgfresh-{what}")
 }
 
 /// The directory the run directory `name` goes in: `PGFRESH_RUN_DIR`; else the one it is in
@@ -139,7 +150,7 @@ fn base_for(config: &Config, name: &str) -> PathBuf {
     }
     let roomy = |dir: &Path| {
         std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && !m.permissions().readonly())
-            && free_space(dir).is_some_and(|free| free >= SHM_ROOM)
+            && crate::os::file_system_room(dir).is_some_and(|(free, _)| free >= SHM_ROOM)
     };
     match bases.as_slice() {
         [shm, tmp] if !roomy(shm) => tmp.clone(),
@@ -149,13 +160,15 @@ fn base_for(config: &Config, name: &str) -> PathBuf {
 
 /// The broker's directory `pgfresh-<uid>-broker-<key>` (see [`crate::broker`]), in the base a
 /// run directory would go in.
+#[cfg(unix)]
 pub(crate) fn broker_dir(config: &Config, key: &str) -> PathBuf {
-    let name = format!("pgfresh-{}-broker-{key}", euid());
+    let name = dir_name(&format!("broker-{key}"));
     base_for(config, &name).join(name)
 }
 
 /// Creates the broker's directory `path` unless it exists, private to this process's user
 /// (who also runs the broker), and checks it and its base (see [`super::private`]).
+#[cfg(unix)]
 pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
     if let Some(base) = path.parent() {
         private::base(base)?;
@@ -163,22 +176,16 @@ pub(crate) fn make_broker_dir(path: &Path) -> Result<()> {
     private::directory(path, Owner::of(None))
 }
 
-/// The bytes an unprivileged user may still write on the file system of `path`.
-pub(crate) fn free_space(path: &Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(path).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
 /// Whether `dir` is a run directory pgfresh could have made for this process (see
 /// [`super::private`]), for `pgfresh gc`.
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 pub(crate) fn trusted_run_dir(dir: &Path) -> bool {
     private::existing(dir).is_some()
 }
 
 /// What stops the server recorded in the run directory `dir`, if one is recorded there and
 /// the directory can be trusted (for `pgfresh gc`).
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 pub(crate) fn recorded_handle(dir: &Path) -> Option<String> {
     let owner = private::existing(dir)?;
     let mut file = private::file(&dir.join("state"), owner, false).ok()??;
@@ -197,15 +204,15 @@ pub(super) fn key(text: &str) -> String {
 }
 
 impl RunDir {
-    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` in [`base_for`], private to the
-    /// server's user (see [`super::private`]).
+    /// Opens (creating if needed) `pgfresh-<uid>-<kind>-<key>` ([`dir_name`]) in [`base_for`],
+    /// private to the server's user (see [`super::private`]).
     pub fn open(
         config: &Config,
         kind: ServerSource,
         key: &str,
         server_user: Option<(u32, u32)>,
     ) -> Result<Self> {
-        let name = format!("pgfresh-{}-{kind}-{key}", euid());
+        let name = dir_name(&format!("{kind}-{key}"));
         let base = base_for(config, &name);
         private::base(&base)?;
         let owner = Owner::of(server_user);
