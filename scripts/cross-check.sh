@@ -8,11 +8,11 @@
 # Usage:  scripts/cross-check.sh [TARGET...]
 #         (default: aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-msvc)
 #
-# Checks `--lib -p pgfresh -p pgfresh-macros --no-default-features --features local,cli`. Left out:
-# the `docker` and `tls` features. Both pull `ring`, whose build script compiles C and assembly for
-# the target, which needs a cross C toolchain (and the target's SDK headers) that this machine has
-# not. The proc-macro crate and every build script are built for the host (Linux) with the chroot's
-# own prebuilt std and gcc, as in any cross build.
+# Checks `--lib -p pgfresh -p pgfresh-macros --no-default-features --features docker,local,cli`.
+# Left out: the `tls` and `embedded` features. Both pull `ring` (rustls), whose build script compiles
+# C and assembly for the target, which needs a cross C toolchain (and the target's SDK headers) that
+# this machine has not. The proc-macro crate and every build script are built for the host (Linux)
+# with the chroot's own prebuilt std and gcc, as in any cross build.
 #
 # Per target it prints the number of errors (the `error[...]:` / `error:` lines of rustc and cargo,
 # without cargo's closing "could not compile" lines), the first ones with file:line, the crates that
@@ -32,7 +32,7 @@
 #
 # Needs root, debootstrap, unshare, flock, and network access to a Debian mirror and crates.io.
 # Environment:
-#   PGFRESH_CROSS_FEATURES  comma-separated features to check (default: local,cli; empty: none,
+#   PGFRESH_CROSS_FEATURES  comma-separated features to check (default: docker,local,cli; empty: none,
 #                           i.e. --no-default-features alone)
 #   PGFRESH_CROSS_ROOT      the chroot (default /var/cache/pgfresh/sid-rust); ROOT-cargo, ROOT-target,
 #                           ROOT-src and ROOT.lock beside it
@@ -55,7 +55,7 @@ cargo_home=$root-cargo
 target_dir=$root-target
 src_copy=$root-src
 logs=${PGFRESH_CROSS_LOGS:-${TMPDIR:-/tmp}/pgfresh-cross-check}
-features=${PGFRESH_CROSS_FEATURES-local,cli}
+features=${PGFRESH_CROSS_FEATURES-docker,local,cli}
 marker=.pgfresh-cross-ready # in the chroot's top directory, written last
 shown_errors=10             # errors printed per target; the .errors file has them all
 
