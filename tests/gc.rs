@@ -168,3 +168,50 @@ async fn gc_lists_a_live_broker_as_running_and_removes_a_killed_brokers_director
     assert!(text.contains(&format!("removing {listed}")), "{text}");
     assert!(!broker_dir.exists());
 }
+
+/// A local cluster stopped after its linger time keeps its data for a restart: gc lists it as
+/// stopped and removes it, with its password, and its guardian leaves.
+#[test]
+fn gc_removes_the_data_a_stopped_local_cluster_kept() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_dir = dir.path().display().to_string();
+    let out = rerun(
+        PROBE,
+        &[
+            ("PGFRESH_SERVER", "local"),
+            ("PGFRESH_RUN_DIR", &run_dir),
+            ("PGFRESH_LINGER", "1"),
+        ],
+    );
+    assert!(out.status.success(), "{}", output(&out));
+    let cluster_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("data").exists())
+        .expect("the cluster's run directory");
+    assert!(
+        common::eventually(std::time::Duration::from_secs(30), || cluster_dir
+            .join("kept")
+            .exists()),
+        "the cluster was not stopped with its data kept"
+    );
+    let shown = format!(
+        "local cluster in {} (stopped, its data kept for a restart)",
+        cluster_dir.display()
+    );
+    let (ok, text) = gc(&["--dry-run"], &run_dir);
+    assert!(
+        ok && text.contains(&format!("would remove {shown}")),
+        "{text}"
+    );
+    let (ok, text) = gc(&[], &run_dir);
+    assert!(ok && text.contains(&format!("removing {shown}")), "{text}");
+    for left in ["data", "password", "kept", "server.log"] {
+        assert!(!cluster_dir.join(left).exists(), "{left} is left");
+    }
+}

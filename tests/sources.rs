@@ -72,7 +72,8 @@ fn local_cluster_is_shared_then_stops_after_the_last_process() {
         return;
     }
     let dir = run_dir();
-    let env = [("PGFRESH_SERVER", "local")];
+    // No ready clones, so nothing kept: the stop removes the data (see the next test).
+    let env = [("PGFRESH_SERVER", "local"), ("PGFRESH_READY_MAX", "0")];
     // A second process inside the linger time reuses the server, also after a panic.
     let first = run_alone(&env, dir.path(), true);
     let second = run_alone(&env, dir.path(), false);
@@ -80,6 +81,75 @@ fn local_cluster_is_shared_then_stops_after_the_last_process() {
     let port_closed = || std::net::TcpStream::connect(("127.0.0.1", second)).is_err();
     assert!(eventually(Duration::from_secs(15), || port_closed()
         && data_dirs_gone(dir.path())));
+}
+
+/// The linger stop keeps a local cluster's data, with its template and the ready clones the
+/// broker left: the next process restarts that cluster (the user's own database in it is
+/// still there) and gets one of those clones.
+#[tokio::test]
+async fn a_local_cluster_s_data_outlives_its_linger_stop_and_the_next_process_restarts_it() {
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    let mut server = common::OwnServer::new("local", 2);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let base = server.env();
+    let env = common::env_with(&base, &[("PGFRESH_TEST_TAG", &tag)]);
+    let first = rerun(PROBE, &env);
+    assert!(first.status.success(), "{}", output(&first));
+    let port: u16 = probe_field(&first, "port").parse().unwrap();
+    // Holds the server while the broker makes its ready clones and leaves.
+    server.hold(Duration::from_secs(5));
+    let broker = common::broker_pid(&tag).expect("a broker served the run");
+    assert!(eventually(Duration::from_secs(30), || common::ended(
+        broker
+    )));
+    let admin = pgfresh::sqlx::PgPool::connect(&server.admin_url())
+        .await
+        .unwrap();
+    let sentinel = format!("users_own_{tag}");
+    pgfresh::sqlx::raw_sql(pgfresh::sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {sentinel}"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let ready: Vec<i64> = pgfresh::sqlx::query_scalar(
+        "SELECT oid::bigint FROM pg_database WHERE datname LIKE 'pgfresh\\_r\\_%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!ready.is_empty(), "the broker left no ready clone");
+    admin.close().await;
+
+    assert!(
+        server.wait_gone(port, Duration::from_secs(15)).is_some(),
+        "the cluster did not stop after its linger time: {:?}",
+        server.processes()
+    );
+    let dir = server.run_dir().unwrap();
+    assert!(
+        dir.join("data/PG_VERSION").exists() && dir.join("kept").exists(),
+        "the stop did not keep the data"
+    );
+
+    let second = rerun(PROBE, &env);
+    assert!(second.status.success(), "{}", output(&second));
+    let oid: i64 = probe_field(&second, "oid").parse().unwrap();
+    assert!(
+        ready.contains(&oid),
+        "the second process's database (oid {oid}) is not a ready clone of the first run: {ready:?}"
+    );
+    assert!(!dir.join("kept").exists(), "the restart left the marker");
+    let admin = pgfresh::sqlx::PgPool::connect(&server.admin_url())
+        .await
+        .unwrap();
+    assert!(
+        common::database_exists(&admin, &sentinel).await,
+        "the restarted cluster is a new one"
+    );
+    admin.close().await;
 }
 
 #[test]

@@ -62,6 +62,11 @@ impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
+            Self::Cluster { dir } if !dir.join("state").exists() => write!(
+                f,
+                "local cluster in {} (stopped, its data kept for a restart)",
+                dir.display()
+            ),
             Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
             Self::Container { id } => write!(f, "container {id}"),
             Self::Broker { dir } => write!(
@@ -279,7 +284,8 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
 }
 
 /// Stops the cluster of run directory `dir` (as the directory's owner, PostgreSQL refusing
-/// root) and removes its data; its guardian then exits by itself.
+/// root), running or kept after its linger stop, and removes its data; its guardian then
+/// exits by itself.
 #[cfg(unix)]
 fn stop_cluster(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
@@ -299,8 +305,10 @@ fn stop_cluster(dir: &Path) -> Result<(), String> {
         }
         let _ = cmd.status();
     }
-    let _ = std::fs::remove_file(dir.join("state"));
-    let _ = std::fs::remove_file(dir.join("server.log"));
+    // The record, the log, and what a stopped cluster kept for a restart (the local source).
+    for file in ["state", "server.log", "password", "kept"] {
+        let _ = std::fs::remove_file(dir.join(file));
+    }
     std::fs::remove_dir_all(&data).map_err(|e| format!("cannot remove {}: {e}", data.display()))
 }
 

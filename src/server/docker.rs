@@ -232,6 +232,7 @@ impl Launch for Docker<'_> {
                 .to_vec(),
             remove: Vec::new(),
             run_as: None,
+            kept: None,
         }
     }
 

@@ -18,7 +18,12 @@
 //!   most a second more), it takes `lock`, checks both again, removes `state` and cleans up.
 //!   It leaves at once when `state` records another server (another generation).
 //!
-//! Then it runs the [`Cleanup`]. The locks are `flock(2)` locks taken through std (the same
+//! Then it runs the [`Cleanup`]. A cleanup may keep the server's data ([`Kept`]: the local
+//! source's cluster, with its templates and ready clones): once the stop succeeded, the
+//! guardian marks the data as cleanly stopped, lets go of `lock`, and waits; a process that
+//! comes meanwhile restarts the cluster from it (and records a new server, which ends the
+//! wait). When none came for the kept time, the guardian takes `lock`, checks again, and
+//! removes the data. The locks are `flock(2)` locks taken through std (the same
 //! ones the test processes take), so no `flock(1)` or shell is needed. The guardian runs in a
 //! process group of its own, so that a Ctrl-C sent to the test run reaches the tests but not
 //! it, and ignores `SIGHUP` and `SIGINT`. Where no constructor runs (Windows), there is no
@@ -77,6 +82,19 @@ pub(crate) struct Cleanup {
     /// The user and group the stop runs as, when not the guardian's own (root runs the local
     /// server as `postgres`, and only that user may stop it).
     pub run_as: Option<(u32, u32)>,
+    /// What a lingering guardian keeps after a stop that succeeded, for how long.
+    pub kept: Option<Kept>,
+}
+
+/// Data kept after the linger stop, for the next start (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Kept {
+    /// Created once the stop succeeded: the data was left by a clean shutdown. Whoever
+    /// restarts the server removes it first.
+    pub marker: PathBuf,
+    /// Removed (with the marker) once nobody restarted the server for `secs`.
+    pub remove: Vec<PathBuf>,
+    pub secs: u64,
 }
 
 /// A guardian of [`When::ParentExits`]: dropping it (or exiting) closes its pipe, and it
@@ -160,8 +178,11 @@ pub(crate) fn guard_if_asked() {
             generation,
             linger_secs,
         } => {
-            if let Some(_lock) = wait_idle(dir, generation, *linger_secs) {
-                orders.cleanup.run();
+            if let Some(lock) = wait_idle(dir, generation, *linger_secs) {
+                let stopped = orders.cleanup.run();
+                if let Some(kept) = &orders.cleanup.kept {
+                    keep(dir, kept, stopped, lock);
+                }
             }
         }
     }
@@ -210,6 +231,39 @@ fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
     }
 }
 
+/// After the linger stop (under `lock`): marks the data kept when the stop succeeded (else
+/// removes it at once), then removes it when nobody restarted the server for the kept time.
+fn keep(dir: &Path, kept: &Kept, stopped: bool, lock: File) {
+    let _lock = if stopped && File::create(&kept.marker).is_ok() {
+        drop(lock);
+        match wait_kept(dir, &kept.marker, kept.secs) {
+            Some(lock) => lock,
+            None => return,
+        }
+    } else {
+        lock
+    };
+    for path in kept.remove.iter().chain([&kept.marker]) {
+        remove(path);
+    }
+}
+
+/// Polls `dir` every second for up to `secs`: `None` as soon as a server is recorded there
+/// again or the marker is gone (a process restarted the server, or `pgfresh gc` removed
+/// it); else the start/stop lock, held, with both checked again under it.
+fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
+    let restarted = || dir.join("state").exists() || !marker.exists();
+    for _ in 0..secs {
+        if restarted() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let lock = File::open(dir.join("lock")).ok()?;
+    lock.lock().ok()?;
+    (!restarted()).then_some(lock)
+}
+
 /// Whether `dir/state` records the server of `generation`.
 fn records(dir: &Path, generation: &str) -> bool {
     let wanted = format!("generation={generation}");
@@ -223,8 +277,10 @@ fn unused(dir: &Path) -> bool {
 
 impl Cleanup {
     /// Stops the server and removes its files, here and now (what a guardian does once it is
-    /// time; also what a process does with a server whose guardian would not start).
-    pub(super) fn run(&self) {
+    /// time; also what a process does with a server whose guardian would not start). Whether
+    /// the stop command succeeded.
+    pub(super) fn run(&self) -> bool {
+        let mut stopped = false;
         if let Some((program, args)) = self.stop.split_first() {
             let mut cmd = Command::new(program);
             cmd.args(args)
@@ -232,16 +288,22 @@ impl Cleanup {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
             run_as(&mut cmd, self.run_as);
-            let _ = cmd.status();
+            stopped = cmd.status().is_ok_and(|s| s.success());
         }
         for path in &self.remove {
-            let _ = match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-                Ok(_) => std::fs::remove_file(path),
-                Err(_) => Ok(()),
-            };
+            remove(path);
         }
+        stopped
     }
+}
+
+/// Removes the file or folder `path`, if it is there.
+fn remove(path: &Path) {
+    let _ = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
 }
 
 #[cfg(unix)]
@@ -271,6 +333,11 @@ mod tests {
                 stop: vec!["pg_ctl".into(), "-D".into(), "a dir/data".into()],
                 remove: vec!["a dir/data".into()],
                 run_as: Some((104, 108)),
+                kept: Some(Kept {
+                    marker: "a dir/kept".into(),
+                    remove: vec!["a dir/data".into()],
+                    secs: 900,
+                }),
             },
         };
         let text = serde_json::to_string(&orders).unwrap();
@@ -318,9 +385,70 @@ mod tests {
             stop: vec!["touch".into(), stopped.display().to_string()],
             remove: vec![folder.clone(), file.clone(), dir.path().join("never there")],
             run_as: None,
+            kept: None,
         }
         .run();
         assert!(stopped.exists(), "the stop command ran");
         assert!(!folder.exists() && !file.exists());
+    }
+
+    /// A run directory with its lock, kept data and marker.
+    fn kept_dir() -> (tempfile::TempDir, Kept) {
+        let dir = tempfile::tempdir().unwrap();
+        File::create(dir.path().join("lock")).unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let kept = Kept {
+            marker: dir.path().join("kept"),
+            remove: vec![dir.path().join("data")],
+            secs: 1,
+        };
+        (dir, kept)
+    }
+
+    fn locked(dir: &Path) -> File {
+        let lock = File::open(dir.join("lock")).unwrap();
+        lock.lock().unwrap();
+        lock
+    }
+
+    #[test]
+    fn data_kept_after_a_clean_stop_is_removed_once_nobody_restarted_it() {
+        let (dir, kept) = kept_dir();
+        let data = dir.path().join("data");
+        let lock = locked(dir.path());
+        // Marked at once, and the lock let go while it waits (as a restart would take it).
+        let waiting = std::thread::spawn({
+            let (path, kept) = (dir.path().to_owned(), kept.clone());
+            move || keep(&path, &kept, true, lock)
+        });
+        let marked = std::time::Instant::now();
+        while !kept.marker.exists() {
+            assert!(marked.elapsed() < Duration::from_secs(5), "never marked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(locked(dir.path()));
+        assert!(data.exists(), "kept while it waits");
+        waiting.join().unwrap();
+        assert!(
+            !data.exists() && !kept.marker.exists(),
+            "removed after the kept time"
+        );
+    }
+
+    #[test]
+    fn data_kept_is_left_to_a_restarted_server_and_a_failed_stop_keeps_nothing() {
+        let (dir, kept) = kept_dir();
+        let data = dir.path().join("data");
+        // A process restarts the server (records it) while the guardian waits.
+        std::fs::write(dir.path().join("state"), "generation=new\n").unwrap();
+        keep(dir.path(), &kept, true, locked(dir.path()));
+        assert!(data.exists(), "the restarted server's data was removed");
+
+        let (dir, kept) = kept_dir();
+        keep(dir.path(), &kept, false, locked(dir.path()));
+        assert!(
+            !dir.path().join("data").exists() && !kept.marker.exists(),
+            "data of a server that did not stop cleanly was kept"
+        );
     }
 }

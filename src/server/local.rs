@@ -6,8 +6,11 @@
 //!
 //! One cluster serves every process of the user that uses the same binaries (see
 //! [`super::rundir`]); its guardian stops it in fast mode (a smart shutdown would wait forever
-//! for pools that are still open) and deletes its data once no process has used it for the
-//! linger time (see [`super::guardian`]).
+//! for pools that are still open) once no process has used it for the linger time (see
+//! [`super::guardian`]). Its data, with the templates and the ready clones the broker made
+//! between runs, is kept for [`KEPT_FOR`] after that stop: the next process within that time
+//! restarts the cluster from it (a `pg_ctl start`, no `initdb`, no template to build) rather
+//! than making a new one. `PGFRESH_READY_MAX=0` (no ready clones) removes it at the stop.
 //!
 //! PostgreSQL refuses to run as root, so when this process is root the cluster is created and
 //! run as the `postgres` user (or `nobody` when there is none).
@@ -26,6 +29,13 @@ use crate::error::{Error, Result};
 
 /// How often a start is retried when another process took the free port first.
 const PORT_ATTEMPTS: usize = 5;
+
+/// How long a stopped cluster's data is kept for a restart (see the module docs): an edit–run
+/// session's pauses, not the next day's.
+const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The cluster's superuser password, kept beside its data for a restart.
+const PASSWORD_FILE: &str = "password";
 
 /// The binaries and where they are.
 #[derive(Debug, Clone)]
@@ -132,6 +142,7 @@ pub(super) async fn start_with(
         bins,
         owner: server_user()?,
         source,
+        keep_data: config.ready_max != Some(0),
     };
     launch::find_or_start(config, &local).await
 }
@@ -141,6 +152,8 @@ struct Local {
     bins: Binaries,
     owner: Option<(u32, u32)>,
     source: ServerSource,
+    /// Whether the linger stop keeps the data for a restart.
+    keep_data: bool,
 }
 
 impl Launch for Local {
@@ -186,11 +199,21 @@ impl Launch for Local {
     }
 
     fn cleanup(&self, dir: &RunDir, _record: &Record) -> guardian::Cleanup {
-        guardian::Cleanup {
+        let files = ["data", "server.log", PASSWORD_FILE].map(|f| dir.path().join(f));
+        let mut cleanup = guardian::Cleanup {
             stop: self.stop(&dir.path().join("data")),
-            remove: vec![dir.path().join("data"), dir.path().join("server.log")],
+            remove: files.to_vec(),
             run_as: self.owner,
+            kept: None,
+        };
+        if self.keep_data {
+            cleanup.kept = Some(guardian::Kept {
+                marker: dir.path().join(KEPT_MARKER),
+                remove: std::mem::take(&mut cleanup.remove),
+                secs: KEPT_FOR.as_secs(),
+            });
         }
+        cleanup
     }
 
     fn hint(&self, dir: &RunDir, _record: &Record) -> String {
@@ -213,6 +236,7 @@ impl Local {
             stop: self.stop(&dir.path().join("data")),
             remove: vec![dir.path().to_owned()],
             run_as: self.owner,
+            kept: None,
         })
         .map_err(|e| io_error("cannot start the cleanup guardian", e))
     }
@@ -233,11 +257,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| local_error(format!("a blocking step failed: {e}")))?
 }
 
-/// `initdb` and `pg_ctl start` in `dir/data`, on a free port. Anything left there by a server
-/// that died is removed first.
+/// Created by the guardian once the linger stop succeeded: `data` is a cleanly stopped cluster.
+const KEPT_MARKER: &str = "kept";
+
+/// `pg_ctl start` of the data a linger stop kept, else `initdb` and `pg_ctl start`, in
+/// `dir/data`, on a free port. Anything else left there by a server that died is removed first.
 fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> Result<Record> {
     let data = dir.path().join("data");
     let pg_ctl = bins.tool("pg_ctl");
+    // Removed before anything else: if this restart fails half-way, the data is not trusted
+    // again.
+    let kept = std::fs::remove_file(dir.path().join(KEPT_MARKER)).is_ok();
+    if kept && data.exists() {
+        match dir.read_secret(PASSWORD_FILE) {
+            Ok(Some(password)) => match pg_ctl_start(bins, dir, owner, &password) {
+                Ok(record) => {
+                    tracing::debug!(data = %data.display(), "restarted the kept cluster");
+                    return Ok(record);
+                }
+                Err(e) => tracing::info!("the kept cluster did not start ({e}); making a new one"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::info!("the kept cluster's password: {e}; making a new one"),
+        }
+    }
     if data.exists() {
         let _ = run(
             Command::new(&pg_ctl)
@@ -251,8 +294,9 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
             .map_err(|e| io_error(&format!("cannot remove the stale {}", data.display()), e))?;
     }
     // Starts with a SCRAM-hashed password; `prefer_md5` rehashes it once the server runs.
+    // Kept beside the data for a restart (see KEPT_FOR).
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let pwfile = dir.write_secret("pwfile", &password)?;
+    let pwfile = dir.write_secret(PASSWORD_FILE, &password)?;
     let initdb = run(
         Command::new(bins.tool("initdb"))
             .arg("-D")
@@ -271,7 +315,6 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
         owner,
         "initdb",
     );
-    let _ = std::fs::remove_file(&pwfile);
     initdb?;
     let mut conf = format!(
         "\n# pgfresh\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
@@ -282,7 +325,17 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
         conf.push('\n');
     }
     append(&data.join("postgresql.conf"), &conf)?;
+    pg_ctl_start(bins, dir, owner, &password)
+}
 
+/// `pg_ctl start` of the cluster in `dir/data`, whose superuser has `password`, on a free port.
+fn pg_ctl_start(
+    bins: &Binaries,
+    dir: &RunDir,
+    owner: Option<(u32, u32)>,
+    password: &str,
+) -> Result<Record> {
+    let (data, pg_ctl) = (dir.path().join("data"), bins.tool("pg_ctl"));
     let log = dir.path().join("server.log");
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
@@ -300,7 +353,10 @@ fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> R
             "pg_ctl start",
         );
         match started {
-            Ok(()) => return Ok(Record::new(port, password, pg_ctl.display().to_string())),
+            Ok(()) => {
+                let handle = pg_ctl.display().to_string();
+                return Ok(Record::new(port, password.to_owned(), handle));
+            }
             Err(e) => {
                 let log_text = std::fs::read_to_string(&log).unwrap_or_default();
                 if !log_text.contains("could not bind") && !log_text.contains("already in use") {

@@ -264,14 +264,7 @@ impl RunDir {
 
     /// The recorded server, if any; a record pgfresh did not write is refused.
     pub fn record(&self) -> Result<Option<Record>> {
-        let path = self.path.join("state");
-        let Some(mut file) = private::file(&path, self.owner, false)? else {
-            return Ok(None);
-        };
-        let mut text = String::new();
-        io::Read::read_to_string(&mut file, &mut text)
-            .map_err(|e| private::failed(&path, "cannot read it", e))?;
-        Ok(Record::parse(&text))
+        Ok(self.read("state")?.as_deref().and_then(Record::parse))
     }
 
     pub fn write_record(&self, record: &Record) -> Result<()> {
@@ -283,11 +276,29 @@ impl RunDir {
     }
 
     /// Writes the secret `text` to the file `name` (mode `0600`, for the server's user).
-    #[cfg(feature = "local")]
+    #[cfg(all(unix, feature = "local"))]
     pub fn write_secret(&self, name: &str, text: &str) -> Result<PathBuf> {
         let path = self.path.join(name);
         private::write(&path, text, self.owner)?;
         Ok(path)
+    }
+
+    /// The secret in the file `name` (see [`write_secret`](Self::write_secret)), if there is one.
+    #[cfg(all(unix, feature = "local"))]
+    pub fn read_secret(&self, name: &str) -> Result<Option<String>> {
+        self.read(name)
+    }
+
+    /// The text of the file `name`, if there is one; one pgfresh did not write is refused.
+    fn read(&self, name: &str) -> Result<Option<String>> {
+        let path = self.path.join(name);
+        let Some(mut file) = private::file(&path, self.owner, false)? else {
+            return Ok(None);
+        };
+        let mut text = String::new();
+        io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|e| private::failed(&path, "cannot read it", e))?;
+        Ok(Some(text))
     }
 }
 

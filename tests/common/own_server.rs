@@ -152,14 +152,15 @@ impl OwnServer {
         self.lease = None;
     }
 
-    /// Whether the server pgfresh started is gone: nothing answers on `port`, no data
-    /// directory, no state file, no container with its key, and no process (server or
-    /// guardian) refers to the run directory.
+    /// Whether the server pgfresh started is gone: nothing answers on `port`, no state file,
+    /// no data directory (or, local kind, one its guardian kept after a clean stop: the `kept`
+    /// marker), no container with its key, and no process (server or guardian) refers to the
+    /// run directory.
     pub fn gone(&self, port: u16) -> bool {
         let port_closed = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
-        let files_gone = self
-            .run_dir()
-            .is_none_or(|d| !d.join("data").exists() && !d.join("state").exists());
+        let files_gone = self.run_dir().is_none_or(|d| {
+            !d.join("state").exists() && (!d.join("data").exists() || d.join("kept").exists())
+        });
         // By run directory, not by key: the key is the image's, shared with the container of
         // the process running the tests when that uses the same image.
         let containers_gone = self.kind != "docker"
