@@ -41,7 +41,8 @@ const UNCLAIMED_SECS: u32 = 600;
 /// superuser, which local connections trust in the official image and pgfresh's offline one).
 /// Once a client has come and none has been connected for `$1` seconds (or none came within
 /// `$2`), it stops the server (`SIGINT`, a fast shutdown), and the container ends and is
-/// removed. A process holds a connection while it runs (its owner lock), so its container
+/// removed. A second whose question fails (no `psql` in the image, say) counts for nothing:
+/// such a container stays, as it would without this loop. A process holds a connection while it runs (its owner lock), so its container
 /// outlives it by seconds however it ends, with nothing on the host to do it: no docker CLI,
 /// no guardian. `docker stop` reaches the server through the trap.
 const STOP_WHEN_UNUSED: &str = r#"
@@ -53,7 +54,7 @@ trap 'kill -INT "$server" 2>/dev/null' INT TERM
 seen=false quiet=0
 while kill -0 "$server" 2>/dev/null; do
   sleep 1
-  n=$(psql -XAtq -U postgres -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null) || n=0
+  n=$(psql -XAtq -U postgres -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" 2>/dev/null) || continue
   if [ "${n:-0}" -gt 0 ]; then seen=true quiet=0; else quiet=$((quiet + 1)); fi
   if { $seen && [ "$quiet" -ge "$unused" ]; } || { ! $seen && [ "$quiet" -ge "$unclaimed" ]; }; then
     kill -INT "$server" 2>/dev/null
