@@ -24,31 +24,16 @@ fn dry_run_lists_and_gc_removes_everything() {
     if !common::available(common::local_binaries(), "PostgreSQL binaries") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run_dir = dir.path().display().to_string();
-
     // A cluster of its own that stays up, with a kept database and a template.
-    let out = rerun(
-        PROBE,
-        &[
-            ("PGFRESH_SERVER", "local"),
-            ("PGFRESH_RUN_DIR", &run_dir),
-            ("PGFRESH_LINGER", "forever"),
-            ("PGFRESH_KEEP", "always"),
-            // No ready clones made by the process itself: the broker makes the run's.
-            ("PGFRESH_READY", "0"),
-        ],
-    );
-    assert!(out.status.success(), "{}", output(&out));
+    let (dir, out, cluster_dir) = probe_on_own_cluster(&[
+        ("PGFRESH_LINGER", "forever"),
+        ("PGFRESH_KEEP", "always"),
+        // No ready clones made by the process itself: the broker makes the run's.
+        ("PGFRESH_READY", "0"),
+    ]);
+    let run_dir = dir.path().display().to_string();
     let kept = probe_field(&out, "name");
     let port = probe_field(&out, "port");
-    let cluster_dir = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("state").exists())
-        .expect("the cluster's run directory");
     let state = std::fs::read_to_string(cluster_dir.join("state")).unwrap();
     let password = state
         .lines()
@@ -176,24 +161,8 @@ fn gc_removes_the_data_a_stopped_local_cluster_kept() {
     if !common::available(common::local_binaries(), "PostgreSQL binaries") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, _, cluster_dir) = probe_on_own_cluster(&[("PGFRESH_LINGER", "1")]);
     let run_dir = dir.path().display().to_string();
-    let out = rerun(
-        PROBE,
-        &[
-            ("PGFRESH_SERVER", "local"),
-            ("PGFRESH_RUN_DIR", &run_dir),
-            ("PGFRESH_LINGER", "1"),
-        ],
-    );
-    assert!(out.status.success(), "{}", output(&out));
-    let cluster_dir = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("data").exists())
-        .expect("the cluster's run directory");
     assert!(
         common::eventually(std::time::Duration::from_secs(30), || cluster_dir
             .join("kept")
@@ -214,4 +183,26 @@ fn gc_removes_the_data_a_stopped_local_cluster_kept() {
     for left in ["data", "password", "kept", "server.log"] {
         assert!(!cluster_dir.join(left).exists(), "{left} is left");
     }
+}
+
+/// The probe, run once on a local cluster of its own (`env` added) in a run directory the
+/// server's user can enter (it may run as `postgres`): the directory, the probe's output, and
+/// the cluster's run directory in it.
+fn probe_on_own_cluster(
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, std::process::Output, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run_dir = dir.path().display().to_string();
+    let mut all = vec![("PGFRESH_SERVER", "local"), ("PGFRESH_RUN_DIR", &run_dir)];
+    all.extend_from_slice(env);
+    let out = rerun(PROBE, &all);
+    assert!(out.status.success(), "{}", output(&out));
+    let cluster_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("data").exists())
+        .expect("the cluster's run directory");
+    (dir, out, cluster_dir)
 }
