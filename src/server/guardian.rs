@@ -30,6 +30,7 @@
 //! guardian (each process starts a container of its own): see
 //! [`crate::os::RUNS_CONSTRUCTORS`].
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -155,6 +156,7 @@ fn start(orders: &Orders, stdin: Stdio) -> io::Result<Child> {
 
 /// The guardian's side, from the constructor: guards when [`GUARD_VAR`] is set, then exits
 /// the process; returns when it is not set.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) fn guard_if_asked() {
     let Some(orders) = std::env::var_os(GUARD_VAR) else {
         return;
@@ -191,7 +193,7 @@ pub(crate) fn guard_if_asked() {
 
 /// Keeps the guardian alive when the terminal that started the tests closes, or a Ctrl-C
 /// reaches it anyway.
-#[cfg(unix)]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[allow(unsafe_code)]
 fn ignore_hangups() {
     // SAFETY: before `main`, no other thread runs; ignoring a signal installs no handler.
@@ -201,13 +203,11 @@ fn ignore_hangups() {
     }
 }
 
-#[cfg(not(unix))]
-fn ignore_hangups() {}
-
 /// Polls `dir` until its server has been unused for more than `linger_secs`: then `state` is
 /// removed, and the start/stop lock is returned held, for the cleanup to run under it (a
 /// process that comes meanwhile waits, then starts a new server). `None` once `state` records
 /// another server.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
     let mut idle = 0;
     loop {
@@ -233,6 +233,7 @@ fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
 
 /// After the linger stop (under `lock`): marks the data kept when the stop succeeded (else
 /// removes it at once), then removes it when nobody restarted the server for the kept time.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn keep(dir: &Path, kept: &Kept, stopped: bool, lock: File) {
     let _lock = if stopped && File::create(&kept.marker).is_ok() {
         drop(lock);
@@ -251,6 +252,7 @@ fn keep(dir: &Path, kept: &Kept, stopped: bool, lock: File) {
 /// Polls `dir` every second for up to `secs`: `None` as soon as a server is recorded there
 /// again or the marker is gone (a process restarted the server, or `pgfresh gc` removed
 /// it); else the start/stop lock, held, with both checked again under it.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
     let restarted = || dir.join("state").exists() || !marker.exists();
     for _ in 0..secs {
@@ -265,12 +267,14 @@ fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
 }
 
 /// Whether `dir/state` records the server of `generation`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn records(dir: &Path, generation: &str) -> bool {
     let wanted = format!("generation={generation}");
     std::fs::read_to_string(dir.join("state")).is_ok_and(|s| s.lines().any(|l| l == wanted))
 }
 
 /// Whether no process holds a lease on `dir`'s server (an exclusive lock on `lease` is free).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn unused(dir: &Path) -> bool {
     File::open(dir.join("lease")).is_ok_and(|f| f.try_lock().is_ok())
 }
@@ -317,7 +321,8 @@ fn run_as(cmd: &mut Command, user: Option<(u32, u32)>) {
 #[cfg(not(unix))]
 fn run_as(_cmd: &mut Command, _user: Option<(u32, u32)>) {}
 
-#[cfg(test)]
+/// The guardian's own side runs where constructors do (see [`crate::hook`]): so do its tests.
+#[cfg(all(test, any(target_os = "linux", target_os = "macos")))]
 mod tests {
     use super::*;
 

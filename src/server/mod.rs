@@ -44,7 +44,10 @@ use crate::error::{Error, Result};
 use admin_pool::AdminPool;
 pub(crate) use admin_pool::{AdminConn, Urgency};
 pub(crate) use copy_method::CopyMethod;
-#[cfg(any(feature = "docker", all(unix, feature = "local")))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "macos"),
+    any(feature = "docker", feature = "local")
+))]
 pub(crate) use guardian::{GUARD_VAR, guard_if_asked};
 pub(crate) use slot::waiting_for_a_slot;
 
