@@ -62,11 +62,13 @@ impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
-            Self::Cluster { dir } if !dir.join("state").exists() => write!(
-                f,
-                "local cluster in {} (stopped, its data kept for a restart)",
-                dir.display()
-            ),
+            Self::Cluster { dir } if dir.join("kept").exists() && !dir.join("state").exists() => {
+                write!(
+                    f,
+                    "local cluster in {} (stopped, its data kept for a restart)",
+                    dir.display()
+                )
+            }
             Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
             Self::Container { id } => write!(f, "container {id}"),
             Self::Broker { dir } => write!(
