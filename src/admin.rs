@@ -444,6 +444,38 @@ async fn count_ready(conn: &mut PgConnection, hash: &str) -> Result<usize> {
     Ok(usize::try_from(count).unwrap_or(usize::MAX))
 }
 
+/// A ready clone of `hash`, or one of `also`, without a relation cache init file (see
+/// [`crate::relcache`]), other than those in `tried`; none also where this role may not look at
+/// the data directory.
+pub(crate) async fn without_cache_file(
+    conn: &mut PgConnection,
+    hash: &str,
+    also: &[String],
+    tried: &[String],
+) -> Result<Option<String>> {
+    let found = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT datname::text FROM pg_database WHERE (({READY}) OR datname::text = ANY($3)) \
+         AND NOT datname::text = ANY($4) \
+         AND (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size IS NULL \
+         ORDER BY oid LIMIT 1"
+    )))
+    .bind(names::ready_prefix(hash))
+    .bind(CREATED_CONNECTION_LIMIT)
+    .bind(also)
+    .bind(tried)
+    .fetch_optional(&mut *conn)
+    .await;
+    match found {
+        Ok(name) => Ok(name),
+        // insufficient_privilege: not pgfresh's to look at.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => Ok(None),
+        Err(e) => Err(Error::database(
+            "looking for ready databases without a cache file",
+            e,
+        )),
+    }
+}
+
 /// Drops a test database: reads its marker and counts its sessions; when the database is
 /// pgfresh's and not a template, sees those sessions off ([`see_off`]) and drops it.
 ///

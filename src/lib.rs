@@ -33,6 +33,7 @@ mod os;
 mod pool;
 mod prefetch;
 mod recipe;
+mod relcache;
 mod role;
 mod seed;
 mod server;

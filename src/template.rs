@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::marker::{Mark, now};
 use crate::recipe::Recipe;
 use crate::server::{Server, Urgency};
-use crate::{locks, names};
+use crate::{locks, names, relcache};
 
 /// A template's last use is written down at most this often (seconds): often enough for the
 /// sweep's staleness rules (an hour at the least), rarely enough to keep processes that start
@@ -145,14 +145,14 @@ async fn record_use(conn: &mut PgConnection, name: &str, suite: &str) -> Result<
     set_mark(conn, name, &used).await
 }
 
-/// Runs the recipe into the new template `name`, then gives it its relation cache file, and
-/// leaves it with no session on it (`conn` is an administrative connection).
+/// Runs the recipe into the new template `name`, then gives it its relation cache file (see
+/// [`relcache`]), and leaves it with no session on it (`conn` is an administrative connection).
 ///
 /// Sessions a migration tool left open would keep every clone from being made, and an
 /// autovacuum worker (the `url` source's server runs autovacuum) vacuuming the catalogs would
 /// remove the cache file written after them: both are seen off first. The connection that
-/// writes the file then leaves on its own (within [`admin::see_off`]'s wait), and once the
-/// template is sealed (`ALLOW_CONNECTIONS false`) autovacuum passes it by.
+/// writes the file then leaves on its own (within [`admin::see_off`]'s wait). Autovacuum may
+/// still remove the file later, sealed or not: the broker puts it back ([`relcache`]).
 async fn build(
     server: &Server,
     conn: &mut PgConnection,
@@ -162,7 +162,7 @@ async fn build(
     recipe.build(server, name).await?;
     admin::see_off(conn, name, None).await?;
     freeze(server, name).await?;
-    write_relcache_init_file(server, conn, name).await?;
+    relcache::write(server, conn, name).await?;
     admin::see_off(conn, name, None).await
 }
 
@@ -185,53 +185,3 @@ async fn freeze(server: &Server, name: &str) -> Result<()> {
     let _ = template.close().await;
     frozen
 }
-
-/// Connects to the finished template once more, so that it carries a relation cache init file
-/// (`pg_internal.init`) for its clones.
-///
-/// A backend's first connection to a database without that file reads the system catalogs to
-/// build its relation cache and writes the file for the next one; an `ANALYZE` or `VACUUM`
-/// of the catalogs removes it (a migration's, or autovacuum's while the template is built:
-/// the benchmark's 50-migration templates had none; hence its place in [`build`]). `CREATE
-/// DATABASE … STRATEGY FILE_COPY` copies the template's directory, file included, so with it
-/// every clone's first connection (a test's first query) starts from the cache instead: ~2 ms
-/// less server CPU per test (7.9 → 5.9 ms per first connection, PostgreSQL 15, 80 clones).
-///
-/// A backend that receives a cache invalidation while it starts does not write the file, and
-/// on a busy server every `CREATE` or `DROP DATABASE` elsewhere (and autovacuum's update of
-/// `pg_database`) sends one: where pgfresh may read the data directory (a superuser's
-/// `pg_stat_file`), it looks, and connects again, up to [`INIT_FILE_ATTEMPTS`] times in all.
-async fn write_relcache_init_file(
-    server: &Server,
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<()> {
-    for _ in 0..INIT_FILE_ATTEMPTS {
-        let template = PgConnection::connect_with(&server.options.clone().database(name))
-            .await
-            .map_err(|e| Error::database(format!("connecting to template {name}"), e))?;
-        template
-            .close()
-            .await
-            .map_err(|e| Error::database(format!("disconnecting from template {name}"), e))?;
-        let size: std::result::Result<Option<i64>, _> = sqlx::query_scalar(
-            "SELECT (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size \
-             FROM pg_database WHERE datname = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await;
-        // Written, or not pgfresh's to look at (no right to read the data directory).
-        if !matches!(size, Ok(None)) {
-            break;
-        }
-        tracing::debug!(
-            template = name,
-            "no relation cache file yet: connecting again"
-        );
-    }
-    Ok(())
-}
-
-/// How many times [`write_relcache_init_file`] connects at most.
-const INIT_FILE_ATTEMPTS: usize = 5;

@@ -212,8 +212,8 @@ async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
     );
 }
 
-/// Between runs the broker makes as many ready clones as the last run used (`PGFRESH_READY_MAX`
-/// at most: 0 turns it off), and drops what the run gave back; the next run's broker adopts the
+/// Between runs the broker makes as many ready clones as the last run used and the
+/// `PGFRESH_READY` made ahead of its last claim (`PGFRESH_READY_MAX` at most: 0 turns it off), and drops what the run gave back; the next run's broker adopts the
 /// ready clones (the same databases, renamed: their oids), which no sweep took meanwhile.
 #[tokio::test]
 async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_adopts_them() {
@@ -242,41 +242,13 @@ async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_ad
             oids
         }
     };
-    // A run: `n` test processes one after another; then its broker leaves.
-    let run = |n: usize, max: Option<&'static str>| {
-        let (url, tag, dir) = (url.clone(), tag.clone(), dir.clone());
-        async move {
-            let mut env = env(&url, &tag);
-            env.extend([
-                ("PGFRESH_TEST_MIGRATIONS", dir.as_str()),
-                ("PGFRESH_READY", "1"),
-            ]);
-            if let Some(max) = max {
-                env.push(("PGFRESH_READY_MAX", max));
-            }
-            let mut seen = Vec::new();
-            for _ in 0..n {
-                let out = rerun(PROBE, &env);
-                assert!(out.status.success(), "{}", output(&out));
-                seen.push((
-                    probe_field(&out, "name"),
-                    probe_field(&out, "oid").parse::<i64>().unwrap(),
-                ));
-            }
-            let broker = broker_pid(&tag).expect("a broker served the run");
-            assert!(
-                common::eventually(Duration::from_secs(30), || common::ended(broker)),
-                "the broker did not leave after its idle work"
-            );
-            seen
-        }
-    };
-
+    let run = |n, max| run(&url, &tag, &dir, n, max);
     let first = run(6, None).await;
     let hash8 = first[0].0.split('_').nth(1).unwrap().to_owned();
     let prefix = format!("pgfresh_r_{hash8}");
     let after_first = ready(prefix.clone()).await;
-    assert_eq!(after_first.len(), 6, "ready clones after a run of 6");
+    // The run's 6, and the one (`PGFRESH_READY`) made ahead of its last claim.
+    assert_eq!(after_first.len(), 7, "ready clones after a run of 6");
     for (name, _) in &first {
         assert!(
             !common::database_exists(&admin, name).await,
@@ -291,10 +263,126 @@ async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_ad
             "{name} (oid {oid}) is not one of the ready clones the first run left: {after_first:?}"
         );
     }
-    assert_eq!(ready(prefix.clone()).await.len(), 3, "after a run of 3");
+    assert_eq!(ready(prefix.clone()).await.len(), 4, "after a run of 3");
 
     run(3, Some("2")).await;
     assert_eq!(ready(prefix.clone()).await.len(), 2, "PGFRESH_READY_MAX=2");
     run(3, Some("0")).await;
     assert_eq!(ready(prefix.clone()).await.len(), 0, "PGFRESH_READY_MAX=0");
+}
+
+/// A run of the url source on `url` with the migrations in `dir` and a broker of its own
+/// (`tag`), `PGFRESH_READY=1` and `max` for `PGFRESH_READY_MAX`: `n` test processes one after
+/// another, then the broker leaves (after its idle work). Each process's database: name, oid.
+async fn run(url: &str, tag: &str, dir: &str, n: usize, max: Option<&str>) -> Vec<(String, i64)> {
+    let mut env = env(url, tag);
+    env.extend([("PGFRESH_TEST_MIGRATIONS", dir), ("PGFRESH_READY", "1")]);
+    if let Some(max) = max {
+        env.push(("PGFRESH_READY_MAX", max));
+    }
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let out = rerun(PROBE, &env);
+        assert!(out.status.success(), "{}", output(&out));
+        seen.push((
+            probe_field(&out, "name"),
+            probe_field(&out, "oid").parse::<i64>().unwrap(),
+        ));
+    }
+    let broker = broker_pid(tag).expect("a broker served the run");
+    assert!(
+        common::eventually(Duration::from_secs(30), || common::ended(broker)),
+        "the broker did not leave after its idle work"
+    );
+    seen
+}
+
+/// Autovacuum removes a database's relation cache init file when it vacuums a catalog there,
+/// the sealed template included, and a server's start removes them all. Before it makes the
+/// next run's ready clones the broker gives the template its file back, and then each ready
+/// clone without one its own: a test's first connection never builds the cache from the
+/// catalogs. Here an `ANALYZE` of `pg_class` in the template and in the ready clones does what
+/// autovacuum does.
+#[tokio::test]
+async fn the_broker_gives_the_template_and_the_ready_clones_their_lost_relation_cache_file() {
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let tag = uuid::Uuid::new_v4().to_string();
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::write(
+        migrations.path().join("1_cache.sql"),
+        format!("CREATE TABLE cache_{} (id int);", tag.replace('-', "")),
+    )
+    .unwrap();
+    let dir = migrations.path().display().to_string();
+    // The databases named like `pattern`, and whether each has its file.
+    let files = async |pattern: String| -> Vec<(String, bool)> {
+        sqlx::query_as(
+            "SELECT datname::text, (pg_stat_file('base/' || oid || '/pg_internal.init', true)) \
+             .size IS NOT NULL FROM pg_database WHERE datname LIKE $1 ORDER BY datname",
+        )
+        .bind(pattern)
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+    };
+    // What autovacuum does in `name`; a sealed template is opened for it, then sealed again.
+    let analyze_in = async |name: &str, sealed: bool| {
+        let set = |allow| format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allow}"#);
+        if sealed {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set(true)))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        options = options.database(name);
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::raw_sql("ANALYZE pg_class")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        <sqlx::PgConnection as sqlx::Connection>::close(conn)
+            .await
+            .unwrap();
+        if sealed {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set(false)))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    };
+
+    let first = run(&url, &tag, &dir, 2, None).await;
+    let hash8 = first[0].0.split('_').nth(1).unwrap().to_owned();
+    let template = files(format!("pgfresh_t_{hash8}%")).await;
+    assert_eq!(template.len(), 1, "{template:?}");
+    assert!(template[0].1, "a new template has its file");
+    analyze_in(&template[0].0, true).await;
+    for (name, _) in files(format!("pgfresh_r_{hash8}%")).await {
+        analyze_in(&name, false).await;
+    }
+    assert!(
+        !files(format!("pgfresh_t_{hash8}%")).await[0].1,
+        "ANALYZE removed it"
+    );
+    let lost = files(format!("pgfresh_r_{hash8}%")).await;
+    assert!(
+        lost.len() >= 2 && lost.iter().all(|(_, has)| !has),
+        "{lost:?}"
+    );
+
+    // The next run takes the ready clones without a file; its broker's idle work makes new ones.
+    run(&url, &tag, &dir, 1, None).await;
+    let template = files(format!("pgfresh_t_{hash8}%")).await;
+    assert!(template[0].1, "the template did not get its file back");
+    let ready = files(format!("pgfresh_r_{hash8}%")).await;
+    assert!(!ready.is_empty());
+    assert!(
+        ready.iter().all(|(_, has)| *has),
+        "a ready clone has no file: {ready:?}"
+    );
 }

@@ -45,6 +45,13 @@ impl MadeAhead {
         self.state().get(hash).map_or(0, |ahead| ahead.names.len())
     }
 
+    /// The names of those made ahead of `hash` now.
+    pub fn names(&self, hash: &str) -> Vec<String> {
+        self.state()
+            .get(hash)
+            .map_or_else(Vec::new, |ahead| ahead.names.clone())
+    }
+
     fn drops(&self) -> MutexGuard<'_, Vec<String>> {
         self.drops.lock().unwrap_or_else(PoisonError::into_inner)
     }

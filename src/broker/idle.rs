@@ -11,10 +11,16 @@
 //! - **Ready clones for the next run.** The broker counts the claims of each template in the
 //!   latest run (a run is one `cargo test` or `cargo nextest run`, see
 //!   [`crate::marker::run_id`]). Once the run is over (no claim for [`QUIET`]) it makes that
-//!   many ready clones of each template, less those made ahead, at most [`Idle::limit`], and
-//!   only while the file system keeps room to spare for another copy of the template. The ready
-//!   clones outlive the broker and are adopted by the next one (see [`super::ahead`]); the sweep
-//!   drops them only with their template, `pgfresh gc` with everything else.
+//!   many ready clones of each template, plus the `PGFRESH_READY` it keeps made ahead while a
+//!   run lasts (without them the run's last claims would wait for new clones), less those made
+//!   ahead now, at most [`Idle::limit`], and only while the file system keeps room to spare for
+//!   another copy of the template. The ready clones outlive the broker and are adopted by the
+//!   next one (see [`super::ahead`]); the sweep drops them only with their template, `pgfresh
+//!   gc` with everything else.
+//! - **Their relation cache file.** Before it makes the first of them in a run it gives the
+//!   template its relation cache init file back if it lost it, and then gives the file to each
+//!   ready clone (and each made ahead) without it, one connection each (see [`crate::relcache`]): a test's first
+//!   connection then does not build its cache from the catalogs.
 //! - **Claims first.** Idle work is one statement at a time, on one connection of the
 //!   administrative pool that can wait; before each the broker looks whether a claim came in
 //!   the last [`QUIET`], and waits if one did. A claim never queues behind idle work: it gets a
@@ -30,7 +36,8 @@ use super::ahead::MadeAhead;
 use crate::admin;
 use crate::config::Config;
 use crate::dispense::Dispenser;
-use crate::server::Server;
+use crate::relcache;
+use crate::server::{Server, Urgency};
 
 /// How long after the last claim the broker waits before idle work: longer than the gap
 /// between two tests of a run (a process starting, under nextest), shorter than an edit.
@@ -60,6 +67,11 @@ struct State {
     used: HashMap<String, (String, usize)>,
     /// Templates whose ready clones are made for the latest run (or cannot be).
     refilled: HashSet<String>,
+    /// Templates whose relation cache file was looked at in the latest run.
+    restored: HashSet<String>,
+    /// Per template, the ready clones given their relation cache file in the latest run, and
+    /// whether none is left without it.
+    cached: HashMap<String, (Vec<String>, bool)>,
     /// A step of idle work is under way.
     stepping: bool,
 }
@@ -105,17 +117,20 @@ impl Idle {
             state.run = run.to_owned();
             state.used.clear();
             state.refilled.clear();
+            state.restored.clear();
+            state.cached.clear();
         }
         Claiming(self)
     }
 
     /// How many ready clones of `hash` the next run wants: as many as the latest run claimed,
-    /// at most [`Self::limit`].
+    /// and the `PGFRESH_READY` made ahead of its last claim, at most [`Self::limit`].
     pub fn wanted(&self, hash: &str) -> usize {
+        let ahead = Config::global().map_or(0, |c| c.ready);
         self.state()
             .used
             .get(hash)
-            .map_or(0, |(_, used)| (*used).min(Self::limit()))
+            .map_or(0, |(_, used)| (used + ahead).min(Self::limit()))
     }
 
     /// The claim got a clone of the template `hash` (or the turn to build it, and then a clone
@@ -128,6 +143,9 @@ impl Idle {
             .or_insert_with(|| (suite.to_owned(), 0))
             .1 += 1;
         state.refilled.remove(hash);
+        if let Some((_, done)) = state.cached.get_mut(hash) {
+            *done = false;
+        }
     }
 
     /// A test gave its database `name` back: it is dropped later when there is room to keep it
@@ -149,7 +167,10 @@ impl Idle {
             return true;
         }
         let state = self.state();
-        state.stepping || state.used.keys().any(|hash| !state.refilled.contains(hash))
+        state.stepping
+            || state.used.keys().any(|hash| {
+                !state.refilled.contains(hash) || !state.cached.get(hash).is_some_and(|c| c.1)
+            })
     }
 
     /// Whether a claim is being answered, or came within [`QUIET`].
@@ -181,15 +202,29 @@ impl Idle {
         }
     }
 
-    /// One step of idle work: a drop, else a ready clone; `false` when none is left.
+    /// One step of idle work: a drop, else a ready clone, else a ready clone's relation cache
+    /// file; `false` when none is left.
     async fn one_step(&self, dispenser: &Dispenser) -> bool {
         if let Some(name) = self.ahead.next_drop() {
             dispenser.drop_in_background(&name).await;
             return true;
         }
-        let Some((hash, suite, used)) = self.next_refill() else {
-            return false;
-        };
+        if let Some((hash, suite)) = self.next_refill() {
+            self.refill_step(dispenser, hash, suite).await;
+            return true;
+        }
+        match self.next_to_cache() {
+            Some((hash, tried)) => {
+                self.cache_step(dispenser, hash, tried).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes one ready clone of `hash` (first giving its template its relation cache file back,
+    /// once per run), or marks `hash` refilled.
+    async fn refill_step(&self, dispenser: &Dispenser, hash: String, suite: String) {
         let server = dispenser.started_server();
         let template = match &server {
             Some(server) => dispenser
@@ -203,9 +238,10 @@ impl Idle {
         };
         let made = match (server, template) {
             (Some(server), Some(template)) => {
-                let target = used
-                    .min(Self::limit())
-                    .saturating_sub(self.ahead.count(&hash));
+                if self.state().restored.insert(hash.clone()) {
+                    restore_template_cache(&server, &template.name).await;
+                }
+                let target = self.wanted(&hash).saturating_sub(self.ahead.count(&hash));
                 if room_for(&server, &template.name).await {
                     admin::one_more_ready(&server, &template, &hash, target)
                         .await
@@ -226,18 +262,71 @@ impl Idle {
         if !made {
             self.state().refilled.insert(hash);
         }
-        true
     }
 
-    /// A template of the latest run whose ready clones are not all made: its hash, its suite,
-    /// and how many databases the run claimed of it.
-    fn next_refill(&self) -> Option<(String, String, usize)> {
+    /// Gives one ready clone of `hash` (or one made ahead) not in `tried` its relation cache
+    /// file, or marks `hash` done.
+    async fn cache_step(&self, dispenser: &Dispenser, hash: String, tried: Vec<String>) {
+        let given = match dispenser.started_server() {
+            Some(server) => match server.admin_conn(Urgency::CanWait, "cache files").await {
+                Ok(mut conn) => {
+                    let ahead = self.ahead.names(&hash);
+                    relcache::give_to_one_clone(&server, &mut conn, &hash, &ahead, &tried).await
+                }
+                .unwrap_or_else(|e| {
+                    tracing::debug!("giving a ready clone its cache file failed: {e}");
+                    None
+                }),
+                Err(e) => {
+                    tracing::debug!("{e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut state = self.state();
+        let cached = state.cached.entry(hash).or_default();
+        match given {
+            Some(name) => cached.0.push(name),
+            None => cached.1 = true,
+        }
+    }
+
+    /// A template of the latest run whose ready clones are not all made: its hash and suite.
+    fn next_refill(&self) -> Option<(String, String)> {
         let state = self.state();
         state
             .used
             .iter()
             .find(|(hash, _)| !state.refilled.contains(*hash))
-            .map(|(hash, (suite, used))| (hash.clone(), suite.clone(), *used))
+            .map(|(hash, (suite, _))| (hash.clone(), suite.clone()))
+    }
+
+    /// A template of the latest run, its ready clones made, some of which may lack their
+    /// relation cache file: its hash, and the clones given one already.
+    fn next_to_cache(&self) -> Option<(String, Vec<String>)> {
+        let state = self.state();
+        state
+            .used
+            .keys()
+            .find(|hash| !state.cached.get(*hash).is_some_and(|c| c.1))
+            .map(|hash| {
+                let tried = state.cached.get(hash).map(|c| c.0.clone());
+                (hash.clone(), tried.unwrap_or_default())
+            })
+    }
+}
+
+/// Gives the template `name` its relation cache file back, if it lost it.
+async fn restore_template_cache(server: &Server, name: &str) {
+    let restored = match server.admin_conn(Urgency::CanWait, "cache files").await {
+        Ok(mut conn) => relcache::restore_in_template(server, &mut conn, name).await,
+        Err(e) => Err(e),
+    };
+    match restored {
+        Ok(true) => tracing::info!(template = name, "gave the template its cache file back"),
+        Ok(false) => {}
+        Err(e) => tracing::debug!("giving the template its cache file back failed: {e}"),
     }
 }
 
