@@ -213,22 +213,19 @@ async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
 }
 
 /// Between runs the broker makes as many ready clones as the last run used and the
-/// `PGFRESH_READY` made ahead of its last claim (`PGFRESH_READY_MAX` at most: 0 turns it off), and drops what the run gave back; the next run's broker adopts the
-/// ready clones (the same databases, renamed: their oids), which no sweep took meanwhile.
+/// `PGFRESH_READY` made ahead of its last claim (`PGFRESH_READY_MAX` at most: 0 turns it off),
+/// and drops what the run gave back; the next run's broker adopts the ready clones (the same
+/// databases, renamed: their oids), which no sweep took meanwhile.
 #[tokio::test]
 async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_adopts_them() {
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    let url = common::server_url(&db);
-    let tag = uuid::Uuid::new_v4().to_string();
-    // A template of this test's own, so that no other test's run counts.
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("1_idle.sql"),
-        format!("CREATE TABLE idle_{} (id int);", tag.replace('-', "")),
-    )
-    .unwrap();
-    let dir = migrations.path().display().to_string();
+    let Runs {
+        _db,
+        admin,
+        url,
+        tag,
+        _migrations,
+        dir,
+    } = Runs::new("idle").await;
     let ready = |prefix: String| {
         let admin = admin.clone();
         async move {
@@ -271,6 +268,40 @@ async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_ad
     assert_eq!(ready(prefix.clone()).await.len(), 0, "PGFRESH_READY_MAX=0");
 }
 
+/// What the tests of runs share: this suite's server (`url`, and `admin` on it, through a test
+/// database `_db`), a broker of their own (`tag`), and a template of their own (the migrations
+/// in `dir`), so that no other test's run counts.
+struct Runs {
+    _db: pgfresh::TestDb,
+    admin: pgfresh::sqlx::PgPool,
+    url: String,
+    tag: String,
+    _migrations: tempfile::TempDir,
+    dir: String,
+}
+
+impl Runs {
+    /// Its migration creates a table named after `what` and the tag.
+    async fn new(what: &str) -> Self {
+        let db = pgfresh::test_db().await;
+        let tag = uuid::Uuid::new_v4().to_string();
+        let migrations = tempfile::tempdir().unwrap();
+        std::fs::write(
+            migrations.path().join(format!("1_{what}.sql")),
+            format!("CREATE TABLE {what}_{} (id int);", tag.replace('-', "")),
+        )
+        .unwrap();
+        Self {
+            admin: common::admin(&db).await,
+            url: common::server_url(&db),
+            dir: migrations.path().display().to_string(),
+            _db: db,
+            tag,
+            _migrations: migrations,
+        }
+    }
+}
+
 /// A run of the url source on `url` with the migrations in `dir` and a broker of its own
 /// (`tag`), `PGFRESH_READY=1` and `max` for `PGFRESH_READY_MAX`: `n` test processes one after
 /// another, then the broker leaves (after its idle work). Each process's database: name, oid.
@@ -305,17 +336,14 @@ async fn run(url: &str, tag: &str, dir: &str, n: usize, max: Option<&str>) -> Ve
 /// autovacuum does.
 #[tokio::test]
 async fn the_broker_gives_the_template_and_the_ready_clones_their_lost_relation_cache_file() {
-    let db = pgfresh::test_db().await;
-    let admin = common::admin(&db).await;
-    let url = common::server_url(&db);
-    let tag = uuid::Uuid::new_v4().to_string();
-    let migrations = tempfile::tempdir().unwrap();
-    std::fs::write(
-        migrations.path().join("1_cache.sql"),
-        format!("CREATE TABLE cache_{} (id int);", tag.replace('-', "")),
-    )
-    .unwrap();
-    let dir = migrations.path().display().to_string();
+    let Runs {
+        _db,
+        admin,
+        url,
+        tag,
+        _migrations,
+        dir,
+    } = Runs::new("cache").await;
     // The databases named like `pattern`, and whether each has its file.
     let files = async |pattern: String| -> Vec<(String, bool)> {
         sqlx::query_as(

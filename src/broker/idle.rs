@@ -19,8 +19,9 @@
 //!   gc` with everything else.
 //! - **Their relation cache file.** Before it makes the first of them in a run it gives the
 //!   template its relation cache init file back if it lost it, and then gives the file to each
-//!   ready clone (and each made ahead) without it, one connection each (see [`crate::relcache`]): a test's first
-//!   connection then does not build its cache from the catalogs.
+//!   ready clone (and each made ahead) without it, one connection each (see
+//!   [`crate::relcache`]): a test's first connection then does not build its cache from the
+//!   catalogs. Not with `PGFRESH_READY_MAX=0`, which turns idle work off.
 //! - **Claims first.** Idle work is one statement at a time, on one connection of the
 //!   administrative pool that can wait; before each the broker looks whether a claim came in
 //!   the last [`QUIET`], and waits if one did. A claim never queues behind idle work: it gets a
@@ -166,11 +167,18 @@ impl Idle {
         if self.ahead.deferred() > 0 {
             return true;
         }
+        let caching = Self::caching();
         let state = self.state();
         state.stepping
             || state.used.keys().any(|hash| {
-                !state.refilled.contains(hash) || !state.cached.get(hash).is_some_and(|c| c.1)
+                !state.refilled.contains(hash)
+                    || (caching && !state.cached.get(hash).is_some_and(|c| c.1))
             })
+    }
+
+    /// Whether idle work sees to relation cache files: not with `PGFRESH_READY_MAX=0`.
+    fn caching() -> bool {
+        Self::limit() > 0
     }
 
     /// Whether a claim is being answered, or came within [`QUIET`].
@@ -238,7 +246,7 @@ impl Idle {
         };
         let made = match (server, template) {
             (Some(server), Some(template)) => {
-                if self.state().restored.insert(hash.clone()) {
+                if Self::caching() && self.state().restored.insert(hash.clone()) {
                     restore_template_cache(&server, &template.name).await;
                 }
                 let target = self.wanted(&hash).saturating_sub(self.ahead.count(&hash));
@@ -305,6 +313,9 @@ impl Idle {
     /// A template of the latest run, its ready clones made, some of which may lack their
     /// relation cache file: its hash, and the clones given one already.
     fn next_to_cache(&self) -> Option<(String, Vec<String>)> {
+        if !Self::caching() {
+            return None;
+        }
         let state = self.state();
         state
             .used
