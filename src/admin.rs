@@ -446,7 +446,8 @@ async fn count_ready(conn: &mut PgConnection, hash: &str) -> Result<usize> {
 
 /// A ready clone of `hash`, or one of `also`, without a relation cache init file (see
 /// [`crate::relcache`]), other than those in `tried`; none also where this role may not look at
-/// the data directory.
+/// the data directory. The newest first: a claim takes the oldest ([`claim_ready`]), and a
+/// rename waits (in steps of 100 ms) while anyone is connected to the database.
 pub(crate) async fn without_cache_file(
     conn: &mut PgConnection,
     hash: &str,
@@ -457,7 +458,7 @@ pub(crate) async fn without_cache_file(
         "SELECT datname::text FROM pg_database WHERE (({READY}) OR datname::text = ANY($3)) \
          AND NOT datname::text = ANY($4) \
          AND (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size IS NULL \
-         ORDER BY oid LIMIT 1"
+         ORDER BY oid DESC LIMIT 1"
     )))
     .bind(names::ready_prefix(hash))
     .bind(CREATED_CONNECTION_LIMIT)
