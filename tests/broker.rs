@@ -218,14 +218,11 @@ async fn drops_let_a_closed_pools_sessions_leave_on_their_own() {
 /// databases, renamed: their oids), which no sweep took meanwhile.
 #[tokio::test]
 async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_adopts_them() {
-    let Runs {
-        _db,
-        admin,
-        url,
-        tag,
-        _migrations,
-        dir,
-    } = Runs::new("idle").await;
+    let db = pgfresh::test_db().await;
+    let admin = common::admin(&db).await;
+    let url = common::server_url(&db);
+    let runs = Runs::new("idle");
+    let env = env(&url, &runs.tag);
     let ready = |prefix: String| {
         let admin = admin.clone();
         async move {
@@ -239,7 +236,7 @@ async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_ad
             oids
         }
     };
-    let run = |n, max| run(&url, &tag, &dir, n, max);
+    let run = |n, max| runs.run(&env, n, max);
     let first = run(6, None).await;
     let hash8 = first[0].0.split('_').nth(1).unwrap().to_owned();
     let prefix = format!("pgfresh_r_{hash8}");
@@ -268,22 +265,17 @@ async fn between_runs_the_ready_clones_match_the_last_run_and_the_next_broker_ad
     assert_eq!(ready(prefix.clone()).await.len(), 0, "PGFRESH_READY_MAX=0");
 }
 
-/// What the tests of runs share: this suite's server (`url`, and `admin` on it, through a test
-/// database `_db`), a broker of their own (`tag`), and a template of their own (the migrations
-/// in `dir`), so that no other test's run counts.
+/// A template of a test's own (the migration in `dir` creates a table named after the test
+/// and `tag`), so that no other test's run counts, and a broker of its own (`tag`, for
+/// `PGFRESH_TEST_TAG`).
 struct Runs {
-    _db: pgfresh::TestDb,
-    admin: pgfresh::sqlx::PgPool,
-    url: String,
     tag: String,
     _migrations: tempfile::TempDir,
     dir: String,
 }
 
 impl Runs {
-    /// Its migration creates a table named after `what` and the tag.
-    async fn new(what: &str) -> Self {
-        let db = pgfresh::test_db().await;
+    fn new(what: &str) -> Self {
         let tag = uuid::Uuid::new_v4().to_string();
         let migrations = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -292,40 +284,40 @@ impl Runs {
         )
         .unwrap();
         Self {
-            admin: common::admin(&db).await,
-            url: common::server_url(&db),
             dir: migrations.path().display().to_string(),
-            _db: db,
             tag,
             _migrations: migrations,
         }
     }
-}
 
-/// A run of the url source on `url` with the migrations in `dir` and a broker of its own
-/// (`tag`), `PGFRESH_READY=1` and `max` for `PGFRESH_READY_MAX`: `n` test processes one after
-/// another, then the broker leaves (after its idle work). Each process's database: name, oid.
-async fn run(url: &str, tag: &str, dir: &str, n: usize, max: Option<&str>) -> Vec<(String, i64)> {
-    let mut env = env(url, tag);
-    env.extend([("PGFRESH_TEST_MIGRATIONS", dir), ("PGFRESH_READY", "1")]);
-    if let Some(max) = max {
-        env.push(("PGFRESH_READY_MAX", max));
+    /// A run in `env` (which names this `tag`), `PGFRESH_READY=1` and `max` for
+    /// `PGFRESH_READY_MAX`: `n` test processes one after another, then the broker leaves
+    /// (after its idle work). Each process's database: name, oid.
+    async fn run(&self, env: &[(&str, &str)], n: usize, max: Option<&str>) -> Vec<(String, i64)> {
+        let mut env = env.to_vec();
+        env.extend([
+            ("PGFRESH_TEST_MIGRATIONS", self.dir.as_str()),
+            ("PGFRESH_READY", "1"),
+        ]);
+        if let Some(max) = max {
+            env.push(("PGFRESH_READY_MAX", max));
+        }
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            let out = rerun(PROBE, &env);
+            assert!(out.status.success(), "{}", output(&out));
+            seen.push((
+                probe_field(&out, "name"),
+                probe_field(&out, "oid").parse::<i64>().unwrap(),
+            ));
+        }
+        let broker = broker_pid(&self.tag).expect("a broker served the run");
+        assert!(
+            common::eventually(Duration::from_secs(30), || common::ended(broker)),
+            "the broker did not leave after its idle work"
+        );
+        seen
     }
-    let mut seen = Vec::new();
-    for _ in 0..n {
-        let out = rerun(PROBE, &env);
-        assert!(out.status.success(), "{}", output(&out));
-        seen.push((
-            probe_field(&out, "name"),
-            probe_field(&out, "oid").parse::<i64>().unwrap(),
-        ));
-    }
-    let broker = broker_pid(tag).expect("a broker served the run");
-    assert!(
-        common::eventually(Duration::from_secs(30), || common::ended(broker)),
-        "the broker did not leave after its idle work"
-    );
-    seen
 }
 
 /// Autovacuum removes a database's relation cache init file when it vacuums a catalog there,
@@ -336,14 +328,20 @@ async fn run(url: &str, tag: &str, dir: &str, n: usize, max: Option<&str>) -> Ve
 /// autovacuum does.
 #[tokio::test]
 async fn the_broker_gives_the_template_and_the_ready_clones_their_lost_relation_cache_file() {
-    let Runs {
-        _db,
-        admin,
-        url,
-        tag,
-        _migrations,
-        dir,
-    } = Runs::new("cache").await;
+    if !common::available(common::local_binaries(), "PostgreSQL binaries") {
+        return;
+    }
+    // A server of its own: elsewhere other tests' creates and drops (each a cache invalidation
+    // for every backend starting meanwhile) can keep any one connection from writing the file.
+    let mut server = common::OwnServer::new("local", 10);
+    let runs = Runs::new("cache");
+    let base = server.env();
+    let mut env = common::env_with(&base, &[]);
+    env.push(("PGFRESH_TEST_TAG", runs.tag.as_str()));
+    let first = runs.run(&env, 2, None).await;
+    server.hold(Duration::from_secs(10));
+    let url = server.admin_url();
+    let admin = pgfresh::sqlx::PgPool::connect(&url).await.unwrap();
     // The databases named like `pattern`, and whether each has its file.
     let files = async |pattern: String| -> Vec<(String, bool)> {
         sqlx::query_as(
@@ -384,7 +382,6 @@ async fn the_broker_gives_the_template_and_the_ready_clones_their_lost_relation_
         }
     };
 
-    let first = run(&url, &tag, &dir, 2, None).await;
     let hash8 = first[0].0.split('_').nth(1).unwrap().to_owned();
     let template = files(format!("pgfresh_t_{hash8}%")).await;
     assert_eq!(template.len(), 1, "{template:?}");
@@ -404,7 +401,7 @@ async fn the_broker_gives_the_template_and_the_ready_clones_their_lost_relation_
     );
 
     // The next run takes the ready clones without a file; its broker's idle work makes new ones.
-    run(&url, &tag, &dir, 1, None).await;
+    runs.run(&env, 1, None).await;
     let template = files(format!("pgfresh_t_{hash8}%")).await;
     assert!(template[0].1, "the template did not get its file back");
     let ready = files(format!("pgfresh_r_{hash8}%")).await;
