@@ -296,6 +296,11 @@ pub(crate) async fn claim_or_clone(
     Ok(name)
 }
 
+/// A database's relation cache init file's size in `pg_database` (see [`crate::relcache`]):
+/// NULL when it has none. Needs a superuser or `pg_read_server_files`.
+pub(crate) const CACHE_FILE_SIZE: &str =
+    "(pg_stat_file('base/' || oid || '/pg_internal.init', true)).size";
+
 /// The ready clones of a template (`$1`: [`names::ready_prefix`], `$2`:
 /// [`CREATED_CONNECTION_LIMIT`]) that this role may claim: a rename needs the owner, and roles
 /// that share a server and a migration set each keep their own.
@@ -457,7 +462,7 @@ pub(crate) async fn without_cache_file(
     let found = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT datname::text FROM pg_database WHERE (({READY}) OR datname::text = ANY($3)) \
          AND NOT datname::text = ANY($4) \
-         AND (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size IS NULL \
+         AND {CACHE_FILE_SIZE} IS NULL \
          ORDER BY oid DESC LIMIT 1"
     )))
     .bind(names::ready_prefix(hash))

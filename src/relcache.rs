@@ -107,10 +107,10 @@ pub(crate) async fn give_to_one_clone(
 
 /// Whether `name` has its file; `None` when pgfresh may not look (or it is gone).
 async fn present(conn: &mut PgConnection, name: &str) -> Option<bool> {
-    sqlx::query_scalar::<_, Option<i64>>(concat!(
-        "SELECT (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size ",
-        "FROM pg_database WHERE datname = $1"
-    ))
+    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM pg_database WHERE datname = $1",
+        admin::CACHE_FILE_SIZE
+    )))
     .bind(name)
     .fetch_optional(conn)
     .await
