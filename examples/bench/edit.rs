@@ -3,7 +3,9 @@
 //! clones, sized by the last run, and does the run's deferred drops. So here each suite runs
 //! [`Settings::edit_loop`](crate::args::Settings) times in a row with a fixed [`PAUSE`] between
 //! runs and no `settle` (the idle work is what is measured), pgfresh's main suite against the
-//! floor (`shared_…`), under each runner; the first pgfresh sequence starts cold.
+//! floor (`shared_…`), under each runner; the first pgfresh sequence starts cold. At the end,
+//! cargo's own part of a run is timed ([`CargoPart`]): what each suite's dependency graph costs
+//! every run before its first test starts.
 
 use std::time::Duration;
 
@@ -39,10 +41,25 @@ pub struct EditRun {
     pub outcome: Outcome,
 }
 
+/// How many times each suite's [`CargoPart`] is timed.
+const CARGO_PART_RUNS: usize = 3;
+
+/// Cargo's own part of one suite's runs under one runner: the run's command with `--no-run`,
+/// once the binary is built ([`Env::no_run`](crate::runner::Env::no_run)), timed
+/// [`CARGO_PART_RUNS`] times after the loop, once the server has settled.
+#[derive(Debug, Clone)]
+pub struct CargoPart {
+    pub krate: Crate,
+    pub runner: Runner,
+    pub took: Vec<Duration>,
+}
+
 /// What the loop recorded.
 #[derive(Debug, Clone, Default)]
 pub struct EditLoop {
     pub runs: Vec<EditRun>,
+    /// Per suite and runner.
+    pub cargo: Vec<CargoPart>,
     /// How pgfresh was made cold before the first runner's pgfresh sequence, whose first run
     /// is then the cold first run.
     pub cold: Option<Cold>,
@@ -109,6 +126,19 @@ impl Bench<'_> {
             }
         }
         self.block_on(server::settle(&url))?;
+        // Once the broker's idle work is done, so that it does not compete.
+        for runner in self.settings.runners.clone() {
+            for krate in [pgfresh, shared] {
+                let took = (0..CARGO_PART_RUNS)
+                    .map(|_| self.env.no_run(&krate, runner))
+                    .collect::<Result<_, _>>()?;
+                recorded.cargo.push(CargoPart {
+                    krate,
+                    runner,
+                    took,
+                });
+            }
+        }
         Ok(recorded)
     }
 

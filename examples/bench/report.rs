@@ -923,6 +923,47 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
 
     let mut table = Table::new(&[
         "runner",
+        "cargo's part: pgfresh",
+        "shared",
+        "pgfresh - shared",
+        "warm runs less it: pgfresh",
+        "shared",
+        "pgfresh/shared",
+    ]);
+    for &runner in &s.runners {
+        let part = |krate: &Crate| {
+            (edit.cargo.iter())
+                .find(|c| c.krate == *krate && c.runner == runner)
+                .and_then(|c| median(&c.took))
+        };
+        let (pc, fc) = (part(&pgfresh), part(&shared));
+        let less = |warm: Option<Duration>, part: Option<Duration>| {
+            warm.zip(part).and_then(|(w, c)| w.checked_sub(c))
+        };
+        let (pl, fl) = (
+            less(median(&warm(&pgfresh, runner)), pc),
+            less(median(&warm(&shared, runner)), fc),
+        );
+        table.row(vec![
+            runner.label().to_owned(),
+            opt(pc, secs),
+            opt(fc, secs),
+            opt(pc.zip(fc).and_then(|(p, f)| p.checked_sub(f)), secs),
+            opt(pl, secs),
+            opt(fl, secs),
+            ratio(pl, fl),
+        ]);
+    }
+    println!(
+        "  cargo's own part of a run: the same command with --no-run once the binary is built (cargo\n  \
+         checks that nothing needs building; it grows with the suite's dependency graph), median of {}\n  \
+         after the loop, and the warm runs' medians less it:",
+        edit.cargo.first().map_or(0, |c| c.took.len())
+    );
+    table.print();
+
+    let mut table = Table::new(&[
+        "runner",
         "pgfresh first run",
         "its slowest hand-out",
         "shared first run",

@@ -82,9 +82,15 @@ impl Env {
 
     /// Compiles a suite's test binary (untimed).
     pub fn build(&self, krate: &Crate) -> Result<Duration, String> {
+        self.no_run(krate, Runner::Test)
+    }
+
+    /// The run's command with `--no-run`, timed: with the binary built already, cargo's (and
+    /// nextest's) own part of a run, checking that nothing needs building.
+    pub fn no_run(&self, krate: &Crate, runner: Runner) -> Result<Duration, String> {
         let start = Instant::now();
         let out = self
-            .cargo(krate, Runner::Test, true)
+            .cargo(krate, runner, true)
             .output()
             .map_err(|e| format!("cargo: {e}"))?;
         if !out.status.success() {
