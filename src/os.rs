@@ -46,13 +46,13 @@ pub(crate) fn start_helper(mut cmd: Command, ready: &str, limit: Duration) -> io
 }
 
 /// This process's effective user id (`geteuid`).
-#[cfg(unix)]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// This process's effective group id (`getegid`).
-#[cfg(unix)]
+#[cfg(all(unix, any(feature = "docker", feature = "local")))]
 pub(crate) fn egid() -> u32 {
     rustix::process::getegid().as_raw()
 }

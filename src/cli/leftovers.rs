@@ -23,7 +23,7 @@ use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::marker::Mark;
-use crate::server::CONNECT_TIMEOUT;
+use crate::server::{CONNECT_TIMEOUT, KEPT_MARKER, LOG_FILE, PASSWORD_FILE, STATE_FILE};
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,9 @@ impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
-            Self::Cluster { dir } if dir.join("kept").exists() && !dir.join("state").exists() => {
+            Self::Cluster { dir }
+                if dir.join(KEPT_MARKER).exists() && !dir.join(STATE_FILE).exists() =>
+            {
                 write!(
                     f,
                     "local cluster in {} (stopped, its data kept for a restart)",
@@ -273,7 +275,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             }
             if name.contains("-local-") && dir.join("data").exists() {
                 found.push((dir, RunKind::Local));
-            } else if name.contains("-docker-") && dir.join("state").exists() {
+            } else if name.contains("-docker-") && dir.join(STATE_FILE).exists() {
                 let id = recorded_handle(&dir);
                 found.push((dir, RunKind::Docker(id)));
             } else if name.contains("-broker-") {
@@ -308,7 +310,7 @@ fn stop_cluster(dir: &Path) -> Result<(), String> {
         let _ = cmd.status();
     }
     // The record, the log, and what a stopped cluster kept for a restart (the local source).
-    for file in ["state", "server.log", "password", "kept"] {
+    for file in [STATE_FILE, LOG_FILE, PASSWORD_FILE, KEPT_MARKER] {
         let _ = std::fs::remove_file(dir.join(file));
     }
     std::fs::remove_dir_all(&data).map_err(|e| format!("cannot remove {}: {e}", data.display()))

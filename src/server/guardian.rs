@@ -39,6 +39,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::rundir::STATE_FILE;
+
 /// The variable that turns a re-run executable into a guardian; its value is the JSON of the
 /// [`Orders`].
 pub(crate) const GUARD_VAR: &str = "PGFRESH_GUARD";
@@ -223,7 +225,7 @@ fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
         let lock = File::open(dir.join("lock")).ok()?;
         lock.lock().ok()?;
         if records(dir, generation) && unused(dir) {
-            let _ = std::fs::remove_file(dir.join("state"));
+            let _ = std::fs::remove_file(dir.join(STATE_FILE));
             return Some(lock);
         }
         drop(lock);
@@ -254,7 +256,7 @@ fn keep(dir: &Path, kept: &Kept, stopped: bool, lock: File) {
 /// it); else the start/stop lock, held, with both checked again under it.
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
-    let restarted = || dir.join("state").exists() || !marker.exists();
+    let restarted = || dir.join(STATE_FILE).exists() || !marker.exists();
     for _ in 0..secs {
         if restarted() {
             return None;
@@ -270,7 +272,7 @@ fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 fn records(dir: &Path, generation: &str) -> bool {
     let wanted = format!("generation={generation}");
-    std::fs::read_to_string(dir.join("state")).is_ok_and(|s| s.lines().any(|l| l == wanted))
+    std::fs::read_to_string(dir.join(STATE_FILE)).is_ok_and(|s| s.lines().any(|l| l == wanted))
 }
 
 /// Whether no process holds a lease on `dir`'s server (an exclusive lock on `lease` is free).

@@ -35,7 +35,10 @@ const PORT_ATTEMPTS: usize = 5;
 const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// The cluster's superuser password, kept beside its data for a restart.
-const PASSWORD_FILE: &str = "password";
+pub(crate) const PASSWORD_FILE: &str = "password";
+
+/// The cluster's log (`pg_ctl -l`).
+pub(crate) const LOG_FILE: &str = "server.log";
 
 /// The binaries and where they are.
 #[derive(Debug, Clone)]
@@ -199,7 +202,7 @@ impl Launch for Local {
     }
 
     fn cleanup(&self, dir: &RunDir, _record: &Record) -> guardian::Cleanup {
-        let files = ["data", "server.log", PASSWORD_FILE].map(|f| dir.path().join(f));
+        let files = ["data", LOG_FILE, PASSWORD_FILE].map(|f| dir.path().join(f));
         let mut cleanup = guardian::Cleanup {
             stop: self.stop(&dir.path().join("data")),
             remove: files.to_vec(),
@@ -219,7 +222,7 @@ impl Launch for Local {
     fn hint(&self, dir: &RunDir, _record: &Record) -> String {
         format!(
             "the server log {} shows no error",
-            dir.path().join("server.log").display()
+            dir.path().join(LOG_FILE).display()
         )
     }
 
@@ -258,7 +261,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Created by the guardian once the linger stop succeeded: `data` is a cleanly stopped cluster.
-const KEPT_MARKER: &str = "kept";
+pub(crate) const KEPT_MARKER: &str = "kept";
 
 /// `pg_ctl start` of the data a linger stop kept, else `initdb` and `pg_ctl start`, in
 /// `dir/data`, on a free port. Anything else left there by a server that died is removed first.
@@ -336,7 +339,7 @@ fn pg_ctl_start(
     password: &str,
 ) -> Result<Record> {
     let (data, pg_ctl) = (dir.path().join("data"), bins.tool("pg_ctl"));
-    let log = dir.path().join("server.log");
+    let log = dir.path().join(LOG_FILE);
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
         let port = free_port()?;

@@ -25,6 +25,9 @@ use super::private::{self, Owner};
 use crate::config::{Config, ServerSource};
 use crate::error::Result;
 
+/// The running server's record (see the module docs).
+pub(crate) const STATE_FILE: &str = "state";
+
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
 pub(super) struct RunDir {
@@ -188,7 +191,7 @@ pub(crate) fn trusted_run_dir(dir: &Path) -> bool {
 #[cfg(all(unix, feature = "cli"))]
 pub(crate) fn recorded_handle(dir: &Path) -> Option<String> {
     let owner = private::existing(dir)?;
-    let mut file = private::file(&dir.join("state"), owner, false).ok()??;
+    let mut file = private::file(&dir.join(STATE_FILE), owner, false).ok()??;
     let mut text = String::new();
     io::Read::read_to_string(&mut file, &mut text).ok()?;
     Record::parse(&text).map(|r| r.handle)
@@ -264,15 +267,15 @@ impl RunDir {
 
     /// The recorded server, if any; a record pgfresh did not write is refused.
     pub fn record(&self) -> Result<Option<Record>> {
-        Ok(self.read("state")?.as_deref().and_then(Record::parse))
+        Ok(self.read(STATE_FILE)?.as_deref().and_then(Record::parse))
     }
 
     pub fn write_record(&self, record: &Record) -> Result<()> {
-        private::write(&self.path.join("state"), &record.render(), self.owner)
+        private::write(&self.path.join(STATE_FILE), &record.render(), self.owner)
     }
 
     pub fn clear_record(&self) {
-        let _ = std::fs::remove_file(self.path.join("state"));
+        let _ = std::fs::remove_file(self.path.join(STATE_FILE));
     }
 
     /// Writes the secret `text` to the file `name` (mode `0600`, for the server's user).
