@@ -40,6 +40,26 @@ pub(crate) const PASSWORD_FILE: &str = "password";
 /// The cluster's log (`pg_ctl -l`).
 pub(crate) const LOG_FILE: &str = "server.log";
 
+/// How much of the end of the log [`log_says_full`] reads.
+const LOG_TAIL: u64 = 16 << 10;
+
+/// Whether the end of the log of the cluster in `data_dir` says that a write found the disk
+/// full (`No space left on device`).
+pub(crate) fn log_says_full(data_dir: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Some(log) = data_dir.parent().map(|dir| dir.join(LOG_FILE)) else {
+        return false;
+    };
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return false;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))
+        .and_then(|_| file.take(LOG_TAIL).read_to_end(&mut tail))
+        .is_ok_and(|_| String::from_utf8_lossy(&tail).contains("No space left on device"))
+}
+
 /// The binaries and where they are.
 #[derive(Debug, Clone)]
 pub(super) struct Binaries {
@@ -459,6 +479,28 @@ fn io_error(what: &str, e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_ending_in_a_full_disk_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert!(!log_says_full(&data), "no log");
+        let log = dir.path().join(LOG_FILE);
+        std::fs::write(
+            &log,
+            "LOG:  database system is ready to accept connections\n",
+        )
+        .unwrap();
+        assert!(!log_says_full(&data));
+        let full = "PANIC:  could not write to file \"pg_wal/xlogtemp.42\": \
+                    No space left on device\n";
+        std::fs::write(&log, format!("LOG:  checkpoint starting\n{full}")).unwrap();
+        assert!(log_says_full(&data));
+        // Long ago: only the end of the log counts.
+        let since = "LOG:  checkpoint complete\n".repeat(2 * LOG_TAIL as usize / 25);
+        std::fs::write(&log, format!("{full}{since}")).unwrap();
+        assert!(!log_says_full(&data));
+    }
 
     #[test]
     fn missing_binaries_say_how_to_install() {

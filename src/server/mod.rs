@@ -133,13 +133,19 @@ impl Server {
         }
     }
 
-    /// Whether the cluster's data directory is known and has less than 64 MiB left (a failed
-    /// checkpoint is then a full disk).
+    /// Whether the cluster's data directory is known and has less than 64 MiB left, or its
+    /// server's log says a write just found no room (a failed checkpoint, or a crash, is then
+    /// a full disk). The log is read because the crash of a server that could not write its
+    /// WAL frees room: its recovery removes what it was writing, and recycles old WAL.
     pub fn low_on_space(&self) -> bool {
-        self.data_dir
-            .as_deref()
-            .and_then(rundir_free_space)
-            .is_some_and(|free| free < 64 << 20)
+        let Some(dir) = self.data_dir.as_deref() else {
+            return false;
+        };
+        #[cfg(all(unix, feature = "local"))]
+        if local::log_says_full(dir) {
+            return true;
+        }
+        rundir_free_space(dir).is_some_and(|free| free < 64 << 20)
     }
 
     /// The bytes pgfresh's work that can wait may still fill on the server's file system: its
