@@ -38,7 +38,8 @@ pub(crate) struct Marked {
     /// It is a template (`datistemplate`).
     pub is_template: bool,
     /// The role it belongs to, when that is a role pgfresh made for tests (see
-    /// [`crate::role`]).
+    /// [`crate::role`]). Read by the broker (Unix).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub role: Option<String>,
     /// Its marker: `None` when it has none yet, or one of another pgfresh version.
     pub mark: Option<Mark>,
@@ -359,6 +360,7 @@ pub(crate) async fn refill_ready(
 
 /// Makes one more ready clone of `template` (of `hash`) when there are fewer than `target`;
 /// `false` when there were enough.
+#[cfg(unix)]
 pub(crate) async fn one_more_ready(
     server: &Server,
     template: &TemplateDb,
@@ -392,6 +394,7 @@ async fn make_ready(
 }
 
 /// The size of the database `name` in bytes (`None` when it is gone).
+#[cfg(unix)]
 pub(crate) async fn size_of(server: &Server, name: &str) -> Result<Option<u64>> {
     let mut conn = server.admin_conn(Urgency::CanWait, "read a size").await?;
     let size: Option<i64> =
@@ -407,6 +410,7 @@ pub(crate) async fn size_of(server: &Server, name: &str) -> Result<Option<u64>> 
 /// next process, as far as the ready clones are fewer than `target` (a rename each: atomic,
 /// and the new name is the ready clone's whole marker). Returns the clones it did not give,
 /// for the caller to drop; on a failure, with the error.
+#[cfg(unix)]
 pub(crate) async fn give_to_ready(
     server: &Server,
     mut ahead: Vec<String>,
@@ -453,6 +457,7 @@ async fn count_ready(conn: &mut PgConnection, hash: &str) -> Result<usize> {
 /// [`crate::relcache`]), other than those in `tried`; none also where this role may not look at
 /// the data directory. The newest first: a claim takes the oldest ([`claim_ready`]), and a
 /// rename waits (in steps of 100 ms) while anyone is connected to the database.
+#[cfg(unix)]
 pub(crate) async fn without_cache_file(
     conn: &mut PgConnection,
     hash: &str,

@@ -104,7 +104,7 @@ pub(crate) struct Config {
     pub url: Option<UrlSetting>,
     #[cfg_attr(not(feature = "docker"), allow(dead_code))]
     pub image: (String, String),
-    #[cfg_attr(not(feature = "local"), allow(dead_code))]
+    #[cfg_attr(not(all(unix, feature = "local")), allow(dead_code))]
     pub pg_bin: Option<PathBuf>,
     pub keep: KeepPolicy,
     /// How long a server pgfresh started outlives the last process using it; `None` is forever.
@@ -115,6 +115,7 @@ pub(crate) struct Config {
     /// The most ready clones of each template the broker makes between runs
     /// (`PGFRESH_READY_MAX`); unset, as many as the last run used (see
     /// [`crate::broker`]'s idle work, which also bounds them by free space).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub ready_max: Option<usize>,
     /// How long to wait for a connection slot on a full server (`PGFRESH_SLOT_WAIT`).
     pub slot_wait: Duration,
@@ -122,6 +123,7 @@ pub(crate) struct Config {
     #[cfg_attr(not(any(feature = "docker", feature = "local")), allow(dead_code))]
     pub run_dir: Option<PathBuf>,
     /// Whether test processes get their databases from the run's broker (`PGFRESH_BROKER`).
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub broker: bool,
     /// The Maven repository the embedded source fetches from (`PGFRESH_BINARIES_URL`).
     #[cfg_attr(not(feature = "embedded"), allow(dead_code))]

@@ -3,19 +3,24 @@
 //! for Linux and macOS side by side (and for Windows where the question has a meaning there);
 //! nothing here reads `/proc` outside Linux. A leaf: it imports nothing from the crate.
 
+#[cfg(any(unix, feature = "docker"))]
 use std::io::{self, BufRead, BufReader, Read};
+#[cfg(any(unix, feature = "docker"))]
 use std::process::{Child, Command, Stdio};
+#[cfg(any(unix, feature = "docker"))]
 use std::time::Duration;
 
 /// Whether executables on this platform run pgfresh's constructor ([`crate::hook`]: a
 /// pointer in `.init_array` on Linux, `__mod_init_func` on macOS), which the broker and the
 /// guardians need. Not on Windows.
+#[cfg(any(unix, feature = "docker"))]
 pub(crate) const RUNS_CONSTRUCTORS: bool = cfg!(any(target_os = "linux", target_os = "macos"));
 
 /// Starts `cmd` (this executable, run again with a variable that pgfresh's constructor acts
 /// on) out of the caller's process group, so that a Ctrl-C meant for the tests does not reach
 /// it, and waits at most `limit` for its first line to be `ready`. The child, once ready;
 /// otherwise it is killed, and the error says why.
+#[cfg(any(unix, feature = "docker"))]
 pub(crate) fn start_helper(mut cmd: Command, ready: &str, limit: Duration) -> io::Result<Child> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     #[cfg(unix)]

@@ -24,7 +24,9 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::admin::{self, execute};
+use crate::admin;
+#[cfg(unix)]
+use crate::admin::execute;
 use crate::error::{Error, Result};
 use crate::server::Server;
 
@@ -60,6 +62,7 @@ pub(crate) async fn write(server: &Server, conn: &mut PgConnection, name: &str) 
 /// Gives the sealed template `name` its file again when it lost it: opens it to connections
 /// for as long as [`write`] takes (a `CREATE DATABASE` from it meanwhile waits for that
 /// session to leave), then seals it again. Returns whether it did.
+#[cfg(unix)]
 pub(crate) async fn restore_in_template(
     server: &Server,
     conn: &mut PgConnection,
@@ -88,6 +91,7 @@ pub(crate) async fn restore_in_template(
 /// name, or `None` when no such clone is left (or pgfresh cannot look). A clone whose file was
 /// not written (an invalidation came while its backend started) stays without: the caller
 /// tries each once.
+#[cfg(unix)]
 pub(crate) async fn give_to_one_clone(
     server: &Server,
     conn: &mut PgConnection,

@@ -52,6 +52,7 @@ pub(crate) async fn ensure(server: &Server, recipe: &Recipe) -> Result<TemplateD
 
 /// The template of `hash` when it is built and complete (its use by `suite` recorded as
 /// [`ensure`] records it); `None` when it is not, or is being built.
+#[cfg(unix)]
 pub(crate) async fn built(server: &Server, hash: &str, suite: &str) -> Result<Option<TemplateDb>> {
     let name = names::template_name(hash);
     let mut conn = server

@@ -16,8 +16,9 @@ pub(super) type AsyncConnection = tokio::net::UnixStream;
 #[cfg(not(unix))]
 pub(super) type AsyncConnection = std::convert::Infallible;
 
-/// What the broker said to a claim.
+/// What the broker said to a claim. Without a broker (Windows) none is ever made.
 #[derive(Debug)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) enum Claim {
     /// A database.
     Granted(Box<Granted>),

@@ -4,8 +4,9 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Why the broker could not help.
+/// Why the broker could not help. Without a broker (Windows) most are never made.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) enum BrokerError {
     /// A file or folder of the broker's directory could not be opened, made or locked.
     #[error("{what} {}: {source}", path.display())]
@@ -72,6 +73,7 @@ pub(crate) enum BrokerError {
 
 impl BrokerError {
     /// `source` from `what` on the file `path` of the broker's directory.
+    #[cfg(unix)]
     pub(crate) fn dir(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Dir {
             what,

@@ -12,7 +12,9 @@
 //! Tests running at the same time lose their databases: run it between runs.
 
 use std::fmt;
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
@@ -23,7 +25,9 @@ use crate::admin::drop_database;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::marker::Mark;
-use crate::server::{CONNECT_TIMEOUT, KEPT_MARKER, LOG_FILE, PASSWORD_FILE, STATE_FILE};
+use crate::server::CONNECT_TIMEOUT;
+#[cfg(unix)]
+use crate::server::{KEPT_MARKER, LOG_FILE, PASSWORD_FILE, STATE_FILE};
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,21 +41,25 @@ pub(super) enum Leftover {
         kind: String,
     },
     /// A local cluster pgfresh started, by its run directory.
+    #[cfg(unix)]
     Cluster {
         /// The run directory (holding `data/`).
         dir: PathBuf,
     },
     /// A container pgfresh started.
+    #[cfg(unix)]
     Container {
         /// The container id.
         id: String,
     },
     /// A broker that runs (see [`crate::broker`]), by its directory: asked to leave first.
+    #[cfg(unix)]
     Broker {
         /// The directory.
         dir: PathBuf,
     },
     /// The directory of a broker that is gone.
+    #[cfg(unix)]
     BrokerDir {
         /// The directory.
         dir: PathBuf,
@@ -62,6 +70,7 @@ impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Database { name, kind } => write!(f, "database {name} ({kind})"),
+            #[cfg(unix)]
             Self::Cluster { dir }
                 if dir.join(KEPT_MARKER).exists() && !dir.join(STATE_FILE).exists() =>
             {
@@ -71,13 +80,17 @@ impl fmt::Display for Leftover {
                     dir.display()
                 )
             }
+            #[cfg(unix)]
             Self::Cluster { dir } => write!(f, "local cluster in {}", dir.display()),
+            #[cfg(unix)]
             Self::Container { id } => write!(f, "container {id}"),
+            #[cfg(unix)]
             Self::Broker { dir } => write!(
                 f,
                 "running broker of {} (asked to leave before the servers go)",
                 dir.display()
             ),
+            #[cfg(unix)]
             Self::BrokerDir { dir } => write!(f, "broker directory {}", dir.display()),
         }
     }
@@ -105,6 +118,7 @@ pub(super) async fn find(url: Option<&str>) -> Result<Vec<Leftover>> {
     })?;
     found.extend(on_this_machine(&config));
     // The running brokers first: none may hand out a database on a server removed under it.
+    #[cfg(unix)]
     found.sort_by_key(|l| !matches!(l, Leftover::Broker { .. }));
     Ok(found)
 }
@@ -165,6 +179,7 @@ pub(super) async fn remove(
                 .await
                 .map_err(|e| e.to_string()),
             (Leftover::Database { .. }, None) => Err("no server URL given".to_owned()),
+            #[cfg(unix)]
             (Leftover::Container { id }, _) => remove_container(id),
             #[cfg(unix)]
             (Leftover::Cluster { dir }, _) => stop_cluster(dir),
@@ -178,12 +193,6 @@ pub(super) async fn remove(
                     Err("a broker serves it again, or one is starting there".to_owned())
                 }
             }
-            // Found only in run directories, which pgfresh makes only on Unix.
-            #[cfg(not(unix))]
-            (
-                Leftover::Cluster { .. } | Leftover::Broker { .. } | Leftover::BrokerDir { .. },
-                _,
-            ) => Err("run directories exist only on Linux and macOS".to_owned()),
         };
         if let Err(why) = outcome {
             failed.push((leftover.clone(), why));
@@ -316,6 +325,7 @@ fn stop_cluster(dir: &Path) -> Result<(), String> {
     std::fs::remove_dir_all(&data).map_err(|e| format!("cannot remove {}: {e}", data.display()))
 }
 
+#[cfg(unix)]
 fn remove_container(id: &str) -> Result<(), String> {
     let out = Command::new("docker")
         .args(["rm", "-f", "-v", id])

@@ -10,6 +10,7 @@
 //! A test process has one dispenser ([`dispenser`]), on the worker's runtime
 //! ([`crate::worker`]); the broker has its own, which makes its next databases ahead.
 
+#[cfg(unix)]
 pub(crate) mod built;
 mod restock;
 
@@ -21,7 +22,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
-pub(crate) use restock::{ReadyClones, Restock, Work};
+#[cfg(unix)]
+pub(crate) use restock::Work;
+pub(crate) use restock::{ReadyClones, Restock};
 
 use crate::address::Address;
 use crate::admin::{self, TemplateDb};
@@ -150,6 +153,7 @@ impl Dispenser {
     }
 
     /// The server, when it was started (and did start).
+    #[cfg(unix)]
     pub fn started_server(&self) -> Option<Arc<Server>> {
         self.server.get().cloned().and_then(Result::ok)
     }

@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 use super::rundir::STATE_FILE;
 
 /// The variable that turns a re-run executable into a guardian; its value is the JSON of the

@@ -16,6 +16,7 @@ mod docker;
 mod embedded;
 #[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod guardian;
+#[cfg(unix)]
 mod health;
 #[cfg(any(feature = "docker", all(unix, feature = "local")))]
 mod launch;
@@ -93,11 +94,15 @@ pub(crate) struct Server {
     /// How the server copies a template into a clone on pgfresh's connections.
     pub copy_method: CopyMethod,
     /// The data directory, where this process sees it: [`Self::data_dir`], or a `DB_URL`
-    /// server's on this machine (for its file system: copy method, room).
+    /// server's on this machine (for its file system: copy method, room). Read for room by
+    /// the broker (Unix).
+    #[cfg_attr(not(unix), allow(dead_code))]
     seen_data_dir: Option<PathBuf>,
     /// The first clone's hand-out said which copy method it used.
     copy_method_told: std::sync::atomic::AtomicBool,
-    /// `pg_postmaster_start_time()` when pgfresh connected: another one later is a restart.
+    /// `pg_postmaster_start_time()` when pgfresh connected: another one later is a restart
+    /// (the broker's check, [`Server::gone`]: Unix).
+    #[cfg_attr(not(unix), allow(dead_code))]
     started_at: String,
     /// The key of this process's owner lock (see [`crate::sweep`]), held by the first
     /// connection of the administrative pool.
@@ -151,6 +156,7 @@ impl Server {
     /// The bytes pgfresh's work that can wait may still fill on the server's file system: its
     /// free space less a margin for the tests' own writes and the server's WAL (a tenth of the
     /// file system, at least 512 MiB). `None` where pgfresh cannot see the data directory.
+    #[cfg(unix)]
     pub fn spare_space(&self) -> Option<u64> {
         let (free, size) = crate::os::file_system_room(self.seen_data_dir.as_deref()?)?;
         Some(free.saturating_sub((size / 10).max(512 << 20)))
@@ -280,6 +286,7 @@ fn local_available(config: &Config) -> Result<(), String> {
 
 /// The directory where the broker of the processes sharing this environment listens (see
 /// [`crate::broker`]); `None` in a build without run directories (no docker or local source).
+#[cfg(unix)]
 pub(crate) fn broker_dir(config: &Config, key: &str) -> Option<PathBuf> {
     #[cfg(all(unix, any(feature = "docker", feature = "local")))]
     return Some(rundir::broker_dir(config, key));
