@@ -17,7 +17,8 @@
 # Per target it prints the number of errors (the `error[...]:` / `error:` lines of rustc and cargo,
 # without cargo's closing "could not compile" lines), the first ones with file:line, the crates that
 # failed, and the paths of the full log and of the list of distinct errors (LOG_DIR/TARGET.log,
-# LOG_DIR/TARGET.errors). Exits 1 when any target has errors (or cargo failed), 2 on a setup failure.
+# LOG_DIR/TARGET.errors), and the warnings in pgfresh's own code (dependencies' are capped by cargo).
+# Exits 1 when any target has errors or warnings (or cargo failed), 2 on a setup failure.
 #
 # The chroot is built once (debootstrap --variant=minbase, then apt-get install rustc cargo
 # rust-src without recommends; a minute or a few, ~900 MB) into a temporary directory renamed into
@@ -233,12 +234,15 @@ ensure_root() {
 
 # --- the check ----------------------------------------------------------------------------------
 # The work tree, as it is now, into ROOT-src: without .git and cargo's target directories (they
-# hold a CACHEDIR.TAG). tar keeps modification times, which is what cargo's fingerprints compare.
+# hold a CACHEDIR.TAG). Every file gets the time of the copy (--touch): cargo's fingerprints compare
+# modification times with those of its last build, which may have been made from another tree (a
+# CI clone) after a file here was edited, or in the same second (tar keeps whole seconds). So
+# pgfresh itself is checked again on every run (seconds); the dependencies and std are not.
 stage_sources() {
   rm -rf --one-file-system "$src_copy"
   rm -f "$logs/Cargo.lock.orig"
   mkdir -p "$src_copy"
-  tar -C "$repo" --exclude-vcs --exclude-caches-all --exclude=./target -cf - . | tar -C "$src_copy" -xf -
+  tar -C "$repo" --exclude-vcs --exclude-caches-all --exclude=./target -cf - . | tar -C "$src_copy" --touch -xf -
   if [[ -f $src_copy/Cargo.lock ]]; then cp -p "$src_copy/Cargo.lock" "$logs/Cargo.lock.orig"; fi
 }
 
@@ -281,7 +285,7 @@ failed_crates() {
 results=()
 status=0
 check_target() {
-  local t=$1 log=$logs/$1.log errs=$logs/$1.errors start rc=0 n distinct crates
+  local t=$1 log=$logs/$1.log errs=$logs/$1.errors start rc=0 n distinct crates warnings
   local -a cmd=(cargo check --lib -p pgfresh -p pgfresh-macros --no-default-features)
   if [[ -n $features ]]; then cmd+=(--features "$features"); fi
   # shellcheck disable=SC2054 # one argument
@@ -309,12 +313,18 @@ check_target() {
   rm -f "$errs.all"
   distinct=$(wc -l <"$errs")
   crates=$(failed_crates "$log")
+  # rustc's own warnings, not cargo's "`pgfresh` (lib) generated N warnings" summary.
+  warnings=$(grep -E '^warning: ' "$log" | grep -cvE 'generated [0-9]+ warnings?' || true)
 
-  printf '\n== %s: %d errors (%d distinct), cargo exit %d, %s\n' "$t" "$n" "$distinct" "$rc" \
-    "$(fmt_ds $(($(now_ds) - start)))"
+  printf '\n== %s: %d errors (%d distinct), %d warnings, cargo exit %d, %s\n' "$t" "$n" "$distinct" \
+    "$warnings" "$rc" "$(fmt_ds $(($(now_ds) - start)))"
   if ((distinct)); then
     head -n "$shown_errors" "$errs" | sed 's/^/  /'
     ((distinct <= shown_errors)) || printf '  ... %d more\n' $((distinct - shown_errors))
+  fi
+  if ((warnings)); then
+    awk '/^warning: / && !/generated [0-9]+ warnings?/ { print; if ((getline) > 0 && /^ *-->/) print }' \
+      "$log" | head -n $((2 * shown_errors)) | sed 's/^/  /'
   fi
   if [[ -n $crates ]]; then printf '  failed crates: %s\n' "$crates"; fi
   if ((rc != 0 && n == 0)); then
@@ -322,8 +332,8 @@ check_target() {
     tail -n 5 "$log" | sed 's/^/  | /'
   fi
   printf '  log: %s\n  errors: %s\n' "$log" "$errs"
-  results+=("$(printf '%-28s %5d errors  %s' "$t" "$n" "${crates:+(failed: $crates)}")")
-  if ((n || rc)); then status=1; fi
+  results+=("$(printf '%-28s %5d errors %3d warnings  %s' "$t" "$n" "$warnings" "${crates:+(failed: $crates)}")")
+  if ((n || warnings || rc)); then status=1; fi
 }
 
 main() {
