@@ -77,6 +77,13 @@ struct State {
     stepping: bool,
 }
 
+impl State {
+    /// Whether no ready clone of `hash` is left without its relation cache file.
+    fn all_cached(&self, hash: &str) -> bool {
+        self.cached.get(hash).is_some_and(|(_, done)| *done)
+    }
+}
+
 /// A claim being answered: idle work waits while it lasts, and for [`QUIET`] after.
 pub(super) struct Claiming<'a>(&'a Idle);
 
@@ -170,10 +177,10 @@ impl Idle {
         let caching = Self::caching();
         let state = self.state();
         state.stepping
-            || state.used.keys().any(|hash| {
-                !state.refilled.contains(hash)
-                    || (caching && !state.cached.get(hash).is_some_and(|c| c.1))
-            })
+            || state
+                .used
+                .keys()
+                .any(|hash| !state.refilled.contains(hash) || (caching && !state.all_cached(hash)))
     }
 
     /// Whether idle work sees to relation cache files: not with `PGFRESH_READY_MAX=0`.
@@ -320,7 +327,7 @@ impl Idle {
         state
             .used
             .keys()
-            .find(|hash| !state.cached.get(*hash).is_some_and(|c| c.1))
+            .find(|hash| !state.all_cached(hash))
             .map(|hash| {
                 let tried = state.cached.get(hash).map(|c| c.0.clone());
                 (hash.clone(), tried.unwrap_or_default())
