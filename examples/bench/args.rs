@@ -34,6 +34,11 @@ usage: cargo run --release --example bench -- [flags]
                      what is measured); the first pgfresh sequence starts cold
                      (every pgfresh_* database dropped); 0 skips it, else at
                      least 2                               [5; --quick: 3]
+  --edit-features LIST  the edit loop also runs pgfresh's main suite built with only
+                     these features of pgfresh (default-features = false, LIST
+                     comma-separated, e.g. local), between the default build's
+                     sequence and the floor's: what cargo's own part of each run
+                     costs with pgfresh's default dependency graph [none]
   --clone-xfs        the clone comparison (off unless given; needs root): a
                      PostgreSQL 18 cluster on a loop-mounted XFS image under
                      target/pgfresh-bench/xfs/ (scripts/pg-bin.sh 18), CREATE
@@ -61,6 +66,7 @@ pub struct Args {
     fixture_rows: Option<usize>,
     rows_per_insert: Option<usize>,
     edit_loop: Option<usize>,
+    edit_features: Option<String>,
     clone_xfs: bool,
     quick: bool,
     pgfresh: Option<PathBuf>,
@@ -115,6 +121,7 @@ impl Args {
             "--fixture-rows" => self.fixture_rows = Some(number()?),
             "--rows-per-insert" => self.rows_per_insert = Some(number()?),
             "--edit-loop" => self.edit_loop = Some(number()?),
+            "--edit-features" => self.edit_features = Some(value),
             "--pgfresh" => self.pgfresh = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}; see --help")),
         }
@@ -160,6 +167,8 @@ pub struct Settings {
     pub rows_per_insert: usize,
     /// Runs per suite and runner in the edit loop; 0: no edit loop.
     pub edit_loop: usize,
+    /// pgfresh's features (comma-separated) of the edit loop's other pgfresh suite, if any.
+    pub edit_features: Option<&'static str>,
     /// Whether the clone comparison on XFS runs.
     pub clone_xfs: bool,
     pub pgfresh: PathBuf,
@@ -199,6 +208,10 @@ impl Args {
             fixture_rows: pick(self.fixture_rows, 1000, 1000),
             rows_per_insert: pick(self.rows_per_insert, 100, 100),
             edit_loop: pick(self.edit_loop, 3, 5),
+            edit_features: match self.edit_features.as_deref().map(str::trim) {
+                None | Some("none") => None,
+                Some(list) => Some(&*String::leak(list.replace(' ', ""))),
+            },
             clone_xfs: self.clone_xfs,
             pgfresh: self
                 .pgfresh
@@ -230,6 +243,9 @@ impl Settings {
                     .into(),
             );
         }
+        if self.edit_features.is_some() && self.edit_loop == 0 {
+            return Err("--edit-features: needs the edit loop (--edit-loop 2 or more)".into());
+        }
         if self.clone_xfs && !crate::server::is_root() {
             return Err(
                 "--clone-xfs needs root: it mounts an XFS image (mount -o loop) and runs \
@@ -260,9 +276,12 @@ impl Settings {
         };
         let attribute = if self.attribute { "on" } else { "off" };
         let clone_xfs = if self.clone_xfs { " --clone-xfs" } else { "" };
+        let edit_features = self
+            .edit_features
+            .map_or_else(String::new, |list| format!(" --edit-features {list}"));
         format!(
             "--tests {} --migrations {} --rounds {} --scale {scale} --scale-tests {} --runner {runner} --work {} \
-             --attribute {attribute} --fixture-rows {} --rows-per-insert {} --edit-loop {}{clone_xfs}",
+             --attribute {attribute} --fixture-rows {} --rows-per-insert {} --edit-loop {}{edit_features}{clone_xfs}",
             self.tests,
             self.migrations,
             self.rounds,

@@ -2,8 +2,9 @@
 //! a while (the developer edits), and pgfresh's broker uses that time: it refills the ready
 //! clones, sized by the last run, and does the run's deferred drops. So here each suite runs
 //! [`Settings::edit_loop`](crate::args::Settings) times in a row with a fixed [`PAUSE`] between
-//! runs and no `settle` (the idle work is what is measured), pgfresh's main suite against the
-//! floor (`shared_…`), under each runner; the first pgfresh sequence starts cold. At the end,
+//! runs and no `settle` (the idle work is what is measured), pgfresh's main suite (and, with
+//! `--edit-features`, the same built with only those features of pgfresh) against the floor
+//! (`shared_…`), under each runner; the first pgfresh sequence starts cold. At the end,
 //! cargo's own part of a run is timed ([`CargoPart`]): what each suite's dependency graph costs
 //! every run before its first test starts.
 
@@ -79,10 +80,10 @@ impl EditLoop {
 }
 
 impl Bench<'_> {
-    /// Per runner: pgfresh's main suite, then the floor, each [`Settings::edit_loop`] times
-    /// with a [`PAUSE`] between runs; `settle` only before each sequence's first run. Before
-    /// the first runner's pgfresh sequence every `pgfresh_` database is dropped (see
-    /// [`server::make_cold`]), so its first run builds the template.
+    /// Per runner: pgfresh's main suite (then its `--edit-features` build), then the floor,
+    /// each [`Settings::edit_loop`] times with a [`PAUSE`] between runs; `settle` only before
+    /// each sequence's first run. Before the first runner's pgfresh sequence every `pgfresh_`
+    /// database is dropped (see [`server::make_cold`]), so its first run builds the template.
     ///
     /// [`Settings::edit_loop`]: crate::args::Settings
     pub fn edit_loop(&mut self) -> Result<EditLoop, String> {
@@ -92,10 +93,11 @@ impl Bench<'_> {
             return Ok(recorded);
         }
         let pgfresh = crate::main_crates(self.settings)[0];
-        let shared = crate::floor_crate(self.settings);
+        let mut suites = crate::edit_crates(self.settings);
+        suites.push(crate::floor_crate(self.settings));
         let url = self.env.url.clone();
         for (r, runner) in self.settings.runners.clone().into_iter().enumerate() {
-            for krate in [pgfresh, shared] {
+            for &krate in &suites {
                 if r == 0 && krate == pgfresh {
                     progress("edit loop: making pgfresh cold (no broker, no pgfresh_* database)");
                     let cold = self.block_on(server::make_cold(&url))?;
@@ -128,7 +130,7 @@ impl Bench<'_> {
         self.block_on(server::settle(&url))?;
         // Once the broker's idle work is done, so that it does not compete.
         for runner in self.settings.runners.clone() {
-            for krate in [pgfresh, shared] {
+            for &krate in &suites {
                 let took = (0..CARGO_PART_RUNS)
                     .map(|_| self.env.no_run(&krate, runner))
                     .collect::<Result<_, _>>()?;

@@ -75,11 +75,15 @@ pub struct Crate {
     /// Rows in each of the [`FIXTURES`] files the tests' databases start with
     /// (`--fixture-rows`; `#[sqlx::test]` and `#[pgfresh::test]` only), else 0: no fixtures.
     pub fixtures: usize,
+    /// pgfresh's features, comma-separated, for a suite built without its default features
+    /// (`--edit-features`), else `None`: the defaults.
+    pub features: Option<&'static str>,
 }
 
 impl Crate {
     /// The package name, e.g. `pgfresh_m0050_t0100`, `pgfresh_m0050_t0100_w020` with work,
-    /// `sqlx_m0050_t0100_f1000` with fixtures of 1,000 rows.
+    /// `sqlx_m0050_t0100_f1000` with fixtures of 1,000 rows, `pgfresh_m0050_t0100_local` with
+    /// pgfresh's `local` feature only.
     pub fn package(&self) -> String {
         let work = match self.work {
             0 => String::new(),
@@ -89,8 +93,13 @@ impl Crate {
             0 => String::new(),
             rows => format!("_f{rows:04}"),
         };
+        let features = match self.features {
+            None => String::new(),
+            Some("") => "_nofeatures".to_owned(),
+            Some(list) => format!("_{}", list.replace(',', "_")),
+        };
         format!(
-            "{}_m{:04}_t{:04}{work}{fixtures}",
+            "{}_m{:04}_t{:04}{work}{fixtures}{features}",
             self.suite.label(),
             self.migrations,
             self.tests
@@ -106,11 +115,16 @@ impl Crate {
         }
     }
 
-    /// The suite's label as printed: `sqlx+fixtures` for a fixture suite.
+    /// The suite's label as printed: `sqlx+fixtures` for a fixture suite, `pgfresh[local]` for
+    /// one built with pgfresh's `local` feature only.
     pub fn label(&self) -> String {
-        match self.fixtures {
+        let label = match self.fixtures {
             0 => self.suite.label().to_owned(),
             _ => format!("{}+fixtures", self.suite.label()),
+        };
+        match self.features {
+            None => label,
+            Some(list) => format!("{label}[{list}]"),
         }
     }
 }
@@ -336,7 +350,18 @@ fn write_crate(layout: &Layout, krate: &Crate, per_insert: usize) -> io::Result<
 
 fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
     let sqlx = locked_sqlx(&layout.snapshot())?;
-    let pgfresh = format!("pgfresh = {{ path = {:?} }}\n", layout.snapshot());
+    let pgfresh = match krate.features {
+        None => format!("pgfresh = {{ path = {:?} }}\n", layout.snapshot()),
+        Some(list) => format!(
+            "pgfresh = {{ path = {:?}, default-features = false, features = [{}] }}\n",
+            layout.snapshot(),
+            list.split(',')
+                .filter(|f| !f.is_empty())
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let sqlx_and_tokio = format!(
         "sqlx = {{ version = \"={sqlx}\", default-features = false, \
          features = [\"runtime-tokio\", \"postgres\", \"migrate\", \"macros\"] }}\n\

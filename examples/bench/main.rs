@@ -215,6 +215,7 @@ fn main_crates(s: &Settings) -> [Crate; 2] {
         tests: s.tests,
         work: 0,
         fixtures: 0,
+        features: None,
     })
 }
 
@@ -283,14 +284,32 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
                 tests: s.scale_tests,
                 work: 0,
                 fixtures: 0,
+                features: None,
             })
         })
         .filter(|c| !main.contains(c))
         .collect()
 }
 
+/// The edit loop's pgfresh suites: the main one, then the same built with `--edit-features`
+/// only, when asked for.
+fn edit_crates(s: &Settings) -> Vec<Crate> {
+    let pgfresh = main_crates(s)[0];
+    let mut all = vec![pgfresh];
+    all.extend(
+        s.edit_features
+            .filter(|_| s.edit_loop > 0)
+            .map(|list| Crate {
+                features: Some(list),
+                ..pgfresh
+            }),
+    );
+    all
+}
+
 fn all_crates(s: &Settings) -> Vec<Crate> {
     let mut all = round_crates(s);
+    all.extend(edit_crates(s).into_iter().skip(1));
     all.extend(work_crate(s));
     all.extend(scale_crates(s));
     if s.clone_xfs {
@@ -400,6 +419,7 @@ impl<'a> Bench<'a> {
                         tests: self.settings.scale_tests,
                         work: 0,
                         fixtures: 0,
+                        features: None,
                     };
                     self.record(krate, Runner::Test, round)?;
                 }

@@ -446,6 +446,7 @@ fn per_test_cost(
         tests,
         work: 0,
         fixtures: 0,
+        features: None,
     };
     stat(&walls(samples, &krate, Runner::Test)).map(|w| w / tests as u32)
 }
@@ -471,6 +472,7 @@ fn print_scaling(samples: &[Sample], counts: &[usize], tests: usize) {
             tests,
             work: 0,
             fixtures: 0,
+            features: None,
         };
         let warm = timings(samples, &krate, Runner::Test, Kind::Warm);
         table.row(vec![
@@ -823,6 +825,9 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
     }
     let pgfresh = crate::main_crates(s)[0];
     let shared = crate::floor_crate(s);
+    let pgfresh_suites = crate::edit_crates(s);
+    let mut suites = pgfresh_suites.clone();
+    suites.push(shared);
     let pause = crate::edit::PAUSE;
     println!(
         "\nEdit loop: per runner, {} runs of pgfresh's main suite, then {} of the floor (shared), a fixed {} s\n  \
@@ -833,14 +838,21 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
         s.edit_loop,
         pause.as_secs()
     );
+    if let Some(list) = s.edit_features {
+        println!(
+            "  Between the two, the same {} runs of pgfresh[{list}]: the main suite with pgfresh = {{ …,\n  \
+             default-features = false, features = [{list}] }}, the same tests and server.",
+            s.edit_loop
+        );
+    }
     println!(
         "  commands, in {} with CARGO_TARGET_DIR={}\n  and DATABASE_URL=$URL DB_URL=$URL PGFRESH_SERVER=url (the server above):",
         env.layout.workspace().display(),
         env.layout.target().display()
     );
     for &runner in &s.runners {
-        for krate in [pgfresh, shared] {
-            let command = Env::command_line(&krate, runner);
+        for krate in &suites {
+            let command = Env::command_line(krate, runner);
             println!(
                 "    {command}; sleep {}; {command}; … ({} runs)",
                 pause.as_secs(),
@@ -889,6 +901,7 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
     };
     let mut table = Table::new(&[
         "runner",
+        "suite",
         "pgfresh warm",
         "shared warm",
         "pgfresh/shared",
@@ -898,14 +911,19 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
         "pgfresh/shared",
         "warm runs each",
     ]);
-    for &runner in &s.runners {
-        let (p, f) = (warm(&pgfresh, runner), warm(&shared, runner));
+    for (&runner, krate) in s
+        .runners
+        .iter()
+        .flat_map(|r| pgfresh_suites.iter().map(move |k| (r, k)))
+    {
+        let (p, f) = (warm(krate, runner), warm(&shared, runner));
         let (pm, fm) = (median(&p), median(&f));
         let target = edit_target(runner);
-        let b2b_p = median(&walls(samples, &pgfresh, runner));
+        let b2b_p = median(&walls(samples, krate, runner));
         let b2b_f = median(&walls(samples, &shared, runner));
         table.row(vec![
             runner.label().to_owned(),
+            krate.label(),
             opt(pm, secs),
             opt(fm, secs),
             ratio(pm, fm),
@@ -923,6 +941,7 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
 
     let mut table = Table::new(&[
         "runner",
+        "suite",
         "cargo's part: pgfresh",
         "shared",
         "pgfresh - shared",
@@ -930,22 +949,27 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
         "shared",
         "pgfresh/shared",
     ]);
-    for &runner in &s.runners {
+    for (&runner, krate) in s
+        .runners
+        .iter()
+        .flat_map(|r| pgfresh_suites.iter().map(move |k| (r, k)))
+    {
         let part = |krate: &Crate| {
             (edit.cargo.iter())
                 .find(|c| c.krate == *krate && c.runner == runner)
                 .and_then(|c| median(&c.took))
         };
-        let (pc, fc) = (part(&pgfresh), part(&shared));
+        let (pc, fc) = (part(krate), part(&shared));
         let less = |warm: Option<Duration>, part: Option<Duration>| {
             warm.zip(part).and_then(|(w, c)| w.checked_sub(c))
         };
         let (pl, fl) = (
-            less(median(&warm(&pgfresh, runner)), pc),
+            less(median(&warm(krate, runner)), pc),
             less(median(&warm(&shared, runner)), fc),
         );
         table.row(vec![
             runner.label().to_owned(),
+            krate.label(),
             opt(pc, secs),
             opt(fc, secs),
             opt(pc.zip(fc).and_then(|(p, f)| p.checked_sub(f)), secs),
@@ -964,23 +988,26 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
 
     let mut table = Table::new(&[
         "runner",
+        "suite",
         "pgfresh first run",
         "its slowest hand-out",
         "shared first run",
         "pgfresh/shared",
     ]);
-    for (r, &runner) in s.runners.iter().enumerate() {
+    for ((r, &runner), krate) in
+        (s.runners.iter().enumerate()).flat_map(|r| pgfresh_suites.iter().map(move |k| (r, k)))
+    {
         let first = |krate: &Crate| {
             (edit.runs.iter()).find(|x| x.krate == *krate && x.runner == runner && x.index == 1)
         };
-        let (p, f) = (first(&pgfresh), first(&shared));
+        let (p, f) = (first(krate), first(&shared));
         let slowest = p.and_then(|p| {
             (p.outcome.timings.iter())
                 .filter(|t| matches!(t.kind, Kind::Cold | Kind::Warm))
                 .map(|t| t.took)
                 .max()
         });
-        let what = if r == 0 && edit.cold.is_some() {
+        let what = if r == 0 && *krate == pgfresh && edit.cold.is_some() {
             "cold: builds the template"
         } else {
             "after settle"
@@ -988,6 +1015,7 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
         let (pw, fw) = (p.map(|x| x.outcome.wall), f.map(|x| x.outcome.wall));
         table.row(vec![
             runner.label().to_owned(),
+            krate.label(),
             format!("{} ({what})", opt(pw, secs)),
             opt(slowest, millis),
             opt(fw, secs),
@@ -1009,9 +1037,9 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
     ]);
     let all_cores = pause * cores();
     for &runner in &s.runners {
-        for krate in [pgfresh, shared] {
+        for krate in &suites {
             let pauses: Vec<Pause> = edit
-                .sequence(&krate, runner)
+                .sequence(krate, runner)
                 .filter_map(|r| r.pause)
                 .collect();
             let busy: Vec<Duration> = pauses.iter().filter_map(|p| p.busy).collect();

@@ -50,6 +50,7 @@ pub fn crates() -> [Crate; 2] {
         tests: HANDOUT_TESTS,
         work: 0,
         fixtures: 0,
+        features: None,
     })
 }
 
