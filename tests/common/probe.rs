@@ -25,8 +25,14 @@ pub const PROBE: &str = "common::probe::probe";
 async fn probe() {
     super::only_as_child(PROBE, "the tests of this binary that use common::PROBE");
     let db = probe_db().await;
+    // Both queries on one connection. Through the pool, the second would open a connection of
+    // its own: sqlx gives the first back to the pool in a task spawned when it is dropped, so
+    // the next query finds none idle. On a server with few slots, probes that each hold one
+    // connection and wait for a second would then wait for each other until the pool times
+    // out (4 of 12 probes on 10 slots did, in connections.rs).
+    let mut conn = db.pool().acquire().await.unwrap();
     let one: i32 = sqlx::query_scalar("SELECT 1")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *conn)
         .await
         .unwrap();
     assert_eq!(one, 1);
@@ -34,9 +40,10 @@ async fn probe() {
     let oid: i64 = sqlx::query_scalar(
         "SELECT oid::bigint FROM pg_database WHERE datname = current_database()",
     )
-    .fetch_one(db.pool())
+    .fetch_one(&mut *conn)
     .await
     .unwrap();
+    drop(conn);
     println!(
         "PROBE name={} source={} port={} pid={} oid={oid}",
         db.name(),
