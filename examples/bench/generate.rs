@@ -348,6 +348,15 @@ fn write_crate(layout: &Layout, krate: &Crate, per_insert: usize) -> io::Result<
     write_if_changed(&dir.join("src/lib.rs"), &crate_source(krate, &migrations))
 }
 
+/// `local,tls` as the inside of a TOML array: `"local", "tls"`.
+pub fn toml_features(list: &str) -> String {
+    list.split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| format!("{f:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
     let sqlx = locked_sqlx(&layout.snapshot())?;
     let pgfresh = match krate.features {
@@ -355,11 +364,7 @@ fn crate_manifest(layout: &Layout, krate: &Crate) -> io::Result<String> {
         Some(list) => format!(
             "pgfresh = {{ path = {:?}, default-features = false, features = [{}] }}\n",
             layout.snapshot(),
-            list.split(',')
-                .filter(|f| !f.is_empty())
-                .map(|f| format!("{f:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            toml_features(list)
         ),
     };
     let sqlx_and_tokio = format!(

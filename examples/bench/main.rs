@@ -292,18 +292,14 @@ fn scale_crates(s: &Settings) -> Vec<Crate> {
 }
 
 /// The edit loop's pgfresh suites: the main one, then the same built with `--edit-features`
-/// only, when asked for.
+/// only, when asked for (which [`Settings`] allows only with the edit loop).
 fn edit_crates(s: &Settings) -> Vec<Crate> {
     let pgfresh = main_crates(s)[0];
     let mut all = vec![pgfresh];
-    all.extend(
-        s.edit_features
-            .filter(|_| s.edit_loop > 0)
-            .map(|list| Crate {
-                features: Some(list),
-                ..pgfresh
-            }),
-    );
+    all.extend(s.edit_features.map(|list| Crate {
+        features: Some(list),
+        ..pgfresh
+    }));
     all
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::args::{Runner, Settings};
 use crate::cpu::cores;
 use crate::edit::{EditLoop, Pause};
-use crate::generate::{Crate, Suite};
+use crate::generate::{Crate, Suite, toml_features};
 use crate::runner::{Env, Kind, Outcome, Timing};
 use crate::server::{self, Pair, Quiet, ReadySet};
 use crate::xfs::CloneReport;
@@ -841,8 +841,9 @@ pub fn print_edit_loop(s: &Settings, samples: &[Sample], edit: &EditLoop, env: &
     if let Some(list) = s.edit_features {
         println!(
             "  Between the two, the same {} runs of pgfresh[{list}]: the main suite with pgfresh = {{ …,\n  \
-             default-features = false, features = [{list}] }}, the same tests and server.",
-            s.edit_loop
+             default-features = false, features = [{}] }}, the same tests and server.",
+            s.edit_loop,
+            toml_features(list)
         );
     }
     println!(
