@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::marker::Mark;
 use crate::server::CONNECT_TIMEOUT;
 #[cfg(unix)]
-use crate::server::{KEPT_MARKER, LOG_FILE, PASSWORD_FILE, STATE_FILE};
+use crate::server::{DATA_DIR, KEPT_MARKER, LOG_FILE, PASSWORD_FILE, STATE_FILE};
 
 /// Something pgfresh created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +282,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
             if !name.starts_with(&own) || !trusted_run_dir(&dir) {
                 continue;
             }
-            if name.contains("-local-") && dir.join("data").exists() {
+            if name.contains("-local-") && dir.join(DATA_DIR).exists() {
                 found.push((dir, RunKind::Local));
             } else if name.contains("-docker-") && dir.join(STATE_FILE).exists() {
                 let id = recorded_handle(&dir);
@@ -303,7 +303,7 @@ fn run_dirs(config: &Config) -> Vec<(PathBuf, RunKind)> {
 fn stop_cluster(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    let data = dir.join("data");
+    let data = dir.join(DATA_DIR);
     if let Some(pg_ctl) = crate::server::recorded_handle(dir) {
         let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(pg_ctl);

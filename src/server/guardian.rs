@@ -40,7 +40,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
-use super::rundir::STATE_FILE;
+use super::rundir::{LEASE_FILE, LOCK_FILE, STATE_FILE};
 
 /// The variable that turns a re-run executable into a guardian; its value is the JSON of the
 /// [`Orders`].
@@ -223,7 +223,7 @@ fn wait_idle(dir: &Path, generation: &str, linger_secs: u64) -> Option<File> {
             continue;
         }
         // Under the start/stop lock, so that no process finds the server while it stops.
-        let lock = File::open(dir.join("lock")).ok()?;
+        let lock = File::open(dir.join(LOCK_FILE)).ok()?;
         lock.lock().ok()?;
         if records(dir, generation) && unused(dir) {
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
@@ -264,7 +264,7 @@ fn wait_kept(dir: &Path, marker: &Path, secs: u64) -> Option<File> {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    let lock = File::open(dir.join("lock")).ok()?;
+    let lock = File::open(dir.join(LOCK_FILE)).ok()?;
     lock.lock().ok()?;
     (!restarted()).then_some(lock)
 }
@@ -279,7 +279,7 @@ fn records(dir: &Path, generation: &str) -> bool {
 /// Whether no process holds a lease on `dir`'s server (an exclusive lock on `lease` is free).
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 fn unused(dir: &Path) -> bool {
-    File::open(dir.join("lease")).is_ok_and(|f| f.try_lock().is_ok())
+    File::open(dir.join(LEASE_FILE)).is_ok_and(|f| f.try_lock().is_ok())
 }
 
 impl Cleanup {
@@ -414,7 +414,7 @@ mod tests {
     }
 
     fn locked(dir: &Path) -> File {
-        let lock = File::open(dir.join("lock")).unwrap();
+        let lock = File::open(dir.join(LOCK_FILE)).unwrap();
         lock.lock().unwrap();
         lock
     }

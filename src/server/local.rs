@@ -34,6 +34,9 @@ const PORT_ATTEMPTS: usize = 5;
 /// session's pauses, not the next day's.
 const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// The cluster's data directory, in its run directory.
+pub(crate) const DATA_DIR: &str = "data";
+
 /// The cluster's superuser password, kept beside its data for a restart.
 pub(crate) const PASSWORD_FILE: &str = "password";
 
@@ -208,7 +211,7 @@ impl Launch for Local {
         } else {
             Box::new(self.cleanup_guardian(dir)?)
         };
-        let data = dir.path().join("data");
+        let data = dir.path().join(DATA_DIR);
         let record = blocking({
             let (bins, dir, owner) = (self.bins.clone(), dir.clone(), self.owner);
             move || init_and_start(&bins, &dir, owner)
@@ -222,9 +225,9 @@ impl Launch for Local {
     }
 
     fn cleanup(&self, dir: &RunDir, _record: &Record) -> guardian::Cleanup {
-        let files = ["data", LOG_FILE, PASSWORD_FILE].map(|f| dir.path().join(f));
+        let files = [DATA_DIR, LOG_FILE, PASSWORD_FILE].map(|f| dir.path().join(f));
         let mut cleanup = guardian::Cleanup {
-            stop: self.stop(&dir.path().join("data")),
+            stop: self.stop(&dir.path().join(DATA_DIR)),
             remove: files.to_vec(),
             run_as: self.owner,
             kept: None,
@@ -247,7 +250,7 @@ impl Launch for Local {
     }
 
     fn data_dir(&self, dir: &RunDir) -> Option<std::path::PathBuf> {
-        Some(dir.path().join("data"))
+        Some(dir.path().join(DATA_DIR))
     }
 }
 
@@ -256,7 +259,7 @@ impl Local {
     /// exits.
     fn cleanup_guardian(&self, dir: &RunDir) -> Result<guardian::Guardian> {
         guardian::tie(guardian::Cleanup {
-            stop: self.stop(&dir.path().join("data")),
+            stop: self.stop(&dir.path().join(DATA_DIR)),
             remove: vec![dir.path().to_owned()],
             run_as: self.owner,
             kept: None,
@@ -286,7 +289,7 @@ pub(crate) const KEPT_MARKER: &str = "kept";
 /// `pg_ctl start` of the data a linger stop kept, else `initdb` and `pg_ctl start`, in
 /// `dir/data`, on a free port. Anything else left there by a server that died is removed first.
 fn init_and_start(bins: &Binaries, dir: &RunDir, owner: Option<(u32, u32)>) -> Result<Record> {
-    let data = dir.path().join("data");
+    let data = dir.path().join(DATA_DIR);
     let pg_ctl = bins.tool("pg_ctl");
     // Removed before anything else: if this restart fails half-way, the data is not trusted
     // again.
@@ -358,7 +361,7 @@ fn pg_ctl_start(
     owner: Option<(u32, u32)>,
     password: &str,
 ) -> Result<Record> {
-    let (data, pg_ctl) = (dir.path().join("data"), bins.tool("pg_ctl"));
+    let (data, pg_ctl) = (dir.path().join(DATA_DIR), bins.tool("pg_ctl"));
     let log = dir.path().join(LOG_FILE);
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {

@@ -30,7 +30,7 @@ mod slot;
 mod url;
 
 #[cfg(all(unix, feature = "cli"))]
-pub(crate) use local::{KEPT_MARKER, LOG_FILE, PASSWORD_FILE};
+pub(crate) use local::{DATA_DIR, KEPT_MARKER, LOG_FILE, PASSWORD_FILE};
 #[cfg(all(unix, feature = "cli"))]
 pub(crate) use rundir::{STATE_FILE, base_dirs as run_base_dirs, recorded_handle, trusted_run_dir};
 use std::any::Any;

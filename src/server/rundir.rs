@@ -28,6 +28,12 @@ use crate::error::Result;
 /// The running server's record (see the module docs).
 pub(crate) const STATE_FILE: &str = "state";
 
+/// The start/stop lock, held exclusively ([`RunDir::lock`]).
+pub(crate) const LOCK_FILE: &str = "lock";
+
+/// The processes' leases on the server, held shared ([`RunDir::lease`]).
+pub(crate) const LEASE_FILE: &str = "lease";
+
 /// The directory and who owns it (the server's user when this process is root).
 #[derive(Debug)]
 pub(super) struct RunDir {
@@ -223,7 +229,7 @@ impl RunDir {
         let path = base.join(name);
         private::directory(&path, owner)?;
         let dir = Self { path, owner };
-        for file in ["lock", "lease"] {
+        for file in [LOCK_FILE, LEASE_FILE] {
             private::file(&dir.path.join(file), owner, true)?;
         }
         Ok(dir)
@@ -242,7 +248,7 @@ impl RunDir {
 
     /// Waits for the exclusive start/stop lock; released when the file is dropped.
     pub fn lock(&self) -> Result<File> {
-        let file = self.file("lock")?;
+        let file = self.file(LOCK_FILE)?;
         file.lock()
             .map_err(|e| private::failed(&self.path, "cannot lock it", e))?;
         Ok(file)
@@ -259,7 +265,7 @@ impl RunDir {
     /// Takes this process's shared lease on the server; held until the file is dropped, that is
     /// until the process exits.
     pub fn lease(&self) -> Result<File> {
-        let file = self.file("lease")?;
+        let file = self.file(LEASE_FILE)?;
         file.lock_shared()
             .map_err(|e| private::failed(&self.path, "cannot take the lease", e))?;
         Ok(file)
